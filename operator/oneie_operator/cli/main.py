@@ -1,0 +1,135 @@
+"""``oneie-operator``: run the operator, run the local demo, make keys.
+
+Exit codes: 0 success; 1 the demo's expectations failed; 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from oneie_operator.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from oneie_operator.handlers.services import Services
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from oneie_operator.config import load_config
+    from oneie_operator.kube.client import load_api_client
+    from oneie_operator.running import build_services, serve_metrics
+
+    try:
+        config = load_config()
+        services = build_services(config, load_api_client(args.kubeconfig, args.context))
+    except ConfigurationError as exc:
+        print(f"oneie-operator: {exc}", file=sys.stderr)
+        return 2
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.json_logs else kopf.LogFormat.PLAIN)
+    serve_metrics(config, services.metrics)
+    try:
+        asyncio.run(_run_then_close(services, args.namespace or ()))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run_then_close(services: Services, namespaces: Sequence[str]) -> None:
+    from oneie_operator.running import run_operator
+
+    try:
+        await run_operator(services, namespaces=namespaces)
+    finally:
+        await services.close()
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from oneie_operator.demo.scenario import run_demo
+
+    return run_demo(exit_when_done=args.exit, workdir=args.workdir, port=args.port, verbose=args.verbose)
+
+
+def _cluster_reachable(kubeconfig: str | None) -> bool:
+    from oneie_operator.kube.client import load_api_client
+
+    try:
+        import kubernetes.client
+
+        client = load_api_client(kubeconfig)
+        client.configuration.retries = 0
+        kubernetes.client.VersionApi(client).get_code(_request_timeout=3)
+        return True
+    except Exception:  # any failure means "no usable cluster"
+        return False
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    if _cluster_reachable(args.kubeconfig):
+        print("oneie-operator: a cluster is reachable in the current context; running the operator against it.")
+        args.context = None
+        args.namespace = []
+        args.json_logs = False
+        return _cmd_run(args)
+    print("oneie-operator: no reachable cluster in the current context; running the local demo instead.")
+    args.exit = False
+    args.workdir = ".oneie-demo"
+    args.port = 0
+    return _cmd_demo(args)
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from oneie_operator.vault import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oneie-operator", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kube context")
+    run.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
+    run.add_argument("--context", default=None, help="kubeconfig context")
+    run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all")
+    run.add_argument("--json-logs", action="store_true", help="log as JSON lines")
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="run everything locally: Kubernetes emulator, fake providers, the operator")
+    demo.add_argument(
+        "--exit", action="store_true", help="run the scenario unattended; exit 0 only if all went as expected"
+    )
+    demo.add_argument("--workdir", default=".oneie-demo", help="where the kubeconfig and logs go")
+    demo.add_argument("--port", type=int, default=0, help="emulator port (0: any free port)")
+    demo.set_defaults(func=_cmd_demo)
+
+    up = sub.add_parser("up", help="`run` when a cluster is reachable, otherwise `demo`")
+    up.add_argument("--kubeconfig", default=None)
+    up.set_defaults(func=_cmd_up)
+
+    keygen = sub.add_parser("keygen", help="print a new ENCRYPTION_KEY (64 hex characters)")
+    keygen.set_defaults(func=_cmd_keygen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

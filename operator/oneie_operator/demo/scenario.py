@@ -1,0 +1,361 @@
+"""``oneie-operator demo``: the whole story on one machine, with no cluster.
+
+It starts the Kubernetes emulator with our CRDs, local servers that behave like Convex,
+WordPress, Notion and Supabase, and the real operator; applies the files in ``examples/``
+(pointed at the local servers); then walks through the bad inputs and what the operator does
+about them, printing statuses and Events. With ``--exit`` it exits 0 only if every step went
+as expected, including a scan proving that no credential reached a log line, Event or status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oneie_operator.demo.environment import LocalEnvironment, local_environment, repository_root
+from oneie_operator.reconcile.connections import owned_secret_name
+from oneie_operator.testing.kubeapi import condition, wait_for
+
+NS = "tenant-acme"
+BC = ("one.ie/v1alpha1", "BackendConnection")
+PROVIDERS = ("convex", "wordpress", "notion", "supabase")
+
+
+class Step:
+    def __init__(self, out: Callable[[str], None]) -> None:
+        self.out = out
+        self.failures: list[str] = []
+        self.count = 0
+
+    async def check(self, title: str, action: Awaitable[str | None]) -> None:
+        self.count += 1
+        started = time.monotonic()
+        try:
+            detail = await action
+        except Exception as exc:  # a failed expectation, reported and counted
+            self.failures.append(f"{title}: {exc}")
+            self.out(f"  ✗ {title}: {type(exc).__name__}: {exc}")
+            return
+        took = time.monotonic() - started
+        self.out(f"  ✓ {title} ({took:.2f}s){': ' + detail if detail else ''}")
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    return dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+async def wait_condition(
+    env: LocalEnvironment, name: str, status: str, reason: str | None = None, timeout: float = 20.0
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        obj = await env.api.get(*BC, NS, name)
+        ready = condition(obj, "Ready")
+        if obj and ready.get("status") == status and (reason is None or ready.get("reason") == reason):
+            return obj
+        return None
+
+    return await wait_for(probe, timeout=timeout, what=f"{name} Ready={status}{' ' + reason if reason else ''}")
+
+
+async def wait_event(env: LocalEnvironment, name: str, reason: str, timeout: float = 20.0) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        for event in await env.api.events(NS, name):
+            if event.get("reason") == reason:
+                return event
+        return None
+
+    return await wait_for(probe, timeout=timeout, what=f"Event {reason} on {name}")
+
+
+def ready_message(obj: Mapping[str, Any]) -> str:
+    ready = condition(obj, "Ready")
+    return f"{ready.get('reason')}: {ready.get('message')}"
+
+
+async def apply_examples(env: LocalEnvironment, examples: Path, secrets_seen: set[str]) -> list[str]:
+    await env.api.apply(load_yaml(examples / "namespace.yaml"))
+    names = []
+    for provider in PROVIDERS:
+        secret = load_yaml(examples / provider / "secret.yaml")
+        secret["stringData"] = dict(env.providers.credentials[provider])
+        secrets_seen.update(secret["stringData"].values())
+        connection = load_yaml(examples / provider / "backendconnection.yaml")
+        connection["spec"][provider] = {**(connection["spec"].get(provider) or {}), **env.providers.settings(provider)}
+        await env.api.apply(secret)
+        await env.api.apply(connection)
+        names.append(connection["metadata"]["name"])
+    return names
+
+
+def bad_connection(name: str, provider: str, block: Mapping[str, Any], secret: str) -> dict[str, Any]:
+    return {
+        "apiVersion": BC[0],
+        "kind": BC[1],
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"provider": provider, provider: dict(block), "credentialsSecretRef": {"name": secret}},
+    }
+
+
+def secret_obj(name: str, data: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "type": "Opaque",
+        "stringData": dict(data),
+    }
+
+
+async def leak_scan(env: LocalEnvironment, plaintexts: Iterable[str]) -> str:
+    """No credential in any log line, Event, status, annotation or encrypted Secret."""
+    texts: list[tuple[str, str]] = [("log", line) for line in env.logs.lines]
+    for api_version, kind in (("v1", "Event"), BC, ("one.ie/v1alpha1", "Organization")):
+        for obj in await env.api.items(api_version, kind):
+            texts.append((f"{kind} {obj['metadata'].get('name')}", json.dumps(obj)))
+    for secret in await env.api.items("v1", "Secret"):
+        meta = secret.get("metadata") or {}
+        if (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") == "oneie-operator":
+            decoded = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+            texts.append((f"Secret {meta.get('name')}", json.dumps({"meta": meta, "data": decoded})))
+        else:
+            texts.append((f"Secret {meta.get('name')} metadata", json.dumps(meta)))
+    from prometheus_client import generate_latest
+
+    texts.append(("metrics", generate_latest(env.services.metrics.registry).decode()))
+    leaks = [(where, p) for p in plaintexts if len(p) >= 8 for where, text in texts if p in text]
+    if leaks:
+        raise AssertionError(f"credential plaintext found in: {sorted({w for w, _ in leaks})}")
+    return f"{len(texts)} logs/objects/metrics scanned, {len(set(plaintexts))} credentials, 0 found"
+
+
+async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
+    step = Step(out)
+    root = repository_root()
+    plaintexts: set[str] = set()
+    out("\n1. Apply examples/ (a Secret and a BackendConnection per provider), pointed at local provider servers")
+    names = await apply_examples(env, root / "examples", plaintexts)
+    for name in names:
+
+        async def ready(name: str = name) -> str:
+            obj = await wait_condition(env, name, "True")
+            labels = sorted(
+                k.split("/", 1)[1] for k in obj["metadata"].get("labels", {}) if k.startswith("capability.")
+            )
+            creds = obj["status"]["credentials"]
+            return f"Ready, key {creds['keyId']}, fields {creds['fields']}, capabilities {labels}"
+
+        await step.check(f"{name} becomes Ready with verified, encrypted credentials", ready())
+
+    out("\n2. Bad input: each gives a clear error naming the field, an Event, and keeps the last good state")
+    wrong = {**env.providers.credentials["wordpress"], "applicationPassword": "abcd efgh ijkl mnop qrst uvwx"}
+    plaintexts.update(wrong.values())
+    await env.api.apply(secret_obj("wrong-wordpress-credentials", wrong))
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        (
+            "bad-unknown-provider",
+            bad_connection("bad-unknown-provider", "oracle", {"url": "https://db.example.com"}, "x"),
+            "UnknownProvider",
+        ),
+        (
+            "bad-wrong-password",
+            bad_connection(
+                "bad-wrong-password", "wordpress", env.providers.settings("wordpress"), "wrong-wordpress-credentials"
+            ),
+            "CredentialsRejected",
+        ),
+        (
+            "bad-missing-secret",
+            bad_connection("bad-missing-secret", "convex", env.providers.settings("convex"), "no-such-secret"),
+            "SecretNotFound",
+        ),
+        (
+            "bad-metadata-address",
+            bad_connection(
+                "bad-metadata-address", "convex", {"url": "http://169.254.169.254"}, "acme-convex-credentials"
+            ),
+            "DestinationForbidden",
+        ),
+        (
+            "bad-url",
+            bad_connection(
+                "bad-url", "supabase", {"url": "ftp://abcdefghijklmnopqrst.supabase.co"}, "acme-supabase-credentials"
+            ),
+            "InvalidSpec",
+        ),
+    ]
+    for name, obj, reason in cases:
+        await env.api.apply(obj)
+
+        async def rejected(name: str = name, reason: str = reason) -> str:
+            got = await wait_condition(env, name, "False", reason)
+            await wait_event(env, name, reason)
+            return ready_message(got)
+
+        await step.check(f"{name} → {reason}", rejected())
+
+    out("\n3. Provider trouble: Notion answers 500, then recovers; the operator retries by itself")
+    env.providers["notion"].fault = "500"
+    notion = load_yaml(root / "examples" / "notion" / "backendconnection.yaml")
+    notion["metadata"]["name"] = "acme-notion-2"
+    notion["spec"]["notion"] = env.providers.settings("notion")
+    await env.api.apply(notion)
+    await step.check(
+        "acme-notion-2 → ProviderServerError, retrying (Reconciling=True)",
+        _reason_then(env, "acme-notion-2", "ProviderServerError"),
+    )
+    env.providers["notion"].fault = "ok"
+    await step.check("acme-notion-2 recovers to Ready without any change", _ready_msg(env, "acme-notion-2"))
+
+    out("\n4. Credential rotation: a bad new key is refused and the last verified credentials stay in force")
+    good = dict(env.providers.credentials["convex"])
+    bad = {"deployKey": "dev:happy-otter-123|" + "R" * 40}
+    plaintexts.update(bad.values())
+    before = await env.api.get("v1", "Secret", NS, owned_secret_name("acme-convex"))
+    await env.api.apply(secret_obj("acme-convex-credentials", bad))
+    await step.check(
+        "acme-convex → CredentialsRejected after the Secret changed (no restart)",
+        _reason_then(env, "acme-convex", "CredentialsRejected"),
+    )
+
+    async def kept() -> str:
+        after = await env.api.get("v1", "Secret", NS, owned_secret_name("acme-convex"))
+        if (before or {}).get("data") != (after or {}).get("data"):
+            raise AssertionError("the encrypted Secret changed although the new key was rejected")
+        return "encrypted Secret unchanged"
+
+    await step.check("the encrypted credentials were not replaced", kept())
+    await env.api.apply(secret_obj("acme-convex-credentials", good))
+    await step.check("restoring the good key makes acme-convex Ready again", _ready_msg(env, "acme-convex"))
+
+    out("\n5. Tampering: someone edits the operator's encrypted Secret")
+    owned = await env.api.get("v1", "Secret", NS, owned_secret_name("acme-notion"))
+    assert owned is not None
+    token = base64.b64decode(owned["data"]["token"]).decode()
+    forged = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
+    await env.api.patch(
+        "v1",
+        "Secret",
+        NS,
+        owned_secret_name("acme-notion"),
+        {"data": {"token": base64.b64encode(forged.encode()).decode()}},
+    )
+    await step.check(
+        "DecryptionFailed is reported as a Warning Event", _event_msg(env, "acme-notion", "DecryptionFailed")
+    )
+
+    async def healed() -> str:
+        async def probe() -> str | None:
+            now = await env.api.get("v1", "Secret", NS, owned_secret_name("acme-notion"))
+            value = base64.b64decode((now or {}).get("data", {}).get("token", "")).decode()
+            return "re-verified and re-encrypted" if value and value != forged else None
+
+        return await wait_for(probe, timeout=20, what="re-encryption")
+
+    await step.check("the operator re-encrypts from the source Secret", healed())
+
+    out("\n6. A connection in use cannot be deleted out from under its organization")
+    await env.api.apply(load_yaml(root / "examples" / "organization.yaml"))
+    org_name = load_yaml(root / "examples" / "organization.yaml")["metadata"]["name"]
+    await env.api.delete(*BC, NS, "acme-convex")
+    await step.check(
+        "deleting acme-convex is held (DeletionBlocked)", _event_msg(env, "acme-convex", "DeletionBlocked")
+    )
+    await env.api.delete("one.ie/v1alpha1", "Organization", NS, org_name)
+
+    async def gone() -> str:
+        await wait_for(lambda: _absent(env, *BC, "acme-convex"), timeout=60, what="acme-convex deleted")
+        await wait_for(
+            lambda: _absent(env, "v1", "Secret", owned_secret_name("acme-convex")),
+            timeout=10,
+            what="encrypted Secret garbage-collected",
+        )
+        return "connection deleted, encrypted Secret garbage-collected"
+
+    await step.check("once the organization is gone, the deletion completes", gone())
+
+    out("\n7. Secrets never leak")
+    plaintexts.update(v for creds in env.providers.credentials.values() for v in creds.values())
+    await step.check("no credential in logs, Events, statuses, annotations or metrics", leak_scan(env, plaintexts))
+    return step
+
+
+async def _reason_then(env: LocalEnvironment, name: str, reason: str) -> str:
+    obj = await wait_condition(env, name, "False", reason)
+    await wait_event(env, name, reason)
+    return ready_message(obj)
+
+
+async def _ready_msg(env: LocalEnvironment, name: str) -> str:
+    return ready_message(await wait_condition(env, name, "True", timeout=30))
+
+
+async def _event_msg(env: LocalEnvironment, name: str, reason: str) -> str:
+    event = await wait_event(env, name, reason, timeout=40)
+    return str(event.get("message"))
+
+
+async def _absent(env: LocalEnvironment, api_version: str, kind: str, name: str) -> bool:
+    return await env.api.get(api_version, kind, NS, name) is None
+
+
+async def print_overview(env: LocalEnvironment, out: Callable[[str], None]) -> None:
+    from oneie_operator.kube.tables import render_connections
+
+    out("\nBackendConnections now:")
+    out(render_connections(await env.api.items(*BC, NS)))
+    out("\nEvents (oldest first):")
+    for event in await env.api.events(NS):
+        out(
+            f"  {event.get('type', ''):8} {event.get('reason', ''):22} "
+            f"{(event.get('involvedObject') or {}).get('name', ''):24} {str(event.get('message', ''))[:110]}"
+        )
+
+
+async def _main(exit_when_done: bool, workdir: Path, port: int, out: Callable[[str], None]) -> int:
+    async with local_environment(workdir, port=port) as env:
+        out(f"Kubernetes emulator at {env.url}; kubeconfig: {env.kubeconfig}")
+        out("Provider servers: " + ", ".join(f"{s}={env.providers[s].base_url}" for s in PROVIDERS))
+        step = await scenario(env, out)
+        await print_overview(env, out)
+        out(f"\n{step.count - len(step.failures)} of {step.count} steps went as expected.")
+        if not exit_when_done:
+            out(
+                f"\nThe operator keeps running. Look around with kubectl:\n"
+                f"  export KUBECONFIG={env.kubeconfig.resolve()}\n"
+                f"  kubectl get bconn -A --validate=false\n"
+                f"  kubectl get events -n {NS}\n"
+                f"Press Ctrl-C to stop."
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+        return 1 if step.failures else 0
+
+
+def run_demo(*, exit_when_done: bool, workdir: str, port: int = 0, verbose: bool = False) -> int:
+    import logging
+
+    for noisy in ("aiohttp.access", "httpx", "kopf", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        return asyncio.run(_main(exit_when_done, Path(workdir), port, out))
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        print(f"demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

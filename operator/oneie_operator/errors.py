@@ -1,0 +1,134 @@
+"""Every exception the operator raises on purpose, in one tree.
+
+::
+
+    OneieError                        base of everything below; str() is always safe to show
+    ├── ConfigurationError            the operator's own environment is invalid (names the variable)
+    ├── SpecError                     a resource's spec is invalid (carries field-level ``issues``)
+    │   ├── UnknownProviderError      spec.provider names no registered provider
+    │   └── DestinationForbiddenError a URL points where the platform does not allow
+    ├── CredentialsError              the referenced credentials cannot be used
+    │   ├── SecretNotFoundError       the credentials Secret does not exist
+    │   ├── SecretKeyMissingError     the Secret lacks a field the provider needs
+    │   └── CredentialsRejectedError  the provider answered 401/403
+    ├── ProviderError                 the provider could not be asked
+    │   ├── ProviderUnreachableError  connection refused/reset, DNS failure
+    │   ├── ProviderTimeoutError      no answer within the timeout
+    │   ├── ProviderRateLimitedError  429 (``retry_after`` seconds when it said)
+    │   ├── ProviderServerError       5xx
+    │   └── ProviderProtocolError     an answer we cannot read: not JSON, too large, wrong shape
+    ├── VaultError                    encrypted credentials cannot be used
+    │   ├── KeyNotFoundError          a ciphertext names a key id the keyring lacks
+    │   └── DecryptionError           authentication failed: tampered, wrong key or wrong binding
+    └── RegistryError                 a provider plug-in is a duplicate or broken
+
+Messages never contain credentials: every place that builds one from outside
+text passes it through :func:`oneie_operator.providers.redact` first.
+Every error has a stable CamelCase ``reason`` used in conditions and Events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class OneieError(Exception):
+    """Base of all operator errors. ``str(error)`` is safe for logs, Events and status."""
+
+    reason: str = "Error"
+    #: Whether trying again later (without a change) may succeed.
+    transient: bool = False
+
+
+class ConfigurationError(OneieError):
+    reason = "InvalidConfiguration"
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """One problem with one field: where (dotted path), what is wrong, what is expected."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class SpecError(OneieError):
+    reason = "InvalidSpec"
+
+    def __init__(self, issues: Sequence[FieldIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("; ".join(str(i) for i in self.issues))
+
+
+class UnknownProviderError(SpecError):
+    reason = "UnknownProvider"
+
+
+class DestinationForbiddenError(SpecError):
+    reason = "DestinationForbidden"
+
+
+class CredentialsError(OneieError):
+    reason = "CredentialsError"
+
+
+class SecretNotFoundError(CredentialsError):
+    reason = "SecretNotFound"
+    transient = True  # it may be created later; a Secret watch re-triggers us anyway
+
+
+class SecretKeyMissingError(CredentialsError):
+    reason = "SecretKeyMissing"
+
+
+class CredentialsRejectedError(CredentialsError):
+    reason = "CredentialsRejected"
+
+
+class ProviderError(OneieError):
+    reason = "ProviderError"
+    transient = True
+
+
+class ProviderUnreachableError(ProviderError):
+    reason = "ProviderUnreachable"
+
+
+class ProviderTimeoutError(ProviderError):
+    reason = "ProviderTimeout"
+
+
+class ProviderRateLimitedError(ProviderError):
+    reason = "ProviderRateLimited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderServerError(ProviderError):
+    reason = "ProviderServerError"
+
+
+class ProviderProtocolError(ProviderError):
+    reason = "ProviderProtocolError"
+
+
+class VaultError(OneieError):
+    reason = "VaultError"
+
+
+class KeyNotFoundError(VaultError):
+    reason = "EncryptionKeyNotFound"
+
+
+class DecryptionError(VaultError):
+    reason = "DecryptionFailed"
+
+
+class RegistryError(OneieError):
+    reason = "ProviderRegistryError"

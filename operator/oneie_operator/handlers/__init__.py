@@ -1,0 +1,5 @@
+"""Kopf handlers: importing this package registers them. Keep them thin (logic is in ``reconcile``)."""
+
+from oneie_operator.handlers import connections, lifecycle
+
+__all__ = ["connections", "lifecycle"]

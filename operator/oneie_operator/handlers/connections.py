@@ -1,0 +1,159 @@
+"""Kopf glue for BackendConnection: turn events into reconcile calls and apply the result."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import kopf
+
+from oneie_operator.handlers.services import Services
+from oneie_operator.reconcile.connections import (
+    GROUP,
+    VERSION,
+    ConnectionObject,
+    ConnectionResult,
+    owned_secret_name,
+    reconcile_connection,
+)
+from oneie_operator.reconcile.events import EventNote
+
+PLURAL = "backendconnections"
+TRIGGER_ANNOTATION = "one.ie/reconcile-trigger"
+
+
+def post_events(body: kopf.Body, notes: list[EventNote]) -> None:
+    for note in notes:
+        kopf.event(body, type=note.type, reason=note.reason, message=note.message)
+
+
+def apply_result(result: ConnectionResult, patch: kopf.Patch) -> None:
+    for key, value in result.status.items():
+        patch.status[key] = value
+    for label, value in result.labels.items():
+        patch.metadata.labels[label] = value
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def reconcile(
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    **_: Any,
+) -> None:
+    ns = namespace or ""
+    services: Services = memo["services"]
+    started = time.perf_counter()
+    obj = ConnectionObject(
+        namespace=ns,
+        name=name,
+        uid=uid,
+        generation=int(meta.get("generation") or 0),
+        spec=dict(spec),
+        status=dict(status),
+        labels=dict(meta.get("labels") or {}),
+    )
+    result = await reconcile_connection(obj, services.connection_deps())
+    apply_result(result, patch)
+    post_events(body, result.events)
+    metrics = services.metrics
+    metrics.reconcile_duration.labels("BackendConnection").observe(time.perf_counter() - started)
+    outcome = "unchanged" if result.unchanged else "error" if result.error else "ready"
+    metrics.reconciles.labels("BackendConnection", outcome).inc()
+    provider = str(spec.get("provider") or "")
+    if result.error is not None:
+        metrics.reconcile_errors.labels("BackendConnection", result.error.reason).inc()
+        if result.error.reason == "DecryptionFailed":
+            metrics.decryption_failures.labels(ns).inc()
+        metrics.set_connection(ns, name, provider, False, None)
+    elif not result.unchanged:
+        key_id = result.status.get("credentials", {}).get("keyId")
+        metrics.set_connection(ns, name, provider, True, key_id)
+    if result.retry_after is not None:
+        # Exponential back-off (a provider's Retry-After is taken as given); the status patch
+        # above is applied together with Kopf's retry bookkeeping.
+        rate_limited = result.error is not None and result.error.reason == "ProviderRateLimited"
+        delay = result.retry_after if rate_limited else min(result.retry_after * 2 ** min(retry, 8), 600.0)
+        raise kopf.TemporaryError(str(result.error), delay=delay)
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def connections_by_secret(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(namespace, Secret name) → (connection, the Secret version the connection last saw)."""
+    ns = namespace or ""
+    creds = status.get("credentials") or {}
+    entries: dict[tuple[str, str], tuple[str, str]] = {}
+    source = (spec.get("credentialsSecretRef") or {}).get("name")
+    if source:
+        entries[(ns, source)] = (name, str(creds.get("sourceResourceVersion") or ""))
+    entries[(ns, owned_secret_name(name))] = (name, str(creds.get("resourceVersion") or ""))
+    return entries
+
+
+@kopf.on.event("", "v1", "secrets")
+async def secret_changed(
+    event: kopf.RawEvent,
+    namespace: str | None,
+    name: str,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """A credentials Secret (or our encrypted copy) changed: let the connection re-reconcile."""
+    ns = namespace or ""
+    index: kopf.Index[tuple[str, str], tuple[str, str]] = kwargs["connections_by_secret"]
+    users = index.get((ns, name))
+    if not users:
+        return
+    deleted = event.get("type") == "DELETED"
+    version = "deleted" if deleted else str(meta.get("resourceVersion") or "")
+    services: Services = memo["services"]
+    for connection, seen_version in list(users):
+        if version != seen_version:
+            await services.objects.annotate(PLURAL, ns, connection, {TRIGGER_ANNOTATION: f"{name}@{version}"})
+
+
+@kopf.index(GROUP, VERSION, "organizations")
+def organizations_by_connection(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[tuple[str, str], str]:
+    """(namespace, connection) → organizations that want it or have it active."""
+    ns = namespace or ""
+    wanted = ((spec.get("backend") or {}).get("connectionRef") or {}).get("name")
+    active = status.get("activeConnection")
+    return {(ns, conn): name for conn in {wanted, active} if conn}
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def guard_deletion(
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    retry: int,
+    **kwargs: Any,
+) -> None:
+    """A connection in use by an organization is not deleted out from under it."""
+    ns = namespace or ""
+    index: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
+    users = sorted(set(index.get((ns, name), [])))
+    if users:
+        message = (
+            f"deletion is held: Organization(s) {', '.join(users)} use this connection;"
+            " switch them to another connection first"
+        )
+        kopf.event(body, type="Warning", reason="DeletionBlocked", message=message)
+        raise kopf.TemporaryError(message, delay=min(5 * 2 ** min(retry, 4), 60))
+    services: Services = memo["services"]
+    services.metrics.forget_connection(ns, name)

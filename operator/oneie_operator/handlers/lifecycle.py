@@ -1,0 +1,52 @@
+"""Operator-wide Kopf settings and start-up/clean-up."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from oneie_operator.handlers.services import Services
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our own finalizer and a bookkeeping prefix of our own. Kopf ignores every annotation
+    # under its storage prefix when it diffs objects, so it must not be ``one.ie`` itself:
+    # ``one.ie/reconcile-trigger`` has to count as a change.
+    settings.persistence.finalizer = "one.ie/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.one.ie")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kopf.one.ie", key="last-handled-configuration"
+    )
+    # Events are posted on purpose with stable reasons (kopf.event); log lines are not Events.
+    settings.posting.enabled = True
+    settings.posting.level = logging.CRITICAL
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.batching.worker_limit = 200
+    settings.networking.request_timeout = 60
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """Kopf connects with the same credentials as our own API client (one source of truth)."""
+    services: Services = memo["services"]
+    cfg = services.api_client.configuration
+    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    scheme, token = (auth.split(" ", 1) if auth and " " in auth else ("Bearer", auth)) if auth else (None, None)
+    if auth is None and cfg.refresh_api_key_hook is not None:
+        cfg.refresh_api_key_hook(cfg)
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        username=cfg.username or None,
+        password=cfg.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        default_namespace=None,
+    )

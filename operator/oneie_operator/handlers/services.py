@@ -1,0 +1,76 @@
+"""The long-lived services the handlers use, built once at start-up and passed in Kopf's memo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kubernetes.client
+
+from oneie_operator.config import OperatorConfig
+from oneie_operator.kube.secrets import CustomObjects, SecretStore
+from oneie_operator.observability.metrics import Metrics
+from oneie_operator.providers.http import ProviderHTTP
+from oneie_operator.providers.netguard import DestinationPolicy
+from oneie_operator.providers.registry import ProviderRegistry
+from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps
+from oneie_operator.vault import Keyring
+
+
+@dataclass
+class Services:
+    config: OperatorConfig
+    registry: ProviderRegistry
+    keyring: Keyring
+    api_client: kubernetes.client.ApiClient
+    metrics: Metrics
+    policy: DestinationPolicy
+    http: ProviderHTTP
+    secrets: SecretStore
+    objects: CustomObjects
+
+    @classmethod
+    def build(
+        cls,
+        config: OperatorConfig,
+        registry: ProviderRegistry,
+        keyring: Keyring,
+        api_client: kubernetes.client.ApiClient,
+        metrics: Metrics | None = None,
+    ) -> Services:
+        metrics = metrics or Metrics()
+        policy = DestinationPolicy(
+            allow_loopback=config.allow_loopback,
+            allow_private=config.allow_private,
+            allow_plain_http=config.allow_plain_http,
+        )
+        http = ProviderHTTP(
+            policy=policy,
+            timeout=config.provider_timeout_seconds,
+            max_response_bytes=config.max_response_bytes,
+            on_call=metrics.observe_call,
+        )
+        return cls(
+            config=config,
+            registry=registry,
+            keyring=keyring,
+            api_client=api_client,
+            metrics=metrics,
+            policy=policy,
+            http=http,
+            secrets=SecretStore(api_client),
+            objects=CustomObjects(api_client, GROUP, VERSION),
+        )
+
+    def connection_deps(self) -> ConnectionDeps:
+        return ConnectionDeps(
+            registry=self.registry,
+            secrets=self.secrets,
+            keyring=self.keyring,
+            http=self.http,
+            policy=self.policy,
+            retry_delay_seconds=self.config.retry_delay_seconds,
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        self.api_client.close()  # type: ignore[no-untyped-call]

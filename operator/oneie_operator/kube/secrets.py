@@ -1,0 +1,154 @@
+"""Reading tenants' credential Secrets and writing the operator-owned encrypted ones."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kubernetes.client
+from kubernetes.client.exceptions import ApiException
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "oneie-operator"}
+
+
+@dataclass(frozen=True)
+class OwnerRef:
+    """The object that owns (and garbage-collects) an operator-written Secret."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class SecretSnapshot:
+    """A Secret as read: decoded text values (undecodable keys listed apart), version, metadata."""
+
+    name: str
+    namespace: str
+    resource_version: str
+    data: Mapping[str, str] = field(repr=False)
+    undecodable: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    owner_uids: tuple[str, ...] = ()
+
+
+def _decode(raw: Mapping[str, str] | None) -> tuple[dict[str, str], tuple[str, ...]]:
+    data: dict[str, str] = {}
+    bad: list[str] = []
+    for key, value in (raw or {}).items():
+        try:
+            data[key] = base64.b64decode(value or "", validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            bad.append(key)
+    return data, tuple(sorted(bad))
+
+
+def _encode(data: Mapping[str, str]) -> dict[str, str]:
+    return {key: base64.b64encode(value.encode("utf-8")).decode("ascii") for key, value in data.items()}
+
+
+def _version_of(secret: kubernetes.client.V1Secret) -> str:
+    return str(secret.metadata.resource_version or "") if secret.metadata else ""
+
+
+class SecretStore:
+    """Secrets through the synchronous client, each call in a worker thread."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self._core = kubernetes.client.CoreV1Api(api_client)
+
+    async def read(self, namespace: str, name: str) -> SecretSnapshot | None:
+        """The Secret, or None when it does not exist."""
+        try:
+            raw = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data, bad = _decode({k: v if isinstance(v, str) else v.decode() for k, v in (raw.data or {}).items()})
+        meta = raw.metadata or kubernetes.client.V1ObjectMeta()
+        return SecretSnapshot(
+            name=name,
+            namespace=namespace,
+            resource_version=str(meta.resource_version or ""),
+            data=data,
+            undecodable=bad,
+            labels=dict(meta.labels or {}),
+            annotations=dict(meta.annotations or {}),
+            owner_uids=tuple(ref.uid for ref in (meta.owner_references or [])),
+        )
+
+    async def write_owned(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        data: Mapping[str, str],
+        owner: OwnerRef,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+    ) -> str:
+        """Create or replace an operator-owned Opaque Secret; return its resourceVersion."""
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {**MANAGED_BY, **labels},
+                "annotations": dict(annotations),
+                "ownerReferences": [owner.as_dict()],
+            },
+            "data": _encode(data),
+        }
+        try:
+            created = await asyncio.to_thread(self._core.create_namespaced_secret, namespace, body)  # type: ignore[arg-type]
+            return _version_of(created)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        replaced = await asyncio.to_thread(self._core.replace_namespaced_secret, name, namespace, body)  # type: ignore[arg-type]
+        return _version_of(replaced)
+
+
+class CustomObjects:
+    """Patches to our own custom objects outside of a Kopf handler (e.g. trigger annotations)."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, group: str, version: str) -> None:
+        self._api = kubernetes.client.CustomObjectsApi(api_client)
+        self._group = group
+        self._version = version
+
+    async def annotate(self, plural: str, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        body = {"metadata": {"annotations": dict(annotations)}}
+        try:
+            await asyncio.to_thread(
+                self._api.patch_namespaced_custom_object,
+                self._group,
+                self._version,
+                namespace,
+                plural,
+                name,
+                body,
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # gone meanwhile: nothing to trigger
+                raise

@@ -1,0 +1,1 @@
+"""Prometheus metrics (and, later, health bookkeeping) of the operator."""

@@ -1,0 +1,99 @@
+"""The operator's Prometheus metrics, all prefixed ``oneie_`` (DESIGN §6).
+
+Label values are bounded: provider names, namespaces and object names of live objects
+(removed when the object goes away), fixed call/outcome words. Histograms carry no
+per-object labels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """One set of metrics in its own registry (tests and the demo can run several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.reconciles = Counter(
+            "oneie_reconciles",
+            "Reconciles of operator resources, by kind and result.",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            "oneie_reconcile_errors",
+            "Reconciles that ended in an error, by kind and reason.",
+            ["kind", "reason"],
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "oneie_reconcile_duration_seconds",
+            "Time to reconcile one resource, by kind.",
+            ["kind"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.provider_calls = Counter(
+            "oneie_provider_calls",
+            "Calls the operator made to providers, by provider, call and outcome.",
+            ["provider", "call", "outcome"],
+            registry=r,
+        )
+        self.provider_call_duration = Histogram(
+            "oneie_provider_call_duration_seconds",
+            "Duration of calls to providers, by provider and call.",
+            ["provider", "call"],
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.connection_ready = Gauge(
+            "oneie_connection_ready",
+            "1 when the BackendConnection is Ready, else 0.",
+            ["namespace", "connection", "provider"],
+            registry=r,
+        )
+        self.credentials_by_key = Gauge(
+            "oneie_credentials_encrypted",
+            "Connections whose credentials are encrypted under each key id.",
+            ["key_id"],
+            registry=r,
+        )
+        self.decryption_failures = Counter(
+            "oneie_decryption_failures",
+            "Encrypted credentials that failed authentication or named an unknown key.",
+            ["namespace"],
+            registry=r,
+        )
+        self._key_of: dict[tuple[str, str], str] = {}
+        self._provider_of: dict[tuple[str, str], str] = {}
+
+    def observe_call(self, provider: str, call: str, outcome: str, seconds: float) -> None:
+        """The ``on_call`` hook of the providers' HTTP client."""
+        self.provider_calls.labels(provider, call, outcome).inc()
+        self.provider_call_duration.labels(provider, call).observe(seconds)
+
+    def set_connection(self, namespace: str, name: str, provider: str, ready: bool, key_id: str | None) -> None:
+        key = (namespace, name)
+        old_provider = self._provider_of.get(key)
+        if old_provider is not None and old_provider != provider:
+            self.connection_ready.remove(namespace, name, old_provider)
+        self._provider_of[key] = provider
+        self.connection_ready.labels(namespace, name, provider).set(1 if ready else 0)
+        if key_id is not None and self._key_of.get(key) != key_id:
+            old = self._key_of.get(key)
+            if old is not None:
+                self.credentials_by_key.labels(old).dec()
+            self._key_of[key] = key_id
+            self.credentials_by_key.labels(key_id).inc()
+
+    def forget_connection(self, namespace: str, name: str) -> None:
+        """Remove the series of a deleted connection."""
+        key = (namespace, name)
+        provider = self._provider_of.pop(key, None)
+        if provider is not None:
+            self.connection_ready.remove(namespace, name, provider)
+        old = self._key_of.pop(key, None)
+        if old is not None:
+            self.credentials_by_key.labels(old).dec()

@@ -1,0 +1,342 @@
+"""The BackendConnection reconcile, as a plain function of the object and its dependencies.
+
+validate the spec → read the same-namespace Secret → live credential test → encrypt each
+secret field → write the operator-owned Secret → status, capability labels and Events.
+
+The function returns what should change (:class:`ConnectionResult`); the Kopf handler only
+applies it. A failure never touches the operator-owned Secret or ``status.credentials``:
+the last verified credentials stay in force until a change is verified.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from oneie_operator.errors import (
+    FieldIssue,
+    OneieError,
+    ProviderRateLimitedError,
+    SecretKeyMissingError,
+    SecretNotFoundError,
+    SpecError,
+    VaultError,
+)
+from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
+from oneie_operator.providers.base import Provider, ProviderSettings
+from oneie_operator.providers.http import ProviderHTTP
+from oneie_operator.providers.netguard import DestinationPolicy
+from oneie_operator.providers.redaction import redact
+from oneie_operator.providers.registry import ProviderRegistry, validate_settings
+from oneie_operator.reconcile import conditions
+from oneie_operator.reconcile.events import EventNote
+from oneie_operator.vault import Keyring, needs_rotation, reseal, seal, unseal
+from oneie_operator.vault.sealed import key_ids
+
+GROUP = "one.ie"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CAPABILITY_LABEL_PREFIX = "capability.one.ie/"
+CONNECTION_LABEL = "one.ie/connection"
+SOURCE_VERSION_ANNOTATION = "one.ie/source-resource-version"
+KEY_ID_ANNOTATION = "one.ie/key-id"
+
+
+def owned_secret_name(connection: str) -> str:
+    """The operator-owned Secret holding a connection's encrypted credentials."""
+    return f"oneie-{connection}-credentials"
+
+
+class SecretReader(Protocol):
+    async def read(self, namespace: str, name: str) -> SecretSnapshot | None: ...
+
+    async def write_owned(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        data: Mapping[str, str],
+        owner: OwnerRef,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+    ) -> str: ...
+
+
+@dataclass(frozen=True)
+class ConnectionObject:
+    """The parts of a BackendConnection the reconcile reads."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    labels: Mapping[str, str]
+
+
+@dataclass
+class ConnectionDeps:
+    """Everything the reconcile talks to."""
+
+    registry: ProviderRegistry
+    secrets: SecretReader
+    keyring: Keyring
+    http: ProviderHTTP
+    policy: DestinationPolicy
+    retry_delay_seconds: float = 30.0
+
+
+@dataclass
+class ConnectionResult:
+    """What should change: status fields to merge, labels to set (None = remove), Events, retry."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str | None] = field(default_factory=dict)
+    events: list[EventNote] = field(default_factory=list)
+    retry_after: float | None = None
+    #: The error that stopped this reconcile, if any (for the handler's log and metrics).
+    error: OneieError | None = None
+    #: True when nothing had to be done (everything was already up to date).
+    unchanged: bool = False
+
+
+@dataclass(frozen=True)
+class ValidSpec:
+    provider: Provider[Any]
+    settings: ProviderSettings
+    secret_name: str
+
+
+def validate_spec(obj: ConnectionObject, registry: ProviderRegistry, policy: DestinationPolicy) -> ValidSpec:
+    """Check the spec against the provider's model; raise SpecError with field-level issues."""
+    spec = obj.spec
+    name = spec.get("provider")
+    if not isinstance(name, str) or not name:
+        raise SpecError([FieldIssue("spec.provider", f"is required; expected one of: {', '.join(registry.names())}")])
+    provider = registry.get(name)  # UnknownProviderError names the field and the choices
+    issues: list[FieldIssue] = []
+    others = [p for p in registry.names() if p != name and p in spec]
+    for other in others:
+        issues.append(FieldIssue(f"spec.{other}", f"is not allowed when spec.provider is '{name}'; remove it"))
+    block = spec.get(name)
+    if block is None:
+        issues.append(FieldIssue(f"spec.{name}", f"is required when spec.provider is '{name}'"))
+    elif not isinstance(block, Mapping):
+        issues.append(FieldIssue(f"spec.{name}", "must be an object with the provider's settings"))
+    ref = spec.get("credentialsSecretRef")
+    secret_name = ref.get("name") if isinstance(ref, Mapping) else None
+    if not isinstance(secret_name, str) or not secret_name:
+        issues.append(
+            FieldIssue("spec.credentialsSecretRef.name", "is required: the name of a Secret in this namespace")
+        )
+    elif isinstance(ref, Mapping) and ref.get("namespace") not in (None, "", obj.namespace):
+        issues.append(
+            FieldIssue(
+                "spec.credentialsSecretRef.namespace",
+                f"must be omitted: the Secret must be in this connection's namespace '{obj.namespace}'",
+            )
+        )
+    if issues:
+        raise SpecError(issues)
+    assert isinstance(block, Mapping) and isinstance(secret_name, str)
+    settings = validate_settings(provider, dict(block), f"spec.{name}")
+    policy.check_url(provider.base_url(settings), field=f"spec.{name}.url")
+    return ValidSpec(provider=provider, settings=settings, secret_name=secret_name)
+
+
+def read_credentials(
+    provider: Provider[Any], snapshot: SecretSnapshot | None, namespace: str, secret_name: str
+) -> dict[str, str]:
+    """The provider's fields from the Secret; a missing Secret or key is a clear error."""
+    expected = ", ".join(provider.secret_fields)
+    if snapshot is None:
+        raise SecretNotFoundError(
+            f"spec.credentialsSecretRef.name: Secret '{secret_name}' not found in namespace '{namespace}'"
+            f" (expected a Secret with key(s): {expected})"
+        )
+    missing = [key for key in provider.secret_fields if not snapshot.data.get(key)]
+    undecodable = [key for key in snapshot.undecodable if key in provider.secret_fields]
+    if missing or undecodable:
+        parts = []
+        if missing:
+            parts.append(f"lacks key(s) {', '.join(missing)}")
+        if undecodable:
+            parts.append(f"has non-UTF-8 value(s) in {', '.join(undecodable)}")
+        raise SecretKeyMissingError(
+            f"Secret '{secret_name}' {' and '.join(parts)}; {provider.name} expects key(s): {expected}"
+            + (f" (optional: {', '.join(provider.optional_secret_fields)})" if provider.optional_secret_fields else "")
+        )
+    wanted = (*provider.secret_fields, *provider.optional_secret_fields)
+    return {key: snapshot.data[key] for key in wanted if snapshot.data.get(key)}
+
+
+def capability_labels(current: Mapping[str, str], capabilities: Sequence[str]) -> dict[str, str | None]:
+    """Label changes so that exactly ``capability.one.ie/<c>: "true"`` for each capability exists."""
+    desired = {f"{CAPABILITY_LABEL_PREFIX}{cap}": "true" for cap in capabilities}
+    changes: dict[str, str | None] = {k: v for k, v in desired.items() if current.get(k) != v}
+    changes.update({k: None for k in current if k.startswith(CAPABILITY_LABEL_PREFIX) and k not in desired})
+    return changes
+
+
+def _failure(
+    obj: ConnectionObject, error: OneieError, deps: ConnectionDeps, secrets: Sequence[str]
+) -> ConnectionResult:
+    message = redact(str(error), secrets)
+    kept = (
+        obj.status.get("credentials", {}).get("secretName")
+        if isinstance(obj.status.get("credentials"), Mapping)
+        else None
+    )
+    if kept:
+        message += f" (the last verified credentials in Secret '{kept}' stay in force)"
+    transient = error.transient
+    retry = None
+    if transient:
+        retry = deps.retry_delay_seconds
+        if isinstance(error, ProviderRateLimitedError) and error.retry_after:
+            retry = max(1.0, min(error.retry_after, 3600.0))
+    conds = (conditions.retrying if transient else conditions.stalled)(error.reason, message)
+    status = {
+        "observedGeneration": obj.generation,
+        "conditions": conditions.merge_conditions(obj.status.get("conditions"), conds, generation=obj.generation),
+    }
+    # One Event per change of the problem, not one per retry.
+    current = conditions.get_condition(obj.status.get("conditions"), "Ready") or {}
+    repeated = current.get("reason") == error.reason and current.get("message") == message
+    return ConnectionResult(
+        status=status,
+        events=[] if repeated else [EventNote("Warning", error.reason, message)],
+        retry_after=retry,
+        error=error,
+    )
+
+
+def _is_current(obj: ConnectionObject, source: SecretSnapshot) -> bool:
+    creds = obj.status.get("credentials")
+    return (
+        isinstance(creds, Mapping)
+        and obj.status.get("observedGeneration") == obj.generation
+        and creds.get("sourceResourceVersion") == source.resource_version
+        and conditions.is_true(obj.status.get("conditions"), "Ready")
+    )
+
+
+async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> ConnectionResult:
+    """Bring one BackendConnection to its desired state (see the module docstring)."""
+    credentials: dict[str, str] = {}
+    try:
+        valid = validate_spec(obj, deps.registry, deps.policy)
+        source = await deps.secrets.read(obj.namespace, valid.secret_name)
+        credentials = read_credentials(valid.provider, source, obj.namespace, valid.secret_name)
+        assert source is not None
+        owned_name = owned_secret_name(obj.name)
+        events: list[EventNote] = []
+
+        if _is_current(obj, source):
+            owned = await deps.secrets.read(obj.namespace, owned_name)
+            sealed = dict(owned.data) if owned is not None else {}
+            try:
+                if owned is None or set(sealed) != set(credentials):
+                    raise VaultError(f"the encrypted Secret '{owned_name}' is missing or incomplete")
+                unseal(deps.keyring, sealed, namespace=obj.namespace, connection=obj.name)
+            except VaultError as exc:
+                events.append(
+                    EventNote(
+                        "Warning",
+                        exc.reason,
+                        f"{exc}; re-verifying and re-encrypting from Secret '{valid.secret_name}'",
+                    )
+                )
+            else:
+                if not needs_rotation(deps.keyring, sealed):
+                    labels = capability_labels(obj.labels, sorted(valid.provider.capabilities))
+                    return ConnectionResult(labels=labels, unchanged=not labels)
+                resealed = reseal(deps.keyring, sealed, namespace=obj.namespace, connection=obj.name)
+                return await _store(
+                    obj,
+                    deps,
+                    valid,
+                    source,
+                    resealed,
+                    [
+                        *events,
+                        EventNote(
+                            "Normal",
+                            "CredentialsReencrypted",
+                            f"re-encrypted {len(resealed)} field(s) under key {deps.keyring.primary_id}",
+                        ),
+                    ],
+                    check=None,
+                )
+
+        check = await valid.provider.test_credentials(valid.settings, credentials, deps.http)
+        events.append(
+            EventNote(
+                "Normal",
+                "CredentialsVerified",
+                redact(
+                    f"{valid.provider.name} accepted the credentials in {check.latency_seconds * 1000:.0f} ms"
+                    + (f" ({check.detail})" if check.detail else ""),
+                    list(credentials.values()),
+                ),
+            )
+        )
+        sealed = seal(deps.keyring, credentials, namespace=obj.namespace, connection=obj.name)
+        return await _store(obj, deps, valid, source, sealed, events, check=check.latency_seconds)
+    except OneieError as exc:
+        return _failure(obj, exc, deps, list(credentials.values()))
+
+
+async def _store(
+    obj: ConnectionObject,
+    deps: ConnectionDeps,
+    valid: ValidSpec,
+    source: SecretSnapshot,
+    sealed: Mapping[str, str],
+    events: list[EventNote],
+    check: float | None,
+) -> ConnectionResult:
+    owned_name = owned_secret_name(obj.name)
+    key_id = deps.keyring.primary_id
+    owned_rv = await deps.secrets.write_owned(
+        obj.namespace,
+        owned_name,
+        data=sealed,
+        owner=OwnerRef(API_VERSION, "BackendConnection", obj.name, obj.uid),
+        labels={CONNECTION_LABEL: obj.name},
+        annotations={SOURCE_VERSION_ANNOTATION: source.resource_version, KEY_ID_ANNOTATION: key_id},
+    )
+    events.append(
+        EventNote(
+            "Normal",
+            "CredentialsStored",
+            f"encrypted {len(sealed)} field(s) with AES-256-GCM key {key_id} into Secret '{owned_name}'",
+        )
+    )
+    capabilities = sorted(valid.provider.capabilities)
+    message = f"credentials verified and stored encrypted; provider {valid.provider.name}"
+    status: dict[str, Any] = {
+        "observedGeneration": obj.generation,
+        "provider": valid.provider.name,
+        "capabilities": capabilities,
+        "credentials": {
+            "secretName": owned_name,
+            "keyId": key_id,
+            "keyIds": sorted(key_ids(sealed)),
+            "fields": sorted(sealed),
+            "sourceSecretName": valid.secret_name,
+            "sourceResourceVersion": source.resource_version,
+            "resourceVersion": owned_rv,
+            "encryptedAt": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **({"verificationMilliseconds": round(check * 1000)} if check is not None else {}),
+        },
+        "conditions": conditions.merge_conditions(
+            obj.status.get("conditions"), conditions.ready("CredentialsVerified", message), generation=obj.generation
+        ),
+    }
+    if not isinstance(obj.status.get("health"), Mapping):
+        status["health"] = {"status": "unknown"}
+    return ConnectionResult(status=status, labels=capability_labels(obj.labels, capabilities), events=events)

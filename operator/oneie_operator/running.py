@@ -1,0 +1,74 @@
+"""Starting the operator: configuration → services → Kopf, in one call the CLI, demo and tests share."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+import kubernetes.client
+from prometheus_client import start_http_server
+
+from oneie_operator.config import OperatorConfig
+from oneie_operator.errors import ConfigurationError, RegistryError
+from oneie_operator.handlers.services import Services
+from oneie_operator.observability.metrics import Metrics
+from oneie_operator.providers.registry import ProviderRegistry, default_registry
+from oneie_operator.vault import Keyring
+
+logger = logging.getLogger("oneie_operator")
+
+
+def build_services(
+    config: OperatorConfig,
+    api_client: kubernetes.client.ApiClient,
+    *,
+    registry: ProviderRegistry | None = None,
+    metrics: Metrics | None = None,
+) -> Services:
+    """Validate what start-up needs (keys, plug-ins) and build the services; raise ConfigurationError."""
+    keyring = Keyring.from_env(config.encryption_key, config.encryption_keyring)
+    registry = registry or default_registry()
+    if registry.errors:
+        raise ConfigurationError("provider plug-ins failed to load: " + "; ".join(str(e) for e in registry.errors))
+    return Services.build(config, registry, keyring, api_client, metrics)
+
+
+def serve_metrics(config: OperatorConfig, metrics: Metrics) -> None:
+    if config.metrics_port:
+        start_http_server(config.metrics_port, addr=config.bind_address, registry=metrics.registry)
+        logger.info("Serving metrics on %s:%s/metrics", config.bind_address, config.metrics_port)
+
+
+async def run_operator(
+    services: Services,
+    *,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+    namespaces: Sequence[str] = (),
+) -> None:
+    """Run Kopf with our handlers until ``stop_flag`` is set (or forever)."""
+    import oneie_operator.handlers  # noqa: F401  (registers the handlers)
+
+    config = services.config
+    watch = tuple(namespaces) or config.watch_namespaces
+    liveness = f"http://{config.bind_address}:{config.health_port}/healthz" if config.health_port else None
+    kwargs: dict[str, Any] = {}
+    if config.peering_name:
+        kwargs.update(standalone=False, peering_name=config.peering_name)
+    else:
+        kwargs.update(standalone=True)
+    await kopf.operator(
+        clusterwide=not watch,
+        namespaces=watch,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(services=services),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+        **kwargs,
+    )
+
+
+__all__ = ["RegistryError", "build_services", "run_operator", "serve_metrics"]

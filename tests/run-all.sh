@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs (cached), then runs
+# lint, types, architecture contracts, the tests (unit, emulator end-to-end, real WordPress,
+# offline CRD validation, leak scan) and the unattended demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=${ONEIE_CACHE:-$HOME/.cache/oneie}
+mkdir -p "$CACHE"
+started=$(date +%s)
+
+# 1. Python environment, rebuilt only when pyproject.toml changes.
+hash=$(sha256sum pyproject.toml | cut -c1-16)
+VENV=$CACHE/venv-$hash
+if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
+  echo "== creating $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v WARNING || true
+  "$VENV/bin/pip" install -q -e ".[test]" 2>&1 | grep -v WARNING || true
+  touch "$VENV/.complete"
+fi
+# The editable install points at this checkout (CI clones to a new folder each time).
+"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v WARNING || true
+export PATH=$VENV/bin:$PATH
+
+# 2. External services for the tests (each script is idempotent and cached).
+bash .ci/wordpress.sh
+
+# 3. Static checks.
+echo "== ruff";  ruff check operator tests benchmarks
+echo "== mypy";  mypy
+echo "== import-linter"; lint-imports
+
+# 4. Tests.
+echo "== pytest"
+python -m pytest -q -p no:cacheprovider "$@"
+
+# 5. The unattended demo, exactly as a newcomer runs it.
+echo "== demo --exit"
+oneie-operator demo --exit --workdir "$(mktemp -d)"
+
+echo "== all checks passed in $(( $(date +%s) - started ))s"
