@@ -21,6 +21,15 @@ from oneie_operator.vault import Keyring
 logger = logging.getLogger("oneie_operator")
 
 
+def check_startup(config: OperatorConfig, registry: ProviderRegistry | None = None) -> tuple[Keyring, ProviderRegistry]:
+    """Validate what start-up needs before touching the cluster: keys and plug-ins."""
+    keyring = Keyring.from_env(config.encryption_key, config.encryption_keyring)
+    registry = registry or default_registry()
+    if registry.errors:
+        raise ConfigurationError("provider plug-ins failed to load: " + "; ".join(str(e) for e in registry.errors))
+    return keyring, registry
+
+
 def build_services(
     config: OperatorConfig,
     api_client: kubernetes.client.ApiClient,
@@ -29,10 +38,7 @@ def build_services(
     metrics: Metrics | None = None,
 ) -> Services:
     """Validate what start-up needs (keys, plug-ins) and build the services; raise ConfigurationError."""
-    keyring = Keyring.from_env(config.encryption_key, config.encryption_keyring)
-    registry = registry or default_registry()
-    if registry.errors:
-        raise ConfigurationError("provider plug-ins failed to load: " + "; ".join(str(e) for e in registry.errors))
+    keyring, registry = check_startup(config, registry)
     return Services.build(config, registry, keyring, api_client, metrics)
 
 
@@ -71,4 +77,4 @@ async def run_operator(
     )
 
 
-__all__ = ["RegistryError", "build_services", "run_operator", "serve_metrics"]
+__all__ = ["RegistryError", "build_services", "check_startup", "run_operator", "serve_metrics"]

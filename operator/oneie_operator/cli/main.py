@@ -24,14 +24,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from oneie_operator.config import load_config
     from oneie_operator.kube.client import load_api_client
-    from oneie_operator.running import build_services, serve_metrics
+    from oneie_operator.running import build_services, check_startup, serve_metrics
 
     try:
         config = load_config()
-        services = build_services(config, load_api_client(args.kubeconfig, args.context))
+        check_startup(config)
     except ConfigurationError as exc:
         print(f"oneie-operator: {exc}", file=sys.stderr)
         return 2
+    try:
+        api_client = load_api_client(args.kubeconfig, args.context)
+    except Exception as exc:  # kubeconfig missing or unreadable: a message, not a traceback
+        print(f"oneie-operator: cannot load the Kubernetes configuration: {exc}", file=sys.stderr)
+        return 2
+    services = build_services(config, api_client)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.json_logs else kopf.LogFormat.PLAIN)
     serve_metrics(config, services.metrics)
     try:

@@ -145,3 +145,14 @@ async def env_stop_operator(env: LocalEnvironment) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+async def restart_operator(env: LocalEnvironment, config_env: Mapping[str, str] | None = None) -> None:
+    """Stop the operator and start it again, optionally with a new configuration (e.g. keys)."""
+    await env_stop_operator(env)
+    if config_env is not None:
+        old = env.services
+        config = load_config({**demo_config_env(), **config_env})
+        env.services = build_services(config, load_api_client(str(env.kubeconfig)), metrics=old.metrics)
+        await old.close()
+    await env_start_operator(env)

@@ -143,7 +143,7 @@ def validate_spec(obj: ConnectionObject, registry: ProviderRegistry, policy: Des
         raise SpecError(issues)
     assert isinstance(block, Mapping) and isinstance(secret_name, str)
     settings = validate_settings(provider, dict(block), f"spec.{name}")
-    policy.check_url(provider.base_url(settings), field=f"spec.{name}.url")
+    policy.check_url(provider.base_url(settings), field=f"spec.{name}.{provider.base_url_field}")
     return ValidSpec(provider=provider, settings=settings, secret_name=secret_name)
 
 
