@@ -17,6 +17,10 @@
     │   ├── ProviderRateLimitedError  429 (``retry_after`` seconds when it said)
     │   ├── ProviderServerError       5xx
     │   └── ProviderProtocolError     an answer we cannot read: not JSON, too large, wrong shape
+    ├── SwitchTargetError             an organization's desired backend cannot be used
+    │   ├── ConnectionNotFoundError   no such BackendConnection in the namespace
+    │   ├── ConnectionNotReadyError   it exists but is not Ready (its own reason in the message)
+    │   └── NoBackendError            no connectionRef and no platform default configured
     ├── VaultError                    encrypted credentials cannot be used
     │   ├── KeyNotFoundError          a ciphertext names a key id the keyring lacks
     │   └── DecryptionError           authentication failed: tampered, wrong key or wrong binding
@@ -116,6 +120,22 @@ class ProviderServerError(ProviderError):
 
 class ProviderProtocolError(ProviderError):
     reason = "ProviderProtocolError"
+
+
+class SwitchTargetError(OneieError):
+    reason = "SwitchTargetError"
+
+
+class ConnectionNotFoundError(SwitchTargetError):
+    reason = "ConnectionNotFound"
+
+
+class ConnectionNotReadyError(SwitchTargetError):
+    reason = "ConnectionNotReady"
+
+
+class NoBackendError(SwitchTargetError):
+    reason = "NoBackend"
 
 
 class VaultError(OneieError):

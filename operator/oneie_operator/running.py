@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -15,19 +16,23 @@ from oneie_operator.config import OperatorConfig
 from oneie_operator.errors import ConfigurationError, RegistryError
 from oneie_operator.handlers.services import Services
 from oneie_operator.observability.metrics import Metrics
+from oneie_operator.platform_default import PlatformDefault, load_platform_default
 from oneie_operator.providers.registry import ProviderRegistry, default_registry
 from oneie_operator.vault import Keyring
 
 logger = logging.getLogger("oneie_operator")
 
 
-def check_startup(config: OperatorConfig, registry: ProviderRegistry | None = None) -> tuple[Keyring, ProviderRegistry]:
-    """Validate what start-up needs before touching the cluster: keys and plug-ins."""
+def check_startup(
+    config: OperatorConfig, registry: ProviderRegistry | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Keyring, ProviderRegistry, PlatformDefault | None]:
+    """Validate what start-up needs before touching the cluster: keys, plug-ins, platform default."""
     keyring = Keyring.from_env(config.encryption_key, config.encryption_keyring)
     registry = registry or default_registry()
     if registry.errors:
         raise ConfigurationError("provider plug-ins failed to load: " + "; ".join(str(e) for e in registry.errors))
-    return keyring, registry
+    default = load_platform_default(os.environ if environ is None else environ, registry)
+    return keyring, registry, default
 
 
 def build_services(
@@ -36,10 +41,11 @@ def build_services(
     *,
     registry: ProviderRegistry | None = None,
     metrics: Metrics | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Services:
     """Validate what start-up needs (keys, plug-ins) and build the services; raise ConfigurationError."""
-    keyring, registry = check_startup(config, registry)
-    return Services.build(config, registry, keyring, api_client, metrics)
+    keyring, registry, default = check_startup(config, registry, environ)
+    return Services.build(config, registry, keyring, api_client, metrics, default)
 
 
 def serve_metrics(config: OperatorConfig, metrics: Metrics) -> None:

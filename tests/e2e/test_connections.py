@@ -198,6 +198,11 @@ async def test_connection_in_use_is_not_deleted(tenant: Tenant) -> None:
            "metadata": {"name": "acme", "namespace": tenant.ns},
            "spec": {"backend": {"connectionRef": {"name": "conn"}}}}
     await env.api.create(org)
+
+    async def active() -> bool:
+        obj = await env.api.get("one.ie/v1alpha1", "Organization", tenant.ns, "acme")
+        return (obj or {}).get("status", {}).get("activeConnection") == "conn"
+    await wait_for(active, timeout=20, what="the organization using conn")
     await env.api.delete("one.ie/v1alpha1", "BackendConnection", tenant.ns, "conn")
     event = await tenant.wait_event("conn", "DeletionBlocked")
     assert "acme" in event["message"]

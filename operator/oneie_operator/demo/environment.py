@@ -15,6 +15,7 @@ from pathlib import Path
 from oneie_operator.config import load_config
 from oneie_operator.handlers.services import Services
 from oneie_operator.kube.client import load_api_client
+from oneie_operator.platform_default import env_name
 from oneie_operator.running import build_services, run_operator
 from oneie_operator.testing.cluster import serve_emulator_in_thread, write_kubeconfig
 from oneie_operator.testing.emulator import FixedKubernetesEmulator
@@ -80,6 +81,16 @@ def demo_config_env(overrides: Mapping[str, str] | None = None) -> dict[str, str
     return env
 
 
+def platform_default_env(providers: ProviderServers, provider: str | None) -> dict[str, str]:
+    """The environment variables that make a fake provider the platform default."""
+    if provider is None:
+        return {}
+    env = {"BACKEND_PROVIDER": provider}
+    for key, value in {**providers.settings(provider), **providers.credentials[provider]}.items():
+        env[env_name(provider, key)] = str(value)
+    return env
+
+
 @contextlib.asynccontextmanager
 async def local_environment(
     workdir: Path,
@@ -87,7 +98,10 @@ async def local_environment(
     port: int = 0,
     config_env: Mapping[str, str] | None = None,
     start_operator: bool = True,
+    platform_default: str | None = None,
 ) -> AsyncIterator[LocalEnvironment]:
+    """Start everything; ``platform_default`` names a provider whose fake server becomes the
+    operator's platform default backend (``BACKEND_PROVIDER`` and its variables)."""
     root = repository_root()
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, at start-up)
     logs = LogCapture()
@@ -99,8 +113,9 @@ async def local_environment(
         emulator, url = stack.enter_context(serve_emulator_in_thread(sorted((root / "crds").glob("*.yaml")), port=port))
         providers = await stack.enter_async_context(ProviderServers())
         kubeconfig = write_kubeconfig(workdir / "kubeconfig", url)
-        config = load_config(demo_config_env(config_env))
-        services = build_services(config, load_api_client(str(kubeconfig)))
+        environ = demo_config_env({**platform_default_env(providers, platform_default), **(config_env or {})})
+        config = load_config(environ)
+        services = build_services(config, load_api_client(str(kubeconfig)), environ=environ)
         stack.push_async_callback(services.close)
         api = KubeAPI(url)
         stack.push_async_callback(api.aclose)
@@ -152,7 +167,9 @@ async def restart_operator(env: LocalEnvironment, config_env: Mapping[str, str] 
     await env_stop_operator(env)
     if config_env is not None:
         old = env.services
-        config = load_config({**demo_config_env(), **config_env})
-        env.services = build_services(config, load_api_client(str(env.kubeconfig)), metrics=old.metrics)
+        environ = {**demo_config_env(), **config_env}
+        config = load_config(environ)
+        env.services = build_services(config, load_api_client(str(env.kubeconfig)), metrics=old.metrics,
+                                      environ=environ)
         await old.close()
     await env_start_operator(env)

@@ -48,7 +48,7 @@ async def reconcile(
     patch: kopf.Patch,
     memo: kopf.Memo,
     retry: int,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     ns = namespace or ""
     services: Services = memo["services"]
@@ -78,6 +78,13 @@ async def reconcile(
     elif not result.unchanged:
         key_id = result.status.get("credentials", {}).get("keyId")
         metrics.set_connection(ns, name, provider, True, key_id)
+    if not result.unchanged:
+        # Organizations that want or use this connection re-check it (switch retries, new credentials).
+        users: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
+        for organization in sorted(set(users.get((ns, name), []))):
+            await services.objects.annotate(
+                "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{time.time():.3f}"}
+            )
     if result.retry_after is not None:
         # Exponential back-off (a provider's Retry-After is taken as given); the status patch
         # above is applied together with Kopf's retry bookkeeping.
@@ -112,13 +119,19 @@ async def secret_changed(
 ) -> None:
     """A credentials Secret (or our encrypted copy) changed: let the connection re-reconcile."""
     ns = namespace or ""
+    services: Services = memo["services"]
+    bindings: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_binding"]
+    for organization in list(bindings.get((ns, name), [])):
+        # A binding Secret changed or vanished: its organization checks (and restores) it.
+        await services.objects.annotate(
+            "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
+        )
     index: kopf.Index[tuple[str, str], tuple[str, str]] = kwargs["connections_by_secret"]
     users = index.get((ns, name))
     if not users:
         return
     deleted = event.get("type") == "DELETED"
     version = "deleted" if deleted else str(meta.get("resourceVersion") or "")
-    services: Services = memo["services"]
     for connection, seen_version in list(users):
         if version != seen_version:
             await services.objects.annotate(PLURAL, ns, connection, {TRIGGER_ANNOTATION: f"{name}@{version}"})
@@ -153,7 +166,8 @@ async def guard_deletion(
             f"deletion is held: Organization(s) {', '.join(users)} use this connection;"
             " switch them to another connection first"
         )
-        kopf.event(body, type="Warning", reason="DeletionBlocked", message=message)
-        raise kopf.TemporaryError(message, delay=min(5 * 2 ** min(retry, 4), 60))
+        if retry == 0:  # one Event per deletion attempt; the check itself is cheap (an index lookup)
+            kopf.event(body, type="Warning", reason="DeletionBlocked", message=message)
+        raise kopf.TemporaryError(message, delay=5)
     services: Services = memo["services"]
     services.metrics.forget_connection(ns, name)

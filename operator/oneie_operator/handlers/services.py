@@ -9,10 +9,12 @@ import kubernetes.client
 from oneie_operator.config import OperatorConfig
 from oneie_operator.kube.secrets import CustomObjects, SecretStore
 from oneie_operator.observability.metrics import Metrics
+from oneie_operator.platform_default import PlatformDefault
 from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps
+from oneie_operator.reconcile.organizations import OrgDeps, OrgObject
 from oneie_operator.vault import Keyring
 
 
@@ -27,6 +29,7 @@ class Services:
     http: ProviderHTTP
     secrets: SecretStore
     objects: CustomObjects
+    platform_default: PlatformDefault | None = None
 
     @classmethod
     def build(
@@ -36,6 +39,7 @@ class Services:
         keyring: Keyring,
         api_client: kubernetes.client.ApiClient,
         metrics: Metrics | None = None,
+        platform_default: PlatformDefault | None = None,
     ) -> Services:
         metrics = metrics or Metrics()
         policy = DestinationPolicy(
@@ -59,6 +63,7 @@ class Services:
             http=http,
             secrets=SecretStore(api_client),
             objects=CustomObjects(api_client, GROUP, VERSION),
+            platform_default=platform_default,
         )
 
     def connection_deps(self) -> ConnectionDeps:
@@ -69,6 +74,23 @@ class Services:
             http=self.http,
             policy=self.policy,
             retry_delay_seconds=self.config.retry_delay_seconds,
+        )
+
+    def org_deps(self) -> OrgDeps:
+        async def progress(obj: OrgObject, target: str, step: str) -> None:
+            await self.objects.patch_status(
+                "organizations", obj.namespace, obj.name, {"switching": {"to": target, "step": step}}
+            )
+
+        return OrgDeps(
+            registry=self.registry,
+            keyring=self.keyring,
+            http=self.http,
+            policy=self.policy,
+            secrets=self.secrets,
+            objects=self.objects,
+            platform_default=self.platform_default,
+            on_step=progress,
         )
 
     async def close(self) -> None:

@@ -95,6 +95,13 @@ class SecretStore:
             owner_uids=tuple(ref.uid for ref in (meta.owner_references or [])),
         )
 
+    async def delete(self, namespace: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(self._core.delete_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     async def write_owned(
         self,
         namespace: str,
@@ -104,12 +111,13 @@ class SecretStore:
         owner: OwnerRef,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
+        secret_type: str = "Opaque",  # noqa: S107  (a Secret type, not a password)
     ) -> str:
-        """Create or replace an operator-owned Opaque Secret; return its resourceVersion."""
+        """Create or replace (one atomic write) an operator-owned Secret; return its resourceVersion."""
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "type": "Opaque",
+            "type": secret_type,
             "metadata": {
                 "name": name,
                 "namespace": namespace,
@@ -152,3 +160,51 @@ class CustomObjects:
         except ApiException as exc:
             if exc.status != 404:  # gone meanwhile: nothing to trigger
                 raise
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await asyncio.to_thread(
+                self._api.get_namespaced_custom_object, self._group, self._version, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(obj) if isinstance(obj, Mapping) else None
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge ``status`` into the status subresource (progress outside of Kopf's own patch)."""
+        try:
+            await asyncio.to_thread(
+                self._api.patch_namespaced_custom_object_status,
+                self._group, self._version, namespace, plural, name, {"status": dict(status)},
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def update_set_in_status(
+        self, plural: str, namespace: str, name: str, field: str, *, add: str | None = None,
+        remove: str | None = None, attempts: int = 5,
+    ) -> None:
+        """Add/remove one item of a list-as-set in status, with optimistic concurrency (409 → retry)."""
+        for _ in range(attempts):
+            obj = await self.get(plural, namespace, name)
+            if obj is None:
+                return
+            current = list((obj.get("status") or {}).get(field) or [])
+            wanted = sorted({*current, *([add] if add else [])} - ({remove} if remove else set()))
+            if wanted == sorted(current):
+                return
+            body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": {field: wanted}}
+            try:
+                await asyncio.to_thread(
+                    self._api.patch_namespaced_custom_object_status,
+                    self._group, self._version, namespace, plural, name, body,
+                )
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                if exc.status != 409:
+                    raise

@@ -7,7 +7,21 @@ per-object labels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class SwitchLike(Protocol):
+    @property
+    def result(self) -> str: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def steps(self) -> Sequence[Mapping[str, object]]: ...
+    @property
+    def explicit_rollback(self) -> bool: ...
 
 
 class Metrics:
@@ -66,6 +80,24 @@ class Metrics:
             ["namespace"],
             registry=r,
         )
+        self.switch_duration = Histogram(
+            "oneie_switch_duration_seconds", "End-to-end duration of backend switches, by result.",
+            ["result"], registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.switch_step_duration = Histogram(
+            "oneie_switch_step_duration_seconds", "Duration of each step of a backend switch, by step.",
+            ["step"], registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.switches = Counter(
+            "oneie_switches", "Backend switches, by result (Succeeded, RolledBack, Failed).",
+            ["result"], registry=r,
+        )
+        self.rollbacks = Counter(
+            "oneie_rollbacks", "Rollbacks to the previous backend, by kind (automatic, explicit).",
+            ["kind"], registry=r,
+        )
         self._key_of: dict[tuple[str, str], str] = {}
         self._provider_of: dict[tuple[str, str], str] = {}
 
@@ -73,6 +105,17 @@ class Metrics:
         """The ``on_call`` hook of the providers' HTTP client."""
         self.provider_calls.labels(provider, call, outcome).inc()
         self.provider_call_duration.labels(provider, call).observe(seconds)
+
+    def observe_switch(self, record: SwitchLike) -> None:
+        self.switch_duration.labels(record.result).observe(record.seconds)
+        self.switches.labels(record.result).inc()
+        for step in record.steps:
+            if step.get("result") != "Skipped":
+                self.switch_step_duration.labels(str(step["name"])).observe(float(str(step["milliseconds"])) / 1000)
+        if record.result == "RolledBack":
+            self.rollbacks.labels("automatic").inc()
+        elif record.explicit_rollback:
+            self.rollbacks.labels("explicit").inc()
 
     def set_connection(self, namespace: str, name: str, provider: str, ready: bool, key_id: str | None) -> None:
         key = (namespace, name)

@@ -144,6 +144,9 @@ class ProviderServer:
         self.port = port
         self.requests: list[RecordedRequest] = []
         self._fault = "ok"
+        #: When set, the fault applies only to requests whose path and query contain this text
+        #: (e.g. only a provider's health route, so a credential test passes and a probe fails).
+        self.fault_path: str | None = None
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
         self._changed: asyncio.Condition | None = None
@@ -223,7 +226,7 @@ class ProviderServer:
         assert self._changed is not None and self._closing is not None
         async with self._changed:
             self._changed.notify_all()
-        mode = self._fault
+        mode = self._fault if self.fault_path is None or self.fault_path in request.path_qs else "ok"
         if mode == "hang":
             await self._closing.wait()
             return web.Response(status=503, text="server stopping")

@@ -21,6 +21,7 @@ from .cipher import (
     parse_token,
     token_key_id,
 )
+from .digest import keyed_digest
 from .keys import (
     ENCRYPTION_KEY_VAR,
     ENCRYPTION_KEYRING_VAR,
@@ -51,6 +52,7 @@ __all__ = [
     "generate_key",
     "is_token",
     "key_ids",
+    "keyed_digest",
     "needs_rotation",
     "parse_token",
     "reseal",

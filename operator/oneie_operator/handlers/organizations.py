@@ -1,0 +1,63 @@
+"""Kopf glue for Organization: run the reconcile, apply its result, count the switch."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import kopf
+
+from oneie_operator.handlers.connections import post_events
+from oneie_operator.handlers.services import Services
+from oneie_operator.reconcile.connections import GROUP, VERSION
+from oneie_operator.reconcile.organizations import OrgObject, reconcile_organization
+
+PLURAL = "organizations"
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def reconcile(
+    body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status,
+    namespace: str | None, name: str, uid: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any,
+) -> None:
+    services: Services = memo["services"]
+    ns = namespace or ""
+    started = time.perf_counter()
+    obj = OrgObject(
+        namespace=ns, name=name, uid=uid, generation=int(meta.get("generation") or 0),
+        spec=dict(spec), status=dict(status), annotations=dict(meta.annotations),
+        managed_fields=tuple(meta.get("managedFields") or ()),
+    )
+    result = await reconcile_organization(obj, services.org_deps())
+    for key, value in result.status.items():
+        patch.status[key] = value
+    post_events(body, result.events)
+    for connection, using in result.usage:
+        await services.objects.update_set_in_status(
+            "backendconnections", ns, connection, "usedBy",
+            add=name if using else None, remove=None if using else name,
+        )
+    metrics = services.metrics
+    metrics.reconcile_duration.labels("Organization").observe(time.perf_counter() - started)
+    metrics.reconciles.labels("Organization", "unchanged" if result.unchanged else "changed").inc()
+    if result.switch is not None:
+        metrics.observe_switch(result.switch)
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def organizations_by_binding(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, binding Secret name) → organization."""
+    return {(namespace or "", f"{name}-backend"): name}
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def forget(namespace: str | None, name: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
+    """Drop the organization from its connection's ``usedBy`` (the binding goes with its owner)."""
+    services: Services = memo["services"]
+    active = status.get("activeConnection")
+    if active:
+        await services.objects.update_set_in_status(
+            "backendconnections", namespace or "", str(active), "usedBy", remove=name
+        )

@@ -1,0 +1,556 @@
+"""The Organization reconcile: keep the tenant on its desired backend, switching in timed steps.
+
+* **Steady state** (desired == active): keep the Service Binding Secret exactly as it should be
+  (restored if deleted or edited by hand, updated when the active connection's credentials
+  rotate) and mirror the active connection's health.
+* **Switch** (desired != active): validate → test → encrypt → activate → healthGate, timed, under
+  ``spec.switchPolicy.timeoutSeconds``. A failure leaves (or puts back) the previous backend in
+  the binding, sets ``Stalled`` and is not retried until the spec, the target connection or its
+  credentials change, or the ``one.ie/retry`` annotation changes.
+* **Crash safety**: the binding Secret is the commit point. It is written in one atomic
+  replace, annotated with the connection it serves. Status is written after it. An operator
+  killed anywhere re-runs the switch from the start (every step is idempotent); a health gate
+  that fails after a restart still finds the previous connection in ``status.activeConnection``
+  and restores it. Binding and status never disagree once a reconcile ends.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from oneie_operator.errors import (
+    ConnectionNotFoundError,
+    ConnectionNotReadyError,
+    NoBackendError,
+    OneieError,
+)
+from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
+from oneie_operator.platform_default import PLATFORM_DEFAULT, PlatformDefault
+from oneie_operator.providers.base import Provider, ProviderSettings
+from oneie_operator.providers.http import ProviderHTTP
+from oneie_operator.providers.netguard import DestinationPolicy
+from oneie_operator.providers.registry import ProviderRegistry
+from oneie_operator.reconcile import conditions
+from oneie_operator.reconcile.connections import (
+    API_VERSION,
+    ConnectionObject,
+    SecretReader,
+    owned_secret_name,
+    validate_spec,
+)
+from oneie_operator.reconcile.events import EventNote
+from oneie_operator.reconcile.switching import STEPS, SwitchClock, SwitchFailed
+from oneie_operator.vault import Keyring, keyed_digest, unseal
+
+BINDING_CONNECTION_ANNOTATION = "one.ie/connection"
+BINDING_DIGEST_ANNOTATION = "one.ie/binding-digest"
+RETRY_ANNOTATION = "one.ie/retry"
+ROLLBACK_ANNOTATION = "one.ie/rollback"
+HISTORY_LIMIT = 10
+
+
+def binding_name(organization: str) -> str:
+    return f"{organization}-backend"
+
+
+class ObjectReader(Protocol):
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+
+
+class BindingStore(SecretReader, Protocol):
+    async def delete(self, namespace: str, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class OrgObject:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    managed_fields: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass
+class OrgDeps:
+    registry: ProviderRegistry
+    keyring: Keyring
+    http: ProviderHTTP
+    policy: DestinationPolicy
+    secrets: BindingStore
+    objects: ObjectReader
+    platform_default: PlatformDefault | None = None
+    #: Called with the name of each step as it starts (live progress in status).
+    on_step: Callable[[OrgObject, str, str], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved backend: a connection (or the platform default) with its decrypted credentials."""
+
+    name: str
+    provider: Provider[Any]
+    settings: ProviderSettings
+    credentials: Mapping[str, str] = field(repr=False)
+    health: str = "unknown"
+    share_credentials: bool = True
+
+
+@dataclass
+class SwitchRecord:
+    """One switch or rollback, for status, the Event and the metrics."""
+
+    source: str | None
+    target: str
+    result: str  # Succeeded / RolledBack / Failed
+    seconds: float
+    steps: list[dict[str, object]]
+    reason: str
+    message: str
+    started_at: str
+    finished_at: str
+    attempt: str
+    explicit_rollback: bool = False
+
+    def as_status(self) -> dict[str, Any]:
+        return {
+            "from": self.source or "",
+            "to": self.target,
+            "result": self.result,
+            "totalMilliseconds": round(self.seconds * 1000, 1),
+            "steps": self.steps,
+            "reason": self.reason,
+            "message": self.message[:1024],
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "attempt": self.attempt,
+        }
+
+
+@dataclass
+class OrgResult:
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[EventNote] = field(default_factory=list)
+    switch: SwitchRecord | None = None
+    #: (connection, organization is now using it?) — for ``status.usedBy`` of connections.
+    usage: list[tuple[str, bool]] = field(default_factory=list)
+    unchanged: bool = False
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def desired_connection(obj: OrgObject) -> str | None:
+    ref = (obj.spec.get("backend") or {}).get("connectionRef") or {}
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return str(name) if name else None
+
+
+def changed_by(obj: OrgObject) -> str | None:
+    """The manager that last wrote spec, when managedFields tell (kubectl, argocd, kustomize-controller)."""
+    best: tuple[str, str] | None = None
+    for entry in obj.managed_fields:
+        fields = entry.get("fieldsV1") or {}
+        if "f:spec" in fields and entry.get("manager"):
+            stamp = str(entry.get("time") or "")
+            if best is None or stamp >= best[0]:
+                best = (stamp, str(entry["manager"]))
+    return best[1] if best else None
+
+
+async def resolve(
+    obj: OrgObject, name: str | None, deps: OrgDeps, *, require_ready: bool
+) -> tuple[Target, dict[str, Any] | None]:
+    """The backend named ``name`` (None: platform default), its credentials decrypted."""
+    if name is None:
+        default = deps.platform_default
+        if default is None:
+            raise NoBackendError(
+                "spec.backend.connectionRef.name is not set and the operator has no platform default"
+                " (BACKEND_PROVIDER); name a BackendConnection in this namespace"
+            )
+        return Target(
+            PLATFORM_DEFAULT,
+            default.provider,
+            default.settings,
+            default.credentials,
+            share_credentials=default.share_credentials,
+        ), None
+    conn = await deps.objects.get("backendconnections", obj.namespace, name)
+    if conn is None:
+        raise ConnectionNotFoundError(
+            f"spec.backend.connectionRef.name: BackendConnection '{name}' not found in namespace '{obj.namespace}'"
+        )
+    meta, status = conn.get("metadata") or {}, conn.get("status") or {}
+    connection = ConnectionObject(
+        namespace=obj.namespace,
+        name=name,
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+        spec=conn.get("spec") or {},
+        status=status,
+        labels=meta.get("labels") or {},
+    )
+    valid = validate_spec(connection, deps.registry, deps.policy)
+    ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
+    if require_ready and ready.get("status") != "True":
+        why = f"{ready.get('reason')}: {ready.get('message')}" if ready else "not reconciled yet"
+        raise ConnectionNotReadyError(f"BackendConnection '{name}' is not Ready ({why})")
+    owned = await deps.secrets.read(obj.namespace, owned_secret_name(name))
+    if owned is None:
+        raise ConnectionNotReadyError(f"BackendConnection '{name}' has no encrypted credentials yet")
+    credentials = unseal(deps.keyring, owned.data, namespace=obj.namespace, connection=name)
+    health = str((status.get("health") or {}).get("status") or "unknown")
+    return Target(name, valid.provider, valid.settings, credentials, health=health), conn
+
+
+def attempt_key(obj: OrgObject, desired: str | None, conn: Mapping[str, Any] | None) -> str:
+    """What a failed switch depended on; the same key again means "nothing changed: do not retry"."""
+    parts = [str(obj.generation), desired or PLATFORM_DEFAULT, obj.annotations.get(RETRY_ANNOTATION, "")]
+    if conn is not None:
+        meta, status = conn.get("metadata") or {}, conn.get("status") or {}
+        ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
+        parts += [
+            str(meta.get("uid", "")),
+            str(meta.get("generation", "")),
+            str((status.get("credentials") or {}).get("sourceResourceVersion", "")),
+            str(ready.get("status", "")),
+            str(ready.get("reason", "")),
+        ]
+    return "|".join(parts)
+
+
+def binding_data(target: Target) -> dict[str, str]:
+    """The Service Binding (servicebinding.io) entries: type, provider, settings, credentials."""
+    data = {
+        "type": target.provider.name,
+        "provider": "one.ie",
+        "connection": target.name,
+        "uri": target.provider.base_url(target.settings),
+    }
+    for key, value in target.settings.model_dump(by_alias=True, mode="json").items():
+        data[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if target.share_credentials:
+        data.update(target.credentials)
+    return data
+
+
+async def write_binding(obj: OrgObject, target: Target, deps: OrgDeps) -> None:
+    data = binding_data(target)
+    await deps.secrets.write_owned(
+        obj.namespace,
+        binding_name(obj.name),
+        data=data,
+        owner=OwnerRef(API_VERSION, "Organization", obj.name, obj.uid),
+        labels={"one.ie/organization": obj.name},
+        annotations={
+            BINDING_CONNECTION_ANNOTATION: target.name,
+            BINDING_DIGEST_ANNOTATION: keyed_digest(deps.keyring, data),
+        },
+    )
+
+
+def _binding_state(binding: SecretSnapshot | None, deps: OrgDeps) -> tuple[str | None, bool]:
+    """(connection the binding serves, whether its data is as the operator wrote it)."""
+    if binding is None:
+        return None, False
+    intact = binding.annotations.get(BINDING_DIGEST_ANNOTATION) == keyed_digest(deps.keyring, binding.data)
+    return binding.annotations.get(BINDING_CONNECTION_ANNOTATION), intact
+
+
+def _healthy(target: Target | None) -> conditions.Condition:
+    if target is None:
+        return conditions.Condition("Healthy", "Unknown", "NoActiveBackend", "no backend is active")
+    state = target.health
+    if state == "online":
+        return conditions.Condition("Healthy", "True", "Online", f"{target.name} is online")
+    if state == "degraded":
+        return conditions.Condition("Healthy", "True", "Degraded", f"{target.name} is degraded")
+    if state == "offline":
+        return conditions.Condition("Healthy", "False", "Offline", f"{target.name} is offline")
+    return conditions.Condition("Healthy", "Unknown", "NotProbed", f"{target.name} has not been probed yet")
+
+
+def _base_status(obj: OrgObject, target: Target | None, active: str | None) -> dict[str, Any]:
+    status: dict[str, Any] = {"observedGeneration": obj.generation, "binding": {"name": binding_name(obj.name)}}
+    if target is not None:
+        status["provider"] = target.provider.name
+        status["activeConnection"] = active
+        status["usingPlatformDefault"] = target.name == PLATFORM_DEFAULT
+    return status
+
+
+async def reconcile_organization(obj: OrgObject, deps: OrgDeps) -> OrgResult:
+    desired = desired_connection(obj)
+    desired_name = desired or PLATFORM_DEFAULT
+    active = obj.status.get("activeConnection") or None
+    binding = await deps.secrets.read(obj.namespace, binding_name(obj.name))
+    served, intact = _binding_state(binding, deps)
+
+    if active is not None and desired_name == active and served in (active, None):
+        return await _steady(obj, deps, active, binding, intact)
+    return await _switch(obj, deps, desired, active, binding, served, intact)
+
+
+async def _steady(
+    obj: OrgObject, deps: OrgDeps, active: str, binding: SecretSnapshot | None, intact: bool
+) -> OrgResult:
+    events: list[EventNote] = []
+    try:
+        target, _ = await resolve(obj, None if active == PLATFORM_DEFAULT else active, deps, require_ready=False)
+    except OneieError as exc:
+        # The active backend cannot be read right now: keep the binding as it is (last good).
+        conds = conditions.retrying(exc.reason, f"active backend {active}: {exc}")
+        status = {
+            "observedGeneration": obj.generation,
+            "conditions": conditions.merge_conditions(obj.status.get("conditions"), conds, generation=obj.generation),
+        }
+        current = conditions.get_condition(obj.status.get("conditions"), "Ready") or {}
+        if current.get("reason") != exc.reason:
+            events.append(EventNote("Warning", exc.reason, f"active backend {active}: {exc}"))
+        return OrgResult(status=status, events=events)
+    expected = binding_data(target)
+    if binding is None or not intact or dict(binding.data) != expected:
+        await write_binding(obj, target, deps)
+        if binding is None or not intact:
+            events.append(
+                EventNote(
+                    "Warning",
+                    "BindingRestored",
+                    f"binding Secret '{binding_name(obj.name)}' was deleted or edited; restored for {active}",
+                )
+            )
+        else:
+            events.append(
+                EventNote(
+                    "Normal",
+                    "BindingUpdated",
+                    f"binding Secret '{binding_name(obj.name)}' updated: {active}'s settings or credentials changed",
+                )
+            )
+    ready_message = f"{target.provider.name} backend {active} is active"
+    wanted = [
+        *conditions.ready("Active", ready_message),
+        conditions.Condition("Switching", "False", "Active", ""),
+        _healthy(target),
+    ]
+    merged = conditions.merge_conditions(obj.status.get("conditions"), wanted, generation=obj.generation)
+    status = {**_base_status(obj, target, active), "conditions": merged}
+    current = {k: obj.status.get(k) for k in status}
+    if current == status and not events:
+        return OrgResult(unchanged=True)
+    return OrgResult(status=status, events=events)
+
+
+async def _switch(
+    obj: OrgObject,
+    deps: OrgDeps,
+    desired: str | None,
+    active: str | None,
+    binding: SecretSnapshot | None,
+    served: str | None,
+    intact: bool,
+) -> OrgResult:
+    desired_name = desired or PLATFORM_DEFAULT
+    # Nothing changed since the last failed attempt: stay where we are (no retry loop), but
+    # keep the binding of the backend that stays active as it should be.
+    conn_now = await deps.objects.get("backendconnections", obj.namespace, desired) if desired else None
+    attempt = attempt_key(obj, desired, conn_now)
+    last = obj.status.get("lastSwitch") or {}
+    if last.get("attempt") == attempt and last.get("result") in ("RolledBack", "Failed"):
+        if active is not None and (served != active or not intact):
+            restored = await _restore_binding(obj, deps, active)
+            if restored:
+                return OrgResult(events=[restored])
+        return OrgResult(unchanged=True)
+
+    timeout = float(((obj.spec.get("switchPolicy") or {}).get("timeoutSeconds")) or 30)
+    policy = obj.spec.get("switchPolicy") or {}
+    health_gate = policy.get("healthGate", True) is not False
+    auto_rollback = policy.get("autoRollback", True) is not False
+    started_at = _now()
+
+    async def progress(step: str) -> None:
+        if deps.on_step is not None:
+            await deps.on_step(obj, desired_name, step)
+
+    clock = SwitchClock(deadline_seconds=timeout, on_step=progress)
+    target: Target | None = None
+    activated = False
+    try:
+        async with clock.step("validate"):
+            target, _ = await resolve(obj, desired, deps, require_ready=True)
+        async with clock.step("test"):
+            await target.provider.test_credentials(target.settings, target.credentials, deps.http)
+        async with clock.step("encrypt"):
+            # The credentials are kept encrypted by the connection; the binding's keyed digest is
+            # computed now so that activation is one write.
+            binding_data(target)
+        async with clock.step("activate"):
+            await write_binding(obj, target, deps)
+            activated = True
+        if health_gate:
+            async with clock.step("healthGate"):
+                await target.provider.probe(target.settings, target.credentials, deps.http)
+        else:
+            clock.skip("healthGate")
+    except SwitchFailed as failure:
+        return await _failed(
+            obj, deps, clock, failure, desired_name, active, activated, auto_rollback, started_at, attempt
+        )
+
+    assert target is not None
+    record = SwitchRecord(
+        source=active,
+        target=desired_name,
+        result="Succeeded",
+        seconds=clock.elapsed,
+        steps=[s.as_status() for s in clock.steps],
+        reason="Switched",
+        message=f"switched from {active or 'nothing'} to {desired_name}",
+        started_at=started_at,
+        finished_at=_now(),
+        attempt=attempt,
+        explicit_rollback=_explicit_rollback(obj, desired_name),
+    )
+    status = {
+        **_base_status(obj, target, desired_name),
+        "previousConnection": active or obj.status.get("previousConnection") or "",
+        "switchedAt": record.finished_at,
+        "lastSwitch": record.as_status(),
+        "history": _history(obj, record),
+        "switching": None,
+        "conditions": conditions.merge_conditions(
+            obj.status.get("conditions"),
+            [
+                *conditions.ready("Switched", f"{target.provider.name} backend {desired_name} is active"),
+                conditions.Condition("Switching", "False", "Switched", ""),
+                _healthy(target),
+            ],
+            generation=obj.generation,
+        ),
+    }
+    if record.explicit_rollback:
+        status["lastRollback"] = obj.annotations.get(ROLLBACK_ANNOTATION, "")
+    steps = ", ".join(f"{s['name']} {s['milliseconds']} ms" for s in record.steps)
+    who = changed_by(obj)
+    verb = "ProviderRolledBack" if record.explicit_rollback else "ProviderSwitched"
+    message = (
+        f"from {active or 'nothing'} to {desired_name} ({target.provider.name}) in "
+        f"{record.seconds * 1000:.0f} ms: {steps}" + (f"; changed by {who}" if who else "")
+    )
+    usage = [(desired_name, True)] + ([(active, False)] if active and active != desired_name else [])
+    return OrgResult(
+        status=status,
+        events=[EventNote("Normal", verb, message)],
+        switch=record,
+        usage=[(c, u) for c, u in usage if c != PLATFORM_DEFAULT],
+    )
+
+
+async def _restore_binding(obj: OrgObject, deps: OrgDeps, active: str) -> EventNote | None:
+    try:
+        target, _ = await resolve(obj, None if active == PLATFORM_DEFAULT else active, deps, require_ready=False)
+    except OneieError:
+        return None
+    await write_binding(obj, target, deps)
+    return EventNote(
+        "Warning",
+        "BindingRestored",
+        f"binding Secret '{binding_name(obj.name)}' was deleted or edited; restored for {active}",
+    )
+
+
+def _explicit_rollback(obj: OrgObject, desired_name: str) -> bool:
+    requested = obj.annotations.get(ROLLBACK_ANNOTATION)
+    return (
+        bool(requested)
+        and requested != obj.status.get("lastRollback")
+        and desired_name == (obj.status.get("previousConnection") or None)
+    )
+
+
+def _history(obj: OrgObject, record: SwitchRecord) -> list[dict[str, Any]]:
+    entry = record.as_status()
+    return [entry, *list(obj.status.get("history") or [])][:HISTORY_LIMIT]
+
+
+async def _failed(
+    obj: OrgObject,
+    deps: OrgDeps,
+    clock: SwitchClock,
+    failure: SwitchFailed,
+    desired_name: str,
+    active: str | None,
+    activated: bool,
+    auto_rollback: bool,
+    started_at: str,
+    attempt: str,
+) -> OrgResult:
+    for name in STEPS[len(clock.steps) :]:
+        clock.skip(name)
+    restored: Target | None = None
+    restore_error: str | None = None
+    if activated or (active is not None):
+        # Put (or keep) the previous backend in the binding.
+        try:
+            if active is not None:
+                restored, _ = await resolve(
+                    obj, None if active == PLATFORM_DEFAULT else active, deps, require_ready=False
+                )
+                if activated and auto_rollback:
+                    await write_binding(obj, restored, deps)
+            elif activated and auto_rollback:
+                await deps.secrets.delete(obj.namespace, binding_name(obj.name))
+        except OneieError as exc:
+            restore_error = str(exc)
+    rolled_back = active is not None and restore_error is None and (auto_rollback or not activated)
+    result = "RolledBack" if rolled_back else "Failed"
+    message = str(failure)
+    if rolled_back:
+        message += f"; {active} stays active"
+    elif restore_error:
+        message += f"; restoring {active} failed too: {restore_error}"
+    elif active is None:
+        message += "; no backend is active"
+    record = SwitchRecord(
+        source=active,
+        target=desired_name,
+        result=result,
+        seconds=clock.elapsed,
+        steps=[s.as_status() for s in clock.steps],
+        reason=failure.reason,
+        message=message,
+        started_at=started_at,
+        finished_at=_now(),
+        attempt=attempt,
+    )
+    conds = [
+        *conditions.stalled(failure.reason, message),
+        conditions.Condition("Switching", "False", failure.reason, ""),
+        _healthy(restored),
+    ]
+    status: dict[str, Any] = {
+        "observedGeneration": obj.generation,
+        "binding": {"name": binding_name(obj.name)},
+        "lastSwitch": record.as_status(),
+        "history": _history(obj, record),
+        "switching": None,
+        "conditions": conditions.merge_conditions(obj.status.get("conditions"), conds, generation=obj.generation),
+    }
+    reason = "SwitchRolledBack" if rolled_back else "SwitchFailed"
+    event = EventNote(
+        "Warning",
+        reason,
+        f"switch from {active or 'nothing'} to {desired_name} failed at step "
+        f"{failure.step} ({failure.reason}): {message}",
+    )
+    return OrgResult(status=status, events=[event], switch=record)
