@@ -78,6 +78,19 @@ class OperatorConfig(BaseSettings):
     )
     """Back-off before a transient failure (provider down, Secret missing) is retried."""
 
+    probe_concurrency: int = Field(default=200, ge=1, le=10000, description="PROBE_CONCURRENCY: 1-10000.")
+    """Health probes in flight at once, overall."""
+
+    probe_concurrency_per_namespace: int = Field(
+        default=10, ge=1, le=1000, description="PROBE_CONCURRENCY_PER_NAMESPACE: 1-1000."
+    )
+    """Health probes in flight at once within one namespace: one tenant cannot starve the others."""
+
+    probe_initial_jitter_seconds: float = Field(
+        default=60.0, ge=0, le=3600, description="PROBE_INITIAL_JITTER_SECONDS: 0-3600."
+    )
+    """A connection's first probe after start-up comes at a random delay up to this (no stampede)."""
+
     @field_validator("watch_namespaces", mode="before")
     @classmethod
     def _split_namespaces(cls, value: object) -> object:

@@ -76,6 +76,7 @@ def demo_config_env(overrides: Mapping[str, str] | None = None) -> dict[str, str
         "HEALTH_PORT": "0",
         "RETRY_DELAY_SECONDS": "2",
         "PROVIDER_TIMEOUT_SECONDS": "3",
+        "PROBE_INITIAL_JITTER_SECONDS": "0.5",  # first health probes at once, not within a minute
     }
     env.update(overrides or {})
     return env

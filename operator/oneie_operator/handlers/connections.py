@@ -8,6 +8,8 @@ from typing import Any
 import kopf
 
 from oneie_operator.handlers.services import Services
+from oneie_operator.health.assessment import Thresholds
+from oneie_operator.health.probing import ProbeTarget
 from oneie_operator.reconcile.connections import (
     GROUP,
     VERSION,
@@ -19,6 +21,7 @@ from oneie_operator.reconcile.connections import (
 from oneie_operator.reconcile.events import EventNote
 
 PLURAL = "backendconnections"
+PROBE_ANNOTATION = "one.ie/probe"
 TRIGGER_ANNOTATION = "one.ie/reconcile-trigger"
 
 
@@ -78,6 +81,7 @@ async def reconcile(
     elif not result.unchanged:
         key_id = result.status.get("credentials", {}).get("keyId")
         metrics.set_connection(ns, name, provider, True, key_id)
+    register_for_probes(services, obj, result, dict(meta.get("annotations") or {}))
     if not result.unchanged:
         # Organizations that want or use this connection re-check it (switch retries, new credentials).
         users: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
@@ -91,6 +95,45 @@ async def reconcile(
         rate_limited = result.error is not None and result.error.reason == "ProviderRateLimited"
         delay = result.retry_after if rate_limited else min(result.retry_after * 2 ** min(retry, 8), 600.0)
         raise kopf.TemporaryError(str(result.error), delay=delay)
+
+
+def register_for_probes(
+    services: Services, obj: ConnectionObject, result: ConnectionResult, annotations: dict[str, str]
+) -> None:
+    """A usable connection is probed on its interval; an unusable one is not probed at all."""
+    engine = services.probe_engine
+    if engine is None:
+        return
+    if result.error is not None or result.provider is None or result.settings is None or result.sealed is None:
+        if result.error is not None and result.error.reason not in (
+            "ProviderUnreachable",
+            "ProviderTimeout",
+            "ProviderServerError",
+            "ProviderRateLimited",
+            "ProviderProtocolError",
+            "CredentialsRejected",
+        ):
+            engine.remove(obj.namespace, obj.name)  # its spec or Secret is unusable; last good stays otherwise
+        return
+    limits = obj.spec.get("rateLimits") or {}
+    engine.upsert(
+        ProbeTarget(
+            namespace=obj.namespace,
+            name=obj.name,
+            uid=obj.uid,
+            provider=result.provider,
+            settings=result.settings,
+            sealed=result.sealed,
+            thresholds=Thresholds.from_spec(obj.spec.get("healthCheck")),
+            requests_per_minute=limits.get("requestsPerMinute"),
+            requests_per_day=limits.get("requestsPerDay"),
+        )
+    )
+    requested = annotations.get(PROBE_ANNOTATION)
+    seen = services.probe_requests
+    if requested and seen.get((obj.namespace, obj.name)) != requested:
+        seen[(obj.namespace, obj.name)] = requested
+        engine.request(obj.namespace, obj.name)
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -171,3 +214,7 @@ async def guard_deletion(
         raise kopf.TemporaryError(message, delay=5)
     services: Services = memo["services"]
     services.metrics.forget_connection(ns, name)
+    if services.probe_engine is not None:
+        services.probe_engine.remove(ns, name)
+    if services.health_reporter is not None:
+        services.health_reporter.forget(ns, name)

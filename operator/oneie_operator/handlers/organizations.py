@@ -19,15 +19,28 @@ PLURAL = "organizations"
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def reconcile(
-    body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status,
-    namespace: str | None, name: str, uid: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     services: Services = memo["services"]
     ns = namespace or ""
     started = time.perf_counter()
     obj = OrgObject(
-        namespace=ns, name=name, uid=uid, generation=int(meta.get("generation") or 0),
-        spec=dict(spec), status=dict(status), annotations=dict(meta.annotations),
+        namespace=ns,
+        name=name,
+        uid=uid,
+        generation=int(meta.get("generation") or 0),
+        spec=dict(spec),
+        status=dict(status),
+        annotations=dict(meta.annotations),
         managed_fields=tuple(meta.get("managedFields") or ()),
     )
     result = await reconcile_organization(obj, services.org_deps())
@@ -36,8 +49,12 @@ async def reconcile(
     post_events(body, result.events)
     for connection, using in result.usage:
         await services.objects.update_set_in_status(
-            "backendconnections", ns, connection, "usedBy",
-            add=name if using else None, remove=None if using else name,
+            "backendconnections",
+            ns,
+            connection,
+            "usedBy",
+            add=name if using else None,
+            remove=None if using else name,
         )
     metrics = services.metrics
     metrics.reconcile_duration.labels("Organization").observe(time.perf_counter() - started)

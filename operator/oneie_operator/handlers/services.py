@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import kubernetes.client
 
 from oneie_operator.config import OperatorConfig
+from oneie_operator.health.engine import ProbeEngine
 from oneie_operator.kube.secrets import CustomObjects, SecretStore
 from oneie_operator.observability.metrics import Metrics
 from oneie_operator.platform_default import PlatformDefault
@@ -30,6 +32,10 @@ class Services:
     secrets: SecretStore
     objects: CustomObjects
     platform_default: PlatformDefault | None = None
+    probe_engine: ProbeEngine | None = None
+    #: The last ``one.ie/probe`` annotation value acted on, per connection.
+    probe_requests: dict[tuple[str, str], str] = field(default_factory=dict)
+    health_reporter: Any = None
 
     @classmethod
     def build(

@@ -98,6 +98,36 @@ class Metrics:
             "oneie_rollbacks", "Rollbacks to the previous backend, by kind (automatic, explicit).",
             ["kind"], registry=r,
         )
+        self.probe_duration = Histogram(
+            "oneie_probe_duration_seconds", "Duration of health probes, by provider.",
+            ["provider"], registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.probes = Counter(
+            "oneie_probes", "Health probes, by provider and result (success or the failure reason).",
+            ["provider", "result"], registry=r,
+        )
+        self.probe_failures = Counter(
+            "oneie_probe_failures", "Failed health probes, by provider and reason.",
+            ["provider", "reason"], registry=r,
+        )
+        self.health_state = Gauge(
+            "oneie_connection_health", "1 for the connection's current health state, 0 for the others.",
+            ["namespace", "connection", "provider", "state"], registry=r,
+        )
+        self.response_time = Gauge(
+            "oneie_connection_response_seconds", "Response time of the connection's latest health probe.",
+            ["namespace", "connection", "provider"], registry=r,
+        )
+        self.error_rate = Gauge(
+            "oneie_connection_error_rate", "Share of failed probes over the connection's window (0..1).",
+            ["namespace", "connection", "provider"], registry=r,
+        )
+        self.consecutive_failures = Gauge(
+            "oneie_connection_consecutive_failures", "Consecutive failed health probes of the connection.",
+            ["namespace", "connection", "provider"], registry=r,
+        )
+        self._health_series: dict[tuple[str, str], str] = {}
         self._key_of: dict[tuple[str, str], str] = {}
         self._provider_of: dict[tuple[str, str], str] = {}
 
@@ -131,8 +161,33 @@ class Metrics:
             self._key_of[key] = key_id
             self.credentials_by_key.labels(key_id).inc()
 
+    def observe_probe(
+        self, namespace: str, name: str, provider: str, *, ok: bool, seconds: float, reason: str,
+        state: str, error_rate: float, consecutive_failures: int,
+    ) -> None:
+        self.probe_duration.labels(provider).observe(seconds)
+        self.probes.labels(provider, "success" if ok else reason).inc()
+        if not ok:
+            self.probe_failures.labels(provider, reason).inc()
+        self._health_series[(namespace, name)] = provider
+        for candidate in ("online", "degraded", "offline", "unknown"):
+            self.health_state.labels(namespace, name, provider, candidate).set(1 if candidate == state else 0)
+        self.response_time.labels(namespace, name, provider).set(seconds)
+        self.error_rate.labels(namespace, name, provider).set(error_rate)
+        self.consecutive_failures.labels(namespace, name, provider).set(consecutive_failures)
+
+    def forget_health(self, namespace: str, name: str) -> None:
+        provider = self._health_series.pop((namespace, name), None)
+        if provider is None:
+            return
+        for candidate in ("online", "degraded", "offline", "unknown"):
+            self.health_state.remove(namespace, name, provider, candidate)
+        for gauge in (self.response_time, self.error_rate, self.consecutive_failures):
+            gauge.remove(namespace, name, provider)
+
     def forget_connection(self, namespace: str, name: str) -> None:
         """Remove the series of a deleted connection."""
+        self.forget_health(namespace, name)
         key = (namespace, name)
         provider = self._provider_of.pop(key, None)
         if provider is not None:

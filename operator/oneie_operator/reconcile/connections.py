@@ -101,6 +101,10 @@ class ConnectionResult:
     error: OneieError | None = None
     #: True when nothing had to be done (everything was already up to date).
     unchanged: bool = False
+    #: When the connection is usable: its provider, settings and encrypted credentials (for probes).
+    provider: Provider[Any] | None = None
+    settings: ProviderSettings | None = None
+    sealed: Mapping[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,10 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
             else:
                 if not needs_rotation(deps.keyring, sealed):
                     labels = capability_labels(obj.labels, sorted(valid.provider.capabilities))
-                    return ConnectionResult(labels=labels, unchanged=not labels)
+                    return ConnectionResult(
+                        labels=labels, unchanged=not labels, provider=valid.provider, settings=valid.settings,
+                        sealed=sealed,
+                    )
                 resealed = reseal(deps.keyring, sealed, namespace=obj.namespace, connection=obj.name)
                 return await _store(
                     obj,
@@ -339,4 +346,7 @@ async def _store(
     }
     if not isinstance(obj.status.get("health"), Mapping):
         status["health"] = {"status": "unknown"}
-    return ConnectionResult(status=status, labels=capability_labels(obj.labels, capabilities), events=events)
+    return ConnectionResult(
+        status=status, labels=capability_labels(obj.labels, capabilities), events=events,
+        provider=valid.provider, settings=valid.settings, sealed=dict(sealed),
+    )

@@ -1,0 +1,137 @@
+"""Kopf glue for health monitoring: run the probe engine, report its results.
+
+Status ``health`` is written only when something changes (state, failures, error) and as a
+heartbeat; Events only on transitions; metrics on every probe. A refused status write is
+not lost: the connection stays "dirty" and the next probe writes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from oneie_operator.handlers.services import Services
+from oneie_operator.health.assessment import HealthTracker, State
+from oneie_operator.health.engine import EngineSettings, ProbeEngine
+from oneie_operator.health.probing import ProbeTarget, run_probe
+from oneie_operator.reconcile.connections import API_VERSION, GROUP, VERSION
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 600.0
+TRANSITION_EVENTS = {
+    "online": ("Normal", "BackendOnline"),
+    "degraded": ("Warning", "BackendDegraded"),
+    "offline": ("Warning", "BackendOffline"),
+}
+
+
+class HealthReporter:
+    """Turns probe results into status writes, Events and metrics."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._written: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
+        self._dirty: set[tuple[str, str]] = set()
+
+    async def __call__(self, target: ProbeTarget, tracker: HealthTracker, old: State, new: State) -> None:
+        latest = tracker.outcomes[-1]
+        key = (target.namespace, target.name)
+        self.services.metrics.observe_probe(
+            target.namespace,
+            target.name,
+            target.provider.name,
+            ok=latest.ok,
+            seconds=latest.seconds,
+            reason=latest.reason,
+            state=new,
+            error_rate=tracker.error_rate,
+            consecutive_failures=tracker.consecutive_failures,
+        )
+        health = tracker.status()
+        essential = {
+            k: v for k, v in health.items() if k not in ("lastProbeTime", "responseTimeMilliseconds", "errorRate")
+        }
+        previous, written_at = self._written.get(key, ({}, 0.0))
+        due = time.monotonic() - written_at >= HEARTBEAT_SECONDS
+        if essential != previous or due or key in self._dirty or old != new:
+            try:
+                await self.services.objects.patch_status(
+                    "backendconnections", target.namespace, target.name, {"health": health}
+                )
+            except Exception as exc:  # the API refused: keep it dirty, the next probe writes again
+                self._dirty.add(key)
+                logger.warning(
+                    "health status of %s/%s not written (%s); will retry",
+                    target.namespace,
+                    target.name,
+                    type(exc).__name__,
+                )
+            else:
+                self._dirty.discard(key)
+                self._written[key] = (essential, time.monotonic())
+        if old != new and new in TRANSITION_EVENTS:
+            kind, reason = TRANSITION_EVENTS[new]
+            detail = f" ({latest.reason}: {latest.message})" if not latest.ok else f" ({latest.seconds * 1000:.0f} ms)"
+            body: kopf.RawBody = {
+                "apiVersion": API_VERSION,
+                "kind": "BackendConnection",
+                "metadata": {"name": target.name, "namespace": target.namespace, "uid": target.uid},
+            }
+            kopf.event(kopf.Body(body), type=kind, reason=reason, message=f"{target.name} is {new}, was {old}{detail}")
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._written.pop((namespace, name), None)
+        self._dirty.discard((namespace, name))
+
+
+@kopf.on.startup()
+async def start_probe_engine(memo: kopf.Memo, **_: Any) -> None:
+    services: Services = memo["services"]
+    reporter = HealthReporter(services)
+
+    async def prober(target: ProbeTarget) -> Any:
+        return await run_probe(target, services.keyring, services.http)
+
+    config = services.config
+    settings = EngineSettings(
+        max_concurrency=config.probe_concurrency,
+        max_per_namespace=config.probe_concurrency_per_namespace,
+        initial_jitter_seconds=config.probe_initial_jitter_seconds,
+    )
+    engine = ProbeEngine(prober, reporter, settings)
+    services.probe_engine = engine
+    services.health_reporter = reporter
+    memo["probe_engine_task"] = asyncio.create_task(engine.run(), name="probe engine")
+
+
+@kopf.on.cleanup()
+async def stop_probe_engine(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("probe_engine_task")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@kopf.on.event(GROUP, VERSION, "backendconnections")
+async def health_changed(namespace: str | None, name: str, status: kopf.Status, memo: kopf.Memo, **kwargs: Any) -> None:
+    """When a connection's health state changes, its organizations re-derive ``Healthy``."""
+    ns = namespace or ""
+    state = str((status.get("health") or {}).get("status") or "unknown")
+    seen: dict[tuple[str, str], str] = memo.setdefault("health_seen", {})
+    if seen.get((ns, name)) == state:
+        return
+    first = (ns, name) not in seen
+    seen[(ns, name)] = state
+    if first:
+        return
+    services: Services = memo["services"]
+    users: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
+    for organization in sorted(set(users.get((ns, name), []))):
+        await services.objects.annotate(
+            "organizations", ns, organization, {"one.ie/reconcile-trigger": f"{name}-health@{state}"}
+        )

@@ -1,0 +1,1 @@
+"""Health monitoring: the probe engine and how probe results become a health state."""

@@ -1,0 +1,95 @@
+"""From probe outcomes to a health state: online / degraded / offline (pure functions).
+
+* **offline**: the latest ``failureThreshold`` probes failed (default 1: the latest one);
+* **degraded**: the latest probe succeeded, but slower than ``degradedThresholdMilliseconds``,
+  or the error rate over the last ``window`` probes is above ``errorRateThreshold``;
+* **online**: otherwise. **unknown** until the first probe.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+State = Literal["online", "degraded", "offline", "unknown"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    interval_seconds: float = 300.0
+    timeout_seconds: float = 10.0
+    degraded_seconds: float = 2.0
+    error_rate: float = 0.2
+    window: int = 10
+    failure_threshold: int = 1
+
+    @classmethod
+    def from_spec(cls, health_check: Mapping[str, Any] | None) -> Thresholds:
+        spec = health_check or {}
+        return cls(
+            interval_seconds=float(spec.get("intervalSeconds", 300)),
+            timeout_seconds=float(spec.get("timeoutSeconds", 10)),
+            degraded_seconds=float(spec.get("degradedThresholdMilliseconds", 2000)) / 1000,
+            error_rate=float(spec.get("errorRateThreshold", 0.2)),
+            window=max(1, int(spec.get("window", 10))),
+        )
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    ok: bool
+    seconds: float
+    at: str  # RFC 3339
+    reason: str = ""
+    message: str = ""  # sanitised; never credentials
+    retry_after: float | None = None
+
+
+@dataclass
+class HealthTracker:
+    """The rolling window of one connection's probe outcomes."""
+
+    thresholds: Thresholds
+    outcomes: collections.deque[ProbeOutcome] = field(default_factory=lambda: collections.deque(maxlen=100))
+    consecutive_failures: int = 0
+    state: State = "unknown"
+
+    def record(self, outcome: ProbeOutcome) -> tuple[State, State]:
+        """Add an outcome; return (old state, new state)."""
+        self.outcomes.append(outcome)
+        self.consecutive_failures = 0 if outcome.ok else self.consecutive_failures + 1
+        old, self.state = self.state, self.assess()
+        return old, self.state
+
+    @property
+    def error_rate(self) -> float:
+        recent = list(self.outcomes)[-self.thresholds.window :]
+        return sum(1 for o in recent if not o.ok) / len(recent) if recent else 0.0
+
+    def assess(self) -> State:
+        if not self.outcomes:
+            return "unknown"
+        if self.consecutive_failures >= self.thresholds.failure_threshold:
+            return "offline"
+        latest = self.outcomes[-1]
+        if latest.seconds > self.thresholds.degraded_seconds or self.error_rate > self.thresholds.error_rate:
+            return "degraded"
+        return "online"
+
+    def status(self) -> dict[str, Any]:
+        """``status.health`` as the CRD describes it."""
+        latest = self.outcomes[-1] if self.outcomes else None
+        last_error = next((o for o in reversed(self.outcomes) if not o.ok), None)
+        result: dict[str, Any] = {
+            "status": self.state,
+            "errorRate": round(self.error_rate, 3),
+            "consecutiveFailures": self.consecutive_failures,
+        }
+        if latest is not None:
+            result["lastProbeTime"] = latest.at
+            result["responseTimeMilliseconds"] = round(latest.seconds * 1000)
+        if last_error is not None:
+            result["lastError"] = f"{last_error.reason}: {last_error.message}"[:512]
+        return result

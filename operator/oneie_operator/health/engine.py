@@ -1,0 +1,204 @@
+"""The probe engine: every registered connection probed on its interval, cheaply and fairly.
+
+* One scheduler task keeps a heap of due times; each due probe runs as its own task.
+* Bounded concurrency overall and per namespace (semaphores): one tenant's hanging backends
+  hold only that tenant's slots, so other tenants' probes are not delayed.
+* Jitter: a newly registered connection is first probed at a random point of its first
+  interval (capped), so a restart does not stampede every backend at once.
+* Rate limits: ``requestsPerMinute`` / ``requestsPerDay`` of the connection are never exceeded
+  by probes (the probe is postponed), and a provider's ``Retry-After`` is honoured.
+* ``request(key)``: an immediate probe (the ``one.ie/probe`` annotation, ``kubectl oneie probe``).
+* Results go to ``on_result`` (status, Events, metrics are the caller's business).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import heapq
+import itertools
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from oneie_operator.health.assessment import HealthTracker, ProbeOutcome, State
+from oneie_operator.health.probing import ProbeTarget
+
+Key = tuple[str, str]
+Prober = Callable[[ProbeTarget], Awaitable[ProbeOutcome]]
+ResultHook = Callable[[ProbeTarget, HealthTracker, State, State], Awaitable[None]]
+
+
+@dataclass
+class EngineSettings:
+    max_concurrency: int = 200
+    """Probes in flight at once, overall."""
+
+    max_per_namespace: int = 10
+    """Probes in flight at once within one namespace (one tenant)."""
+
+    initial_jitter_seconds: float = 60.0
+    """A new connection's first probe comes at a random delay up to min(interval, this)."""
+
+
+@dataclass
+class _Entry:
+    target: ProbeTarget
+    tracker: HealthTracker
+    due: float
+    generation: int = 0  # bumps on re-registration/removal: stale heap items are skipped
+    in_flight: bool = False
+    not_before: float = 0.0  # Retry-After / rate limits
+    minute: collections.deque[float] = field(default_factory=collections.deque)
+    day: collections.deque[float] = field(default_factory=collections.deque)
+
+
+class ProbeEngine:
+    def __init__(
+        self,
+        prober: Prober,
+        on_result: ResultHook,
+        settings: EngineSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._prober = prober
+        self._on_result = on_result
+        self.settings = settings or EngineSettings()
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
+        self._entries: dict[Key, _Entry] = {}
+        self._heap: list[tuple[float, int, Key, int]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._global = asyncio.Semaphore(self.settings.max_concurrency)
+        self._per_ns: dict[str, asyncio.Semaphore] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: (namespace, start − due time) of recent probes: schedule drift, bounded.
+        self.lateness: collections.deque[tuple[str, float]] = collections.deque(maxlen=100_000)
+        self.probes_done = 0
+
+    # ------------------------------------------------------------------ registration
+    def upsert(self, target: ProbeTarget) -> None:
+        """Register or update a connection; keeps its history when only settings change."""
+        key = (target.namespace, target.name)
+        entry = self._entries.get(key)
+        now = self._clock()
+        if entry is None:
+            jitter = self._rng.uniform(0, min(target.thresholds.interval_seconds, self.settings.initial_jitter_seconds))
+            entry = _Entry(target=target, tracker=HealthTracker(target.thresholds), due=now + jitter)
+            self._entries[key] = entry
+        else:
+            changed = entry.target.thresholds.interval_seconds != target.thresholds.interval_seconds
+            entry.target = target
+            entry.tracker.thresholds = target.thresholds
+            if not changed:
+                return
+            entry.due = min(entry.due, now + target.thresholds.interval_seconds)
+        entry.generation += 1
+        self._push(key, entry)
+
+    def remove(self, namespace: str, name: str) -> bool:
+        entry = self._entries.pop((namespace, name), None)
+        if entry is not None:
+            entry.generation += 1
+        return entry is not None
+
+    def request(self, namespace: str, name: str) -> bool:
+        """Probe this connection now (rate limits and Retry-After still apply)."""
+        entry = self._entries.get((namespace, name))
+        if entry is None:
+            return False
+        entry.due = self._clock()
+        entry.generation += 1
+        self._push((namespace, name), entry)
+        return True
+
+    def tracker(self, namespace: str, name: str) -> HealthTracker | None:
+        entry = self._entries.get((namespace, name))
+        return entry.tracker if entry else None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _push(self, key: Key, entry: _Entry) -> None:
+        heapq.heappush(self._heap, (entry.due, next(self._seq), key, entry.generation))
+        self._wake.set()
+
+    # ------------------------------------------------------------------ running
+    async def run(self) -> None:
+        """The scheduler loop; cancel it to stop (in-flight probes are cancelled too)."""
+        try:
+            while True:
+                now = self._clock()
+                while self._heap and self._heap[0][0] <= now:
+                    due, _, key, generation = heapq.heappop(self._heap)
+                    entry = self._entries.get(key)
+                    if entry is None or entry.generation != generation:
+                        continue  # removed or rescheduled meanwhile
+                    self._start(key, entry, due, now)
+                self._wake.clear()
+                timeout = (self._heap[0][0] - now) if self._heap else None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _start(self, key: Key, entry: _Entry, due: float, now: float) -> None:
+        interval = entry.target.thresholds.interval_seconds
+        if entry.in_flight:
+            entry.due = now + interval
+            self._push(key, entry)
+            return
+        allowed = max(entry.not_before, self._rate_limit_until(entry, now))
+        if allowed > now:
+            entry.due = allowed
+            self._push(key, entry)
+            return
+        entry.in_flight = True
+        task = asyncio.create_task(self._probe(key, entry, due), name=f"probe {key[0]}/{key[1]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _rate_limit_until(self, entry: _Entry, now: float) -> float:
+        target = entry.target
+        for window, limit, span in (
+            (entry.minute, target.requests_per_minute, 60.0),
+            (entry.day, target.requests_per_day, 86400.0),
+        ):
+            while window and window[0] <= now - span:
+                window.popleft()
+            if limit is not None and len(window) >= limit:
+                return window[0] + span
+        return now
+
+    async def _probe(self, key: Key, entry: _Entry, due: float) -> None:
+        namespace = key[0]
+        per_ns = self._per_ns.get(namespace)
+        if per_ns is None:
+            per_ns = self._per_ns[namespace] = asyncio.Semaphore(self.settings.max_per_namespace)
+        try:
+            async with per_ns, self._global:
+                started = self._clock()
+                self.lateness.append((namespace, started - due))
+                entry.minute.append(started)
+                entry.day.append(started)
+                outcome = await self._prober(entry.target)
+            self.probes_done += 1
+            if self._entries.get(key) is not entry:
+                return  # deleted mid-probe: the result belongs to nobody
+            old, new = entry.tracker.record(outcome)
+            finished = self._clock()
+            entry.not_before = finished + outcome.retry_after if outcome.retry_after else 0.0
+            entry.due = max(finished + entry.target.thresholds.interval_seconds, entry.not_before)
+            entry.generation += 1
+            self._push(key, entry)
+            await self._on_result(entry.target, entry.tracker, old, new)
+        finally:
+            entry.in_flight = False

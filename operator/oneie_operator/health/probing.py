@@ -1,0 +1,60 @@
+"""One health probe of one connection: decrypt, call the provider's probe, classify the result."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from oneie_operator.errors import OneieError, ProviderRateLimitedError
+from oneie_operator.health.assessment import ProbeOutcome, Thresholds
+from oneie_operator.providers.base import Provider, ProviderSettings
+from oneie_operator.providers.http import ProviderHTTP
+from oneie_operator.providers.redaction import sanitize
+from oneie_operator.vault import Keyring, unseal
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """What the engine needs to probe one connection (credentials stay encrypted at rest here)."""
+
+    namespace: str
+    name: str
+    provider: Provider[Any]
+    settings: ProviderSettings
+    sealed: Mapping[str, str] = field(repr=False)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    requests_per_minute: int | None = None
+    requests_per_day: int | None = None
+    uid: str = ""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def run_probe(target: ProbeTarget, keyring: Keyring, http: ProviderHTTP) -> ProbeOutcome:
+    """Probe within the connection's timeout; every failure becomes a sanitised outcome."""
+    started = time.perf_counter()
+    credentials: dict[str, str] = {}
+    try:
+        credentials = unseal(keyring, target.sealed, namespace=target.namespace, connection=target.name)
+        async with asyncio.timeout(target.thresholds.timeout_seconds):
+            result = await target.provider.probe(target.settings, credentials, http)
+        return ProbeOutcome(ok=True, seconds=result.latency_seconds, at=_now())
+    except TimeoutError:
+        return ProbeOutcome(
+            False,
+            time.perf_counter() - started,
+            _now(),
+            "ProviderTimeout",
+            f"no answer within {target.thresholds.timeout_seconds:g}s",
+        )
+    except OneieError as exc:
+        retry = exc.retry_after if isinstance(exc, ProviderRateLimitedError) else None
+        return ProbeOutcome(
+            False, time.perf_counter() - started, _now(), exc.reason, sanitize(str(exc), credentials.values()), retry
+        )

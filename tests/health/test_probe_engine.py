@@ -1,0 +1,283 @@
+"""The probe engine against real local HTTP servers: faults, isolation, rate limits, jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+import statistics
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from oneie_operator.health.assessment import HealthTracker, State, Thresholds
+from oneie_operator.health.engine import EngineSettings, ProbeEngine
+from oneie_operator.health.probing import ProbeTarget, run_probe
+from oneie_operator.providers import DestinationPolicy, ProviderHTTP, default_registry, validate_settings
+from oneie_operator.testing.kubeapi import wait_for
+from oneie_operator.testing.provider_servers import ProviderServers
+from oneie_operator.vault import Keyring, generate_key, seal
+
+KEYRING = Keyring.from_env(generate_key(), None)
+LOOPBACK = DestinationPolicy(allow_loopback=True, allow_plain_http=True)
+
+
+def target(servers: ProviderServers, provider: str, ns: str, name: str, *, url: str | None = None,
+           thresholds: Thresholds | None = None, **limits: int) -> ProbeTarget:
+    prov = default_registry().get(provider)
+    block = servers.settings(provider) if url is None else {prov.base_url_field: url}
+    settings = validate_settings(prov, block, f"spec.{provider}")
+    creds = servers.credentials[provider]
+    return ProbeTarget(namespace=ns, name=name, provider=prov, settings=settings,
+                       sealed=seal(KEYRING, creds, namespace=ns, connection=name),
+                       thresholds=thresholds or Thresholds(interval_seconds=0.2, timeout_seconds=0.5), **limits)
+
+
+class Results:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, State, State, str]] = []
+
+    async def __call__(self, t: ProbeTarget, tracker: HealthTracker, old: State, new: State) -> None:
+        self.seen.append((t.namespace, t.name, old, new, tracker.outcomes[-1].reason))
+
+    def of(self, name: str) -> list[tuple[str, str, State, State, str]]:
+        return [r for r in self.seen if r[1] == name]
+
+
+@pytest.fixture()
+async def servers() -> AsyncIterator[ProviderServers]:
+    async with ProviderServers() as s:
+        yield s
+
+
+@pytest.fixture()
+async def http() -> AsyncIterator[ProviderHTTP]:
+    async with ProviderHTTP(policy=LOOPBACK, timeout=5) as client:
+        yield client
+
+
+async def _engine(http: ProviderHTTP, results: Results, policy: DestinationPolicy = LOOPBACK,
+                  **settings: float) -> tuple[ProbeEngine, asyncio.Task[None]]:
+    async def prober(t: ProbeTarget):  # type: ignore[no-untyped-def]
+        return await run_probe(t, KEYRING, http)
+    engine = ProbeEngine(prober, results, EngineSettings(initial_jitter_seconds=0, **settings))  # type: ignore[arg-type]
+    return engine, asyncio.create_task(engine.run())
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize(("provider", "fault", "reason"), [
+    ("convex", "hang", "ProviderTimeout"),
+    ("notion", "reset", "ProviderUnreachable"),
+    ("wordpress", "500", "ProviderServerError"),
+    ("supabase", "429:30", "ProviderRateLimited"),
+    ("convex", "huge", "ProviderProtocolError"),
+    ("wordpress", "notjson", "ProviderProtocolError"),
+])
+async def test_faults_make_the_backend_offline(servers: ProviderServers, http: ProviderHTTP, provider: str,
+                                               fault: str, reason: str) -> None:
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        engine.upsert(target(servers, provider, "ns", "c"))
+        await wait_for(lambda: _async(results.of("c")), timeout=5, what="first probe")
+        assert results.of("c")[0][2:4] == ("unknown", "online")
+        servers[provider].fault = fault
+        await wait_for(lambda: _async([r for r in results.of("c") if r[3] == "offline"]), timeout=5,
+                       what="offline")
+        offline = next(r for r in results.of("c") if r[3] == "offline")
+        assert offline[4] == reason
+        tracker = engine.tracker("ns", "c")
+        assert tracker is not None and tracker.status()["lastError"].startswith(reason)
+        for secret in servers.credentials[provider].values():
+            assert secret not in tracker.status()["lastError"]
+    finally:
+        await _stop(task)
+
+
+async def test_retry_after_is_honoured(servers: ProviderServers, http: ProviderHTTP) -> None:
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        servers["notion"].fault = "429:1.5"
+        engine.upsert(target(servers, "notion", "ns", "c"))  # interval 0.2 s
+        await wait_for(lambda: _async(results.of("c")), timeout=5, what="first probe")
+        first = time.monotonic()
+        count = servers["notion"].request_count
+        await servers["notion"].wait_for_requests(count + 1, deadline=5)
+        assert time.monotonic() - first >= 1.3, "the next probe came before Retry-After"
+    finally:
+        await _stop(task)
+
+
+async def test_forbidden_destination_is_never_contacted(servers: ProviderServers) -> None:
+    results = Results()
+    async with ProviderHTTP(policy=DestinationPolicy(allow_plain_http=True), timeout=2) as strict:
+        engine, task = await _engine(strict, results)
+        try:
+            engine.upsert(target(servers, "convex", "ns", "c"))
+            await wait_for(lambda: _async(results.of("c")), timeout=5, what="probe")
+            assert results.of("c")[0][3:] == ("offline", "DestinationForbidden")
+            assert servers["convex"].request_count == 0
+        finally:
+            await _stop(task)
+
+
+async def test_invalid_tls_certificate_is_a_failure(tmp_path: Path, servers: ProviderServers,
+                                                    http: ProviderHTTP) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False).sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                       serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    app = web.Application()
+    app.router.add_get("/version", lambda _: web.Response(text="1.0"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = runner.addresses[0][1]
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        engine.upsert(target(servers, "convex", "ns", "tls", url=f"https://127.0.0.1:{port}"))
+        await wait_for(lambda: _async(results.of("tls")), timeout=5, what="probe")
+        assert results.of("tls")[0][3] == "offline"
+        assert results.of("tls")[0][4] in ("ProviderUnreachable", "ProviderProtocolError")
+    finally:
+        await _stop(task)
+        await runner.cleanup()
+
+
+async def test_connection_deleted_mid_probe_drops_the_result(servers: ProviderServers, http: ProviderHTTP) -> None:
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        servers["convex"].fault = "slow:0.3"
+        engine.upsert(target(servers, "convex", "ns", "gone"))
+        await servers["convex"].wait_for_requests(1, deadline=5)
+        assert engine.remove("ns", "gone")
+        await asyncio.sleep(0)  # let the in-flight probe finish on its own
+        await wait_for(lambda: _async(engine.probes_done >= 1), timeout=5, what="the probe to end")
+        assert results.of("gone") == [], "a deleted connection's result must not be reported"
+        assert len(engine) == 0
+    finally:
+        await _stop(task)
+
+
+async def test_one_namespace_hanging_does_not_delay_another(http: ProviderHTTP) -> None:
+    """50 hanging backends in tenant A; tenant B's probes start within 0.25 s of their due time."""
+    async with ProviderServers(providers=("convex",)) as bad, ProviderServers(providers=("convex",)) as good:
+        bad["convex"].fault = "hang"
+        results = Results()
+        engine, task = await _engine(http, results, max_per_namespace=5, max_concurrency=100)
+        try:
+            slow = Thresholds(interval_seconds=0.5, timeout_seconds=3)
+            for i in range(50):
+                engine.upsert(target(bad, "convex", "tenant-a", f"a{i}", thresholds=slow))
+            for i in range(10):
+                engine.upsert(target(good, "convex", "tenant-b", f"b{i}",
+                                     thresholds=Thresholds(interval_seconds=0.2, timeout_seconds=1)))
+            engine.lateness.clear()
+            await asyncio.sleep(0)
+            await wait_for(lambda: _async(len([r for r in results.seen if r[0] == "tenant-b"]) >= 50),
+                           timeout=10, what="50 probes of tenant B")
+            b_latencies = [r for r in results.seen if r[0] == "tenant-b"]
+            assert all(r[3] == "online" for r in b_latencies)
+            assert not [r for r in results.seen if r[0] == "tenant-a"], "A's probes are still hanging"
+            # The stated bound: B's probes start within 0.25 s of their due time while A hangs
+            # (A holds only its own 5 slots; its 45 other probes queue behind them, not B's).
+            late_b = [late for ns, late in engine.lateness if ns == "tenant-b"]
+            late_a = [late for ns, late in engine.lateness if ns == "tenant-a"]
+            assert len(late_b) >= 50 and max(late_b) < 0.25, max(late_b)
+            assert len(late_a) == 5, "only A's own slots were used"
+        finally:
+            await _stop(task)
+
+
+async def test_rate_limit_per_minute_is_never_exceeded(servers: ProviderServers, http: ProviderHTTP) -> None:
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        engine.upsert(target(servers, "notion", "ns", "c", requests_per_minute=3,
+                             thresholds=Thresholds(interval_seconds=0.05, timeout_seconds=1)))
+        await servers["notion"].wait_for_requests(3, deadline=5)
+        engine.request("ns", "c")  # even an explicit request waits for the window
+        await asyncio.sleep(0.5)
+        assert servers["notion"].request_count == 3
+    finally:
+        await _stop(task)
+
+
+async def test_immediate_probe_on_request(servers: ProviderServers, http: ProviderHTTP) -> None:
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        engine.upsert(target(servers, "supabase", "ns", "c", thresholds=Thresholds(interval_seconds=3600)))
+        await wait_for(lambda: _async(results.of("c")), timeout=5, what="first probe")
+        assert engine.request("ns", "c")
+        await wait_for(lambda: _async(len(results.of("c")) >= 2), timeout=5, what="requested probe")
+    finally:
+        await _stop(task)
+
+
+async def test_jitter_spreads_first_probes() -> None:
+    starts: list[float] = []
+
+    async def prober(t: ProbeTarget):  # type: ignore[no-untyped-def]
+        starts.append(time.monotonic())
+        from oneie_operator.health.assessment import ProbeOutcome
+        return ProbeOutcome(True, 0.001, "now")
+
+    async def ignore(*_: object) -> None:
+        return None
+    engine = ProbeEngine(prober, ignore, EngineSettings(initial_jitter_seconds=1.0))
+    task = asyncio.create_task(engine.run())
+    try:
+        registry = default_registry()
+        prov = registry.get("convex")
+        settings = validate_settings(prov, {"url": "https://happy-otter-123.convex.cloud"}, "spec.convex")
+        t0 = time.monotonic()
+        for i in range(100):
+            engine.upsert(ProbeTarget("ns", f"c{i}", prov, settings, {}, Thresholds(interval_seconds=60)))
+        await wait_for(lambda: _async(len(starts) >= 100), timeout=5, what="100 first probes")
+        offsets = [s - t0 for s in starts]
+        assert max(offsets) > 0.7 and min(offsets) < 0.3
+        assert statistics.pstdev(offsets) > 0.2, "first probes came in a burst"
+    finally:
+        await _stop(task)
+
+
+def test_assessment_thresholds() -> None:
+    from oneie_operator.health.assessment import ProbeOutcome
+    tracker = HealthTracker(Thresholds(degraded_seconds=0.5, error_rate=0.2, window=5))
+    assert tracker.record(ProbeOutcome(True, 0.1, "t")) == ("unknown", "online")
+    assert tracker.record(ProbeOutcome(True, 0.9, "t"))[1] == "degraded"
+    assert tracker.record(ProbeOutcome(False, 0.1, "t", "ProviderTimeout", "x"))[1] == "offline"
+    assert tracker.record(ProbeOutcome(True, 0.1, "t"))[1] == "degraded"  # 1/4 failed > 0.2
+    for _ in range(5):
+        tracker.record(ProbeOutcome(True, 0.1, "t"))
+    assert tracker.state == "online" and tracker.error_rate == 0.0
+
+
+async def _async(value: object) -> object:
+    return value
