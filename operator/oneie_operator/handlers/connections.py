@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from oneie_operator.handlers.health import ensure_running
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
@@ -82,6 +83,8 @@ async def reconcile(
         key_id = result.status.get("credentials", {}).get("keyId")
         metrics.set_connection(ns, name, provider, True, key_id)
     register_for_probes(services, obj, result, dict(meta.get("annotations") or {}))
+    if services.probe_engine is not None:
+        ensure_running(memo, services.probe_engine)
     if not result.unchanged:
         # Organizations that want or use this connection re-check it (switch retries, new credentials).
         users: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]

@@ -106,7 +106,15 @@ async def start_probe_engine(memo: kopf.Memo, **_: Any) -> None:
     engine = ProbeEngine(prober, reporter, settings)
     services.probe_engine = engine
     services.health_reporter = reporter
-    memo["probe_engine_task"] = asyncio.create_task(engine.run(), name="probe engine")
+    # The engine's task is started by the first registration (ensure_running), from inside a
+    # resource handler: only there does the context carry Kopf's event-posting queue.
+    memo["probe_engine_task"] = None
+
+
+def ensure_running(memo: kopf.Memo, engine: ProbeEngine) -> None:
+    task: asyncio.Task[None] | None = memo.get("probe_engine_task")
+    if task is None or task.done():
+        memo["probe_engine_task"] = asyncio.create_task(engine.run(), name="probe engine")
 
 
 @kopf.on.cleanup()
