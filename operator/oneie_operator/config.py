@@ -91,6 +91,15 @@ class OperatorConfig(BaseSettings):
     )
     """A connection's first probe after start-up comes at a random delay up to this (no stampede)."""
 
+    webhook_port: int = Field(default=0, ge=0, le=65535, description="WEBHOOK_PORT: 0-65535; 0 = off.")
+    """Port of the validating admission webhook (HTTPS); 0 disables it."""
+
+    webhook_cert_file: str | None = Field(default=None, description="WEBHOOK_CERT_FILE: path to a PEM certificate.")
+    """The webhook's TLS certificate (reloaded when the file changes, e.g. by cert-manager)."""
+
+    webhook_key_file: str | None = Field(default=None, description="WEBHOOK_KEY_FILE: path to a PEM private key.")
+    """The webhook's TLS private key."""
+
     @field_validator("watch_namespaces", mode="before")
     @classmethod
     def _split_namespaces(cls, value: object) -> object:

@@ -11,7 +11,7 @@ from oneie_operator.handlers.services import Services
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Our own finalizer and a bookkeeping prefix of our own. Kopf ignores every annotation
     # under its storage prefix when it diffs objects, so it must not be ``one.ie`` itself:
     # ``one.ie/reconcile-trigger`` has to count as a change.
@@ -27,6 +27,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.batching.worker_limit = 200
     settings.networking.request_timeout = 60
+    services: Services = memo["services"]
+    config = services.config
+    if config.webhook_port:
+        # The chart owns the ValidatingWebhookConfiguration; Kopf only serves the endpoint.
+        settings.admission.server = kopf.WebhookServer(
+            addr=config.bind_address, port=config.webhook_port,
+            certfile=config.webhook_cert_file, pkeyfile=config.webhook_key_file,
+        )
+        settings.admission.managed = None
 
 
 @kopf.on.login()

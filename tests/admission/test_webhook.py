@@ -1,0 +1,180 @@
+"""The validating webhook over real HTTPS on 127.0.0.1, with AdmissionReview requests."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from oneie_operator.demo.environment import LocalEnvironment, local_environment
+from oneie_operator.testing.kubeapi import condition, wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oneie test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now)
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oneie-operator-webhook")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = directory / "ca.pem", directory / "tls.crt", directory / "tls.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Webhook:
+    def __init__(self, env: LocalEnvironment, client: httpx.AsyncClient, url: str) -> None:
+        self.env, self.client, self.url = env, client, url
+
+    async def review(self, plural: str, obj: dict[str, Any], operation: str = "CREATE") -> dict[str, Any]:
+        kind = "BackendConnection" if plural == "backendconnections" else "Organization"
+        request = {
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()), "kind": {"group": "one.ie", "version": "v1alpha1", "kind": kind},
+                "resource": {"group": "one.ie", "version": "v1alpha1", "resource": plural},
+                "requestKind": {"group": "one.ie", "version": "v1alpha1", "kind": kind},
+                "namespace": obj["metadata"]["namespace"], "name": obj["metadata"]["name"],
+                "operation": operation, "userInfo": {"username": "alice", "groups": ["tenant-acme-owners"]},
+                "object": obj, "oldObject": None, "dryRun": False,
+            },
+        }
+        response = await self.client.post(f"{self.url}/{plural}.one.ie", json=request)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["response"]["uid"] == request["request"]["uid"]
+        return dict(body["response"])
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def webhook(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Webhook]:
+    directory = Path(tmp_path_factory.mktemp("webhook"))
+    ca, cert, key = _certificates(directory)
+    port = _free_port()
+    env_vars = {"WEBHOOK_PORT": str(port), "WEBHOOK_CERT_FILE": str(cert), "WEBHOOK_KEY_FILE": str(key)}
+    async with local_environment(directory, config_env=env_vars) as env:
+        async with httpx.AsyncClient(verify=str(ca), timeout=10) as client:
+            url = f"https://127.0.0.1:{port}"
+
+            async def up() -> bool:
+                try:
+                    await client.post(f"{url}/backendconnections.one.ie", content=b"{}")
+                except httpx.TransportError:
+                    return False
+                return True
+            await wait_for(up, timeout=20, what="the webhook listening")
+            yield Webhook(env, client, url)
+
+
+def connection(spec: dict[str, Any], name: str = "conn") -> dict[str, Any]:
+    return {"apiVersion": "one.ie/v1alpha1", "kind": "BackendConnection",
+            "metadata": {"name": name, "namespace": "tenant-acme"}, "spec": spec}
+
+
+GOOD = {"provider": "convex", "convex": {"url": "https://happy-otter-123.convex.cloud"},
+        "credentialsSecretRef": {"name": "creds"}}
+
+BAD = [
+    ("unknown provider", {**GOOD, "provider": "oracle"}, "spec.provider: unknown provider 'oracle'"),
+    ("no provider block", {"provider": "convex", "credentialsSecretRef": {"name": "c"}}, "spec.convex: is required"),
+    ("wrong block", {**GOOD, "notion": {}}, "spec.notion: is not allowed"),
+    ("malformed URL", {**GOOD, "convex": {"url": "not a url"}}, "spec.convex.url"),
+    ("bad scheme", {**GOOD, "convex": {"url": "ftp://happy-otter-123.convex.cloud"}}, "spec.convex.url"),
+    ("unknown setting", {**GOOD, "convex": {"url": GOOD["convex"]["url"], "region": "eu"}}, "spec.convex.region"),
+    ("cross-namespace Secret", {**GOOD, "credentialsSecretRef": {"name": "c", "namespace": "other"}},
+     "spec.credentialsSecretRef.namespace"),
+    ("no Secret name", {**GOOD, "credentialsSecretRef": {}}, "spec.credentialsSecretRef.name"),
+    ("link-local address", {**GOOD, "convex": {"url": "https://169.254.3.4"}}, "spec.convex.url"),
+    ("metadata address", {"provider": "notion", "notion": {"apiUrl": "http://169.254.169.254"},
+                          "credentialsSecretRef": {"name": "c"}}, "spec.notion.apiUrl"),
+]
+
+
+async def test_good_connection_is_allowed(webhook: Webhook) -> None:
+    assert (await webhook.review("backendconnections", connection(GOOD)))["allowed"] is True
+
+
+@pytest.mark.parametrize(("case", "spec", "expected"), BAD, ids=[c[0] for c in BAD])
+async def test_bad_connection_is_rejected_with_the_field(webhook: Webhook, case: str, spec: dict[str, Any],
+                                                         expected: str) -> None:
+    response = await webhook.review("backendconnections", connection(spec))
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 422
+    assert expected in response["status"]["message"], response["status"]["message"]
+
+
+async def test_the_message_is_the_one_the_operator_writes_to_status(webhook: Webhook) -> None:
+    env = webhook.env
+    spec = {**GOOD, "convex": {"url": "ftp://happy-otter-123.convex.cloud"}}
+    rejected = (await webhook.review("backendconnections", connection(spec, "same")))["status"]["message"]
+    await env.api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-acme"}})
+    await env.api.apply(connection(spec, "same"))  # the emulator runs no webhooks: the operator judges it
+
+    async def status_message() -> str | None:
+        obj = await env.api.get("one.ie/v1alpha1", "BackendConnection", "tenant-acme", "same")
+        ready = condition(obj, "Ready")
+        return str(ready.get("message")) if ready.get("reason") == "InvalidSpec" else None
+    assert (await wait_for(status_message, timeout=20, what="status")).startswith(rejected)
+
+
+@pytest.mark.parametrize(("spec", "allowed", "expected"), [
+    ({}, True, ""),
+    ({"backend": {"connectionRef": {"name": "acme-convex"}}}, True, ""),
+    ({"backend": {}}, False, "spec.backend.connectionRef.name: is required"),
+    ({"backend": {"connectionRef": {"name": "x", "namespace": "other"}}}, False, "connectionRef.namespace"),
+    ({"backend": {"connectionRef": {"name": "Not_A_Label"}}}, False, "must be a DNS label"),
+])
+async def test_organizations(webhook: Webhook, spec: dict[str, Any], allowed: bool, expected: str) -> None:
+    obj = {"apiVersion": "one.ie/v1alpha1", "kind": "Organization",
+           "metadata": {"name": "acme", "namespace": "tenant-acme"}, "spec": spec}
+    response = await webhook.review("organizations", obj)
+    assert response["allowed"] is allowed
+    if expected:
+        assert expected in response["status"]["message"]
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b"{}", b'{"request": {}}', b'{"request": {"uid": "x"}}'])
+async def test_malformed_reviews_get_an_error_not_a_crash(webhook: Webhook, body: bytes) -> None:
+    response = await webhook.client.post(f"{webhook.url}/backendconnections.one.ie", content=body)
+    assert response.status_code in (400, 404, 409, 422, 500)
+    # ...and the webhook still serves the next request.
+    assert (await webhook.review("backendconnections", connection(GOOD)))["allowed"] is True
+
+
+async def test_plain_http_is_not_served(webhook: Webhook) -> None:
+    async with httpx.AsyncClient(timeout=5) as plain:
+        with pytest.raises(httpx.HTTPError):
+            await plain.post(webhook.url.replace("https://", "http://") + "/backendconnections.one.ie", json={})
