@@ -262,9 +262,30 @@ async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
 
     await step.check("the operator re-encrypts from the source Secret", healed())
 
-    out("\n6. A connection in use cannot be deleted out from under its organization")
-    await env.api.apply(load_yaml(root / "examples" / "organization.yaml"))
-    org_name = load_yaml(root / "examples" / "organization.yaml")["metadata"]["name"]
+    out("\n6. The tenant's organization: a timed switch, an explicit rollback, a failed switch")
+    org_file = load_yaml(root / "examples" / "organization.yaml")
+    org_name = org_file["metadata"]["name"]
+    await env.api.apply(org_file)
+    await step.check(f"{org_name} is served by acme-convex", _org_settled(env, org_name, "acme-convex", "Succeeded"))
+    await _patch_org(env, org_name, "acme-supabase")
+    await step.check(
+        f"{org_name} switches to acme-supabase (kubectl apply / GitOps commit)",
+        _org_settled(env, org_name, "acme-supabase", "Succeeded"),
+    )
+    await _patch_org(env, org_name, "acme-convex", rollback=True)
+    await step.check(
+        "kubectl oneie rollback: back to acme-convex", _org_settled(env, org_name, "acme-convex", "Succeeded")
+    )
+    env.providers["wordpress"].fault, env.providers["wordpress"].fault_path = "500", "/wp-json/?"
+    await _patch_org(env, org_name, "acme-wordpress")
+    await step.check(
+        "a switch whose health gate fails rolls back by itself (acme-convex stays)",
+        _org_settled(env, org_name, "acme-convex", "RolledBack"),
+    )
+    env.providers["wordpress"].fault, env.providers["wordpress"].fault_path = "ok", None
+    await _patch_org(env, org_name, "acme-convex")
+
+    out("\n7. A connection in use cannot be deleted out from under its organization")
     await env.api.delete(*BC, NS, "acme-convex")
     await step.check(
         "deleting acme-convex is held (DeletionBlocked)", _event_msg(env, "acme-convex", "DeletionBlocked")
@@ -282,10 +303,39 @@ async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
 
     await step.check("once the organization is gone, the deletion completes", gone())
 
-    out("\n7. Secrets never leak")
+    out("\n8. Secrets never leak")
     plaintexts.update(v for creds in env.providers.credentials.values() for v in creds.values())
     await step.check("no credential in logs, Events, statuses, annotations or metrics", leak_scan(env, plaintexts))
     return step
+
+
+async def _patch_org(env: LocalEnvironment, name: str, connection: str, *, rollback: bool = False) -> None:
+    patch: dict[str, Any] = {"spec": {"backend": {"connectionRef": {"name": connection}}}}
+    if rollback:
+        patch["metadata"] = {"annotations": {"one.ie/rollback": str(time.time())}}
+    await env.api.patch("one.ie/v1alpha1", "Organization", NS, name, patch)
+
+
+async def _org_settled(env: LocalEnvironment, name: str, active: str, result: str) -> str:
+    async def probe() -> dict[str, Any] | None:
+        obj = await env.api.get("one.ie/v1alpha1", "Organization", NS, name)
+        status = (obj or {}).get("status") or {}
+        last = status.get("lastSwitch") or {}
+        done = (
+            obj is not None
+            and status.get("activeConnection") == active
+            and last.get("result") == result
+            and status.get("observedGeneration") == obj["metadata"]["generation"]
+            and not status.get("switching")
+        )
+        return obj if done else None
+
+    obj = await wait_for(probe, timeout=30, what=f"{name} on {active} ({result})")
+    last = obj["status"]["lastSwitch"]
+    steps = ", ".join(f"{s['name']} {s['milliseconds']:.0f} ms" for s in last["steps"] if s["result"] != "Skipped")
+    extra = f" — {last['reason']}" if result != "Succeeded" else ""
+    took = f"{last['totalMilliseconds']:.0f} ms"
+    return f"{last['from'] or 'nothing'} → {last['to']} {last['result']} in {took} ({steps}){extra}"
 
 
 async def _reason_then(env: LocalEnvironment, name: str, reason: str) -> str:

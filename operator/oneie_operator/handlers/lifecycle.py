@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kopf
@@ -36,6 +38,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
             certfile=config.webhook_cert_file, pkeyfile=config.webhook_key_file,
         )
         settings.admission.managed = None
+    else:
+        # The validating handlers are registered, but the webhook is off: serve nothing.
+        settings.admission.server = _no_webhook_server
+
+
+async def _no_webhook_server(fn: Any) -> AsyncIterator[Any]:
+    """An admission "server" that never listens (Kopf requires one when admission handlers exist)."""
+    await asyncio.Event().wait()
+    yield {}  # pragma: no cover  (never reached)
 
 
 @kopf.on.login()
