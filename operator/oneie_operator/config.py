@@ -56,6 +56,13 @@ class OperatorConfig(BaseSettings):
     )
     """With several replicas, Kopf's peering elects one active operator; unset runs standalone."""
 
+    peering_priority: int | None = Field(
+        default=None, ge=0, le=2**31 - 1,
+        description="PEERING_PRIORITY: 0-2147483647; unset = random per process.",
+    )
+    """With peering, the replica with the highest priority works and the others stand by; replicas
+    with equal priorities would all pause, so each process picks a random one unless told."""
+
     allow_loopback: bool = Field(default=False, description="ALLOW_LOOPBACK: true/false.")
     """Allow provider URLs on loopback addresses (local development and the demo only)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,7 +70,10 @@ async def run_operator(
     liveness = f"http://{config.bind_address}:{config.health_port}/healthz" if config.health_port else None
     kwargs: dict[str, Any] = {}
     if config.peering_name:
-        kwargs.update(standalone=False, peering_name=config.peering_name)
+        priority = config.peering_priority
+        if priority is None:
+            priority = random.SystemRandom().randint(1, 2**31 - 1)
+        kwargs.update(standalone=False, peering_name=config.peering_name, priority=priority)
     else:
         kwargs.update(standalone=True)
     await kopf.operator(

@@ -72,7 +72,7 @@ class Webhook:
                 "object": obj, "oldObject": None, "dryRun": False,
             },
         }
-        response = await self.client.post(f"{self.url}/{plural}.one.ie", json=request)
+        response = await self.client.post(f"{self.url}/validate-{plural}", json=request)
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["response"]["uid"] == request["request"]["uid"]
@@ -91,7 +91,7 @@ async def webhook(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Web
 
             async def up() -> bool:
                 try:
-                    await client.post(f"{url}/backendconnections.one.ie", content=b"{}")
+                    await client.post(f"{url}/validate-backendconnections", content=b"{}")
                 except httpx.TransportError:
                     return False
                 return True
@@ -168,7 +168,7 @@ async def test_organizations(webhook: Webhook, spec: dict[str, Any], allowed: bo
 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b"{}", b'{"request": {}}', b'{"request": {"uid": "x"}}'])
 async def test_malformed_reviews_get_an_error_not_a_crash(webhook: Webhook, body: bytes) -> None:
-    response = await webhook.client.post(f"{webhook.url}/backendconnections.one.ie", content=body)
+    response = await webhook.client.post(f"{webhook.url}/validate-backendconnections", content=body)
     assert response.status_code in (400, 404, 409, 422, 500)
     # ...and the webhook still serves the next request.
     assert (await webhook.review("backendconnections", connection(GOOD)))["allowed"] is True
@@ -177,4 +177,4 @@ async def test_malformed_reviews_get_an_error_not_a_crash(webhook: Webhook, body
 async def test_plain_http_is_not_served(webhook: Webhook) -> None:
     async with httpx.AsyncClient(timeout=5) as plain:
         with pytest.raises(httpx.HTTPError):
-            await plain.post(webhook.url.replace("https://", "http://") + "/backendconnections.one.ie", json={})
+            await plain.post(webhook.url.replace("https://", "http://") + "/validate-backendconnections", json={})

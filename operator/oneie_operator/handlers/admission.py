@@ -20,7 +20,7 @@ from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionObjec
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
-@kopf.on.validate(GROUP, VERSION, "backendconnections", id="backendconnections.one.ie")
+@kopf.on.validate(GROUP, VERSION, "backendconnections", id="validate-backendconnections")
 def validate_connection(
     spec: kopf.Spec, namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -34,7 +34,7 @@ def validate_connection(
         raise kopf.AdmissionError(str(exc), code=422) from None
 
 
-@kopf.on.validate(GROUP, VERSION, "organizations", id="organizations.one.ie")
+@kopf.on.validate(GROUP, VERSION, "organizations", id="validate-organizations")
 def validate_organization(spec: kopf.Spec, **_: Any) -> None:
     import re
 

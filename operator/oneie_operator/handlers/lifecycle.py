@@ -29,6 +29,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.client_timeout = 330
     settings.batching.worker_limit = 200
     settings.networking.request_timeout = 60
+    # We serve a fixed set of resources: no need to watch CRDs (and no RBAC for it).
+    settings.scanning.disabled = True
     services: Services = memo["services"]
     config = services.config
     if config.webhook_port:
