@@ -16,12 +16,18 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
   echo "== creating $VENV"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v WARNING || true
-  "$VENV/bin/pip" install -q -e ".[test]" 2>&1 | grep -v WARNING || true
+  "$VENV/bin/pip" install -q --upgrade pip setuptools wheel >"$CACHE/pip.log" 2>&1 || { cat "$CACHE/pip.log"; exit 1; }
+  "$VENV/bin/pip" install -q -e ".[test]" >"$CACHE/pip.log" 2>&1 || { cat "$CACHE/pip.log"; exit 1; }
   touch "$VENV/.complete"
 fi
-# The editable install points at this checkout (CI clones to a new folder each time).
-"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v WARNING || true
+# The editable install must point at this checkout (CI clones to a new folder each time).
+"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . >"$CACHE/pip.log" 2>&1 || { cat "$CACHE/pip.log"; exit 1; }
+"$VENV/bin/python" - <<'PY'
+import pathlib, sys, oneie_operator
+here = pathlib.Path.cwd().resolve()
+if here not in pathlib.Path(oneie_operator.__file__).resolve().parents:
+    sys.exit(f"oneie_operator is imported from {oneie_operator.__file__}, not from {here}")
+PY
 export PATH=$VENV/bin:$PATH
 
 # 2. Tools and external services for the tests (each script is idempotent and cached).

@@ -37,6 +37,7 @@ class HealthReporter:
         self.services = services
         self._written: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
         self._dirty: set[tuple[str, str]] = set()
+        self._answered: dict[tuple[str, str], str] = {}
 
     async def __call__(self, target: ProbeTarget, tracker: HealthTracker, old: State, new: State) -> None:
         latest = tracker.outcomes[-1]
@@ -58,7 +59,12 @@ class HealthReporter:
         }
         previous, written_at = self._written.get(key, ({}, 0.0))
         due = time.monotonic() - written_at >= HEARTBEAT_SECONDS
-        if essential != previous or due or key in self._dirty or old != new:
+        # A requested probe (one.ie/probe) is always written, and echoes the request it answers.
+        requested = self.services.probe_requests.get(key)
+        answered = requested is not None and self._answered.get(key) != requested
+        if requested is not None:
+            health["lastRequest"] = requested
+        if essential != previous or due or key in self._dirty or old != new or answered:
             try:
                 await self.services.objects.patch_status(
                     "backendconnections", target.namespace, target.name, {"health": health}
@@ -74,6 +80,8 @@ class HealthReporter:
             else:
                 self._dirty.discard(key)
                 self._written[key] = (essential, time.monotonic())
+                if requested is not None:
+                    self._answered[key] = requested
         if old != new and new in TRANSITION_EVENTS:
             kind, reason = TRANSITION_EVENTS[new]
             detail = f" ({latest.reason}: {latest.message})" if not latest.ok else f" ({latest.seconds * 1000:.0f} ms)"
@@ -87,6 +95,7 @@ class HealthReporter:
     def forget(self, namespace: str, name: str) -> None:
         self._written.pop((namespace, name), None)
         self._dirty.discard((namespace, name))
+        self._answered.pop((namespace, name), None)
 
 
 @kopf.on.startup()

@@ -33,7 +33,7 @@ class ProbeTarget:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def run_probe(target: ProbeTarget, keyring: Keyring, http: ProviderHTTP) -> ProbeOutcome:
