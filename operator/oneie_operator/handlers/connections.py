@@ -70,14 +70,13 @@ async def reconcile(
     apply_result(result, patch)
     post_events(body, result.events)
     metrics = services.metrics
+    metrics.count_security_events(ns, [note.reason for note in result.events])
     metrics.reconcile_duration.labels("BackendConnection").observe(time.perf_counter() - started)
     outcome = "unchanged" if result.unchanged else "error" if result.error else "ready"
     metrics.reconciles.labels("BackendConnection", outcome).inc()
     provider = str(spec.get("provider") or "")
     if result.error is not None:
         metrics.reconcile_errors.labels("BackendConnection", result.error.reason).inc()
-        if result.error.reason == "DecryptionFailed":
-            metrics.decryption_failures.labels(ns).inc()
         metrics.set_connection(ns, name, provider, False, None)
     elif not result.unchanged:
         key_id = result.status.get("credentials", {}).get("keyId")

@@ -53,6 +53,8 @@ class HealthReporter:
             error_rate=tracker.error_rate,
             consecutive_failures=tracker.consecutive_failures,
         )
+        if not latest.ok:
+            self.services.metrics.count_security_events(target.namespace, [latest.reason])
         health = tracker.status()
         essential = {
             k: v for k, v in health.items() if k not in ("lastProbeTime", "responseTimeMilliseconds", "errorRate")

@@ -61,6 +61,9 @@ async def reconcile(
     metrics.reconciles.labels("Organization", "unchanged" if result.unchanged else "changed").inc()
     if result.switch is not None:
         metrics.observe_switch(result.switch)
+        metrics.count_security_events(ns, [result.switch.reason])
+        if result.switch.result != "Succeeded":
+            metrics.reconcile_errors.labels("Organization", result.switch.reason).inc()
 
 
 @kopf.index(GROUP, VERSION, PLURAL)

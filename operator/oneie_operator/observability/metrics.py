@@ -7,10 +7,12 @@ per-object labels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DECRYPTION_REASONS = frozenset({"DecryptionFailed", "EncryptionKeyNotFound"})
 
 
 class SwitchLike(Protocol):
@@ -128,6 +130,16 @@ class Metrics:
             ["namespace", "connection", "provider"], registry=r,
         )
         self._health_series: dict[tuple[str, str], str] = {}
+        # Fixed label values exist from the start, so rate() sees the first event after a restart.
+        for result in ("Succeeded", "RolledBack", "Failed"):
+            self.switches.labels(result)
+            self.switch_duration.labels(result)
+        for kind in ("automatic", "explicit"):
+            self.rollbacks.labels(kind)
+        for step in ("validate", "test", "encrypt", "activate", "healthGate"):
+            self.switch_step_duration.labels(step)
+        for kind in ("BackendConnection", "Organization"):
+            self.reconcile_duration.labels(kind)
         self._key_of: dict[tuple[str, str], str] = {}
         self._provider_of: dict[tuple[str, str], str] = {}
 
@@ -135,6 +147,12 @@ class Metrics:
         """The ``on_call`` hook of the providers' HTTP client."""
         self.provider_calls.labels(provider, call, outcome).inc()
         self.provider_call_duration.labels(provider, call).observe(seconds)
+
+    def count_security_events(self, namespace: str, reasons: Iterable[str]) -> None:
+        """Count failed decryptions (tampering, wrong or lost keys) from a reconcile's Event reasons."""
+        for reason in reasons:
+            if reason in DECRYPTION_REASONS:
+                self.decryption_failures.labels(namespace).inc()
 
     def observe_switch(self, record: SwitchLike) -> None:
         self.switch_duration.labels(record.result).observe(record.seconds)
