@@ -71,3 +71,47 @@ async def test_deleted_connection_loses_its_series(tenant: Tenant) -> None:
     async def gone() -> bool:
         return series not in generate_latest(env.services.metrics.registry).decode()
     await wait_for(gone, timeout=20, what="series removed")
+
+
+async def test_a_refused_status_write_is_retried_by_the_next_probe(tenant: Tenant) -> None:
+    """The API server refuses the health write (here: unreachable); the result is written later."""
+    import socket
+
+    from oneie_operator.kube.client import load_api_client
+    from oneie_operator.kube.secrets import CustomObjects
+    from oneie_operator.testing.cluster import write_kubeconfig
+
+    env = tenant.env
+    await tenant.good("db", "supabase")
+    await _health(tenant, "db", "online")
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    dead = write_kubeconfig(env.workdir / "dead-kubeconfig", f"http://127.0.0.1:{dead_port}")
+    real_objects = env.services.objects
+    dead_client = load_api_client(str(dead))
+    dead_client.configuration.retries = 0
+    env.services.objects = CustomObjects(dead_client, "one.ie", "v1alpha1")
+    server = env.providers["supabase"]
+    try:
+        server.fault = "500"
+        count = server.request_count
+        await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "db",
+                            {"metadata": {"annotations": {"one.ie/probe": "down"}}})
+        await server.wait_for_requests(count + 1, deadline=10)
+        reporter = env.services.health_reporter
+        await wait_for(lambda: _true("t" and (tenant.ns, "db") in reporter._dirty), timeout=10,
+                       what="the refused write to be remembered")
+        assert (await tenant.get("db"))["status"]["health"]["status"] == "online", "nothing could be written"
+    finally:
+        env.services.objects = real_objects
+    # The next probe (still failing) writes the state the API refused before.
+    await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "db",
+                        {"metadata": {"annotations": {"one.ie/probe": "again"}}})
+    health = await _health(tenant, "db", "offline")
+    assert health["consecutiveFailures"] >= 2
+    server.fault = "ok"
+
+
+async def _true(value: object) -> bool:
+    return bool(value)
