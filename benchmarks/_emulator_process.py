@@ -9,7 +9,7 @@ standard input reaches end-of-file (the benchmark keeps a pipe open: if the benc
 the emulator goes with it).
 
 The instrumentation lives under ``/__bench__/`` (never under ``/api``/``/apis``, so it cannot
-collide with a resource path) and costs nothing measurable per request: one tuple appended
+collide with a resource path) and costs little per request: one tuple appended
 to a list while recording, and a dict lookup when a BackendConnection is stored.
 
 * ``POST /__bench__/reset?expect=N&prefix=P`` -- start recording: clear the request log and the
@@ -19,8 +19,10 @@ to a list while recording, and a dict lookup when a BackendConnection is stored.
   for all processes of the machine), this process's CPU seconds, open watches and the events
   not yet sent to them.
 * ``GET /__bench__/log`` -- every request served since the reset (start, end, method, path,
-  query, content type, user agent, body, status, response bytes, client port), plus the watches
-  that were open at the reset and the creation/Ready times of each BackendConnection.
+  query, content type, user agent, body, status, response bytes, client port), and those served
+  between the reset before and this one (``setup_log``: what built the state the run started
+  from), plus the watches that were open at the reset and the creation/Ready times of each
+  BackendConnection.
 * ``GET /__bench__/not_ready?limit=K`` -- a sample of the BackendConnections not Ready yet, with
   their Ready condition (for the failure message of a run that times out).
 """
@@ -64,9 +66,7 @@ def is_ready(obj: JsonDict) -> bool:
 
 
 def is_watch(request: aiohttp.web.BaseRequest) -> bool:
-    return request.method == "GET" and (
-        request.query.get("watch") in {"true", "1"} or "/watch/" in request.path
-    )
+    return request.method == "GET" and (request.query.get("watch") in {"true", "1"} or "/watch/" in request.path)
 
 
 @attrs.define(kw_only=True)
@@ -75,6 +75,7 @@ class RecordingEmulator(FixedKubernetesEmulator):
 
     recording: bool = attrs.field(default=False, init=False)
     log: list[LogEntry] = attrs.field(factory=list, init=False)
+    setup_log: list[LogEntry] = attrs.field(factory=list, init=False)
     expect: int = attrs.field(default=0, init=False)
     prefix: str = attrs.field(default="", init=False)
     reset_at: float = attrs.field(default=0.0, init=False)
@@ -102,13 +103,24 @@ class RecordingEmulator(FixedKubernetesEmulator):
         response = await super().__call__(raw_request)
         if self.recording:
             body = await raw_request.read() if raw_request.body_exists else b""
-            size = len(response.body) if isinstance(response, aiohttp.web.Response) and response.body else 0
+            payload = response.body if isinstance(response, aiohttp.web.Response) else None
+            size = len(payload) if isinstance(payload, bytes | bytearray) else 0
             peer = raw_request.transport.get_extra_info("peername") if raw_request.transport else None
-            self.log.append((
-                start, time.monotonic(), raw_request.method, raw_request.path, raw_request.query_string,
-                raw_request.headers.get("Content-Type", ""), user_agent, body.decode("utf-8", "replace"),
-                response.status, int(size), int(peer[1]) if peer else 0,
-            ))
+            self.log.append(
+                (
+                    start,
+                    time.monotonic(),
+                    raw_request.method,
+                    raw_request.path,
+                    raw_request.query_string,
+                    raw_request.headers.get("Content-Type", ""),
+                    user_agent,
+                    body.decode("utf-8", "replace"),
+                    response.status,
+                    int(size),
+                    int(peer[1]) if peer else 0,
+                )
+            )
         return response
 
     def _commit(self, store_key: Any, old: JsonDict | None, new: JsonDict) -> JsonDict:
@@ -137,7 +149,7 @@ class RecordingEmulator(FixedKubernetesEmulator):
         action = request.path.removeprefix("/__bench__/")
         if action == "reset" and request.method == "POST":
             self.recording = True
-            self.log = []
+            self.setup_log, self.log = self.log, []
             self.expect = int(request.query.get("expect", "0"))
             self.prefix = request.query.get("prefix", "")
             self.created_at, self.ready_at = {}, {}
@@ -146,29 +158,34 @@ class RecordingEmulator(FixedKubernetesEmulator):
             self.reset_at, self.reset_cpu = time.monotonic(), time.process_time()
             return aiohttp.web.json_response({"reset_at": self.reset_at})
         if action == "progress":
-            return aiohttp.web.json_response({
-                "ready": len(self.ready_at),
-                "created": len(self.created_at),
-                "all_ready_at": self.all_ready_at,
-                "all_ready_cpu": self.all_ready_cpu,
-                "requests": len(self.log),
-                "cpu": time.process_time(),
-                "now": time.monotonic(),
-                "watches": sorted(path for path, _, _ in self.open_watches.values()),
-                "watch_backlog": self.watch_backlog(),
-            })
+            return aiohttp.web.json_response(
+                {
+                    "ready": len(self.ready_at),
+                    "created": len(self.created_at),
+                    "all_ready_at": self.all_ready_at,
+                    "all_ready_cpu": self.all_ready_cpu,
+                    "requests": len(self.log),
+                    "cpu": time.process_time(),
+                    "now": time.monotonic(),
+                    "watches": sorted(path for path, _, _ in self.open_watches.values()),
+                    "watch_backlog": self.watch_backlog(),
+                }
+            )
         if action == "log":
-            return aiohttp.web.json_response({
-                "log": self.log,
-                "watches_at_reset": self.watches_at_reset,
-                "created_at": self.created_at,
-                "ready_at": self.ready_at,
-                "reset_at": self.reset_at,
-                "reset_cpu": self.reset_cpu,
-                "all_ready_at": self.all_ready_at,
-                "all_ready_cpu": self.all_ready_cpu,
-                "rss_mb": rss_mb(),
-            })
+            return aiohttp.web.json_response(
+                {
+                    "log": self.log,
+                    "setup_log": self.setup_log,
+                    "watches_at_reset": self.watches_at_reset,
+                    "created_at": self.created_at,
+                    "ready_at": self.ready_at,
+                    "reset_at": self.reset_at,
+                    "reset_cpu": self.reset_cpu,
+                    "all_ready_at": self.all_ready_at,
+                    "all_ready_cpu": self.all_ready_cpu,
+                    "rss_mb": rss_mb(),
+                }
+            )
         if action == "not_ready":
             limit = int(request.query.get("limit", "10"))
             sample: list[JsonDict] = []

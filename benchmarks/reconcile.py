@@ -1,45 +1,66 @@
 """BackendConnections reconciled to Ready per second, beside the emulator's own ceiling for the same requests.
 
-    python benchmarks/reconcile.py [--connections 500] [--repeat 3] [--seed 20250601]
+    python benchmarks/reconcile.py [--connections 500] [--repeat 3] [--replay-rounds 3] [--seed 20250601]
 
 What is measured, per repeat (the figures printed last are the medians over the repeats):
 
 1. **Operator.** A fresh emulator and a fresh operator. ``N`` credential Secrets and ``N``
-   BackendConnections (spread round-robin over 10 namespaces and the 4 providers, in an order
-   shuffled by the seed, pointed at local fake provider servers with the credentials they
-   accept) are created with at most ``--create-concurrency`` (50) POSTs in flight. The wall
+   BackendConnections (round-robin over 10 namespaces, created beforehand, and the 4 providers,
+   in an order shuffled by the seed, pointed at local fake provider servers with the credentials
+   they accept) are created with at most ``--create-concurrency`` (50) POSTs in flight. The wall
    time runs from just before the first create until the emulator stores the ``N``-th
-   ``Ready=True`` (the emulator notes that moment itself, so polling adds no error).
+   ``Ready=True`` (the emulator notes that moment itself: polling adds no error).
    ``operator_conn_per_s = N / wall``. Every request the emulator served in that window is
    recorded (method, path, body, status, client) and counted by client, verb and resource.
-2. **Ceiling.** A fresh emulator process, no operator: the recorded requests (the creates of
-   the benchmark *and* the operator's reads, writes, patches and Events, with their exact
-   bodies) are replayed as fast as the emulator answers them with an aiohttp client, with as
-   many connections as phase 1 used (``--replay-concurrency``; auto: the number of distinct
-   client connections phase 1 opened, 8-100), while the same watches the operator held are
-   open and consumed (the emulator serialises every event for each watcher: that is part of
-   the cost). Requests on one object keep their recorded order; ``resourceVersion``
-   preconditions in bodies are dropped (the replayed objects have other versions).
-   ``emulator_ceiling_conn_per_s = N / replay wall`` = the emulator's requests/s divided by
-   the requests per connection of phase 1; ``ratio = operator_conn_per_s /
-   emulator_ceiling_conn_per_s`` (1.0: the operator is as fast as the emulator allows).
+2. **Ceiling.** A fresh emulator process, no operator: the recorded requests (the benchmark's
+   creates *and* the operator's reads, writes, patches and Events, with their exact bodies) are
+   replayed as fast as the emulator answers, over as many keep-alive connections as phase 1
+   used (``--replay-concurrency``; auto: the distinct client connections of phase 1, 8-100),
+   while the watches the operator held are open and read (the emulator serialises every event
+   for each watcher: part of its cost; the replay ends when the answers are in *and* the
+   watchers' backlog is empty). Requests on one object keep their recorded order;
+   ``resourceVersion`` preconditions are dropped from bodies (the replayed objects have other
+   versions). The requests that built phase 1's starting state (the namespaces, the warm-up's
+   objects) are replayed first, untimed. The client is a minimal HTTP/1.1 client on asyncio
+   streams with the requests prepared in advance: with aiohttp's client the replaying process
+   used about as much CPU per request as the emulator (0.8 of a core) and would have been the
+   limit; with this one it uses about 0.3 while the emulator runs at 0.9-1.0 of a core.
+
+   The ceiling is the emulator's requests per second *of its own CPU time* over the replay
+   (answers and watch events): what the single-threaded emulator serves with a core to itself.
+   On a quiet machine it matches the wall-clock rate within a few per cent (the emulator is
+   busy 0.93-0.99 of the replay); on a shared one other processes take the emulator's core
+   away for part of a one-second replay, and the wall-clock rate then drops by up to half while
+   the CPU-time rate stays within about 10 %. Both are printed (``emulator_ceiling_req_per_s``,
+   ``emulator_ceiling_wall_req_per_s``), and so is the CPU the rest of the machine used during
+   each phase (``other_load_cores``; "disturbed" above 0.3 of a core). The replay runs
+   ``--replay-rounds`` times per repeat, each into a fresh emulator; the median round counts.
+   ``emulator_ceiling_conn_per_s`` = that rate divided by the requests per connection of phase
+   1; ``ratio = operator_conn_per_s / emulator_ceiling_conn_per_s`` (1.0: the operator is as
+   fast as the emulator allows).
 
 Layout, chosen for reproducible numbers on 2 cores: the emulator in a process of its own
-(``benchmarks/_emulator_process.py``: it is single-threaded and is the ceiling, so it must not
-share its interpreter with anything), the operator in another (``python -m oneie_operator run
---kubeconfig K``, exactly as deployed, with Kopf's and the ``kubernetes`` client's own
-connection handling), and this driver with the fake provider servers in a third, which is
-nearly idle once the creates are sent (it polls the emulator's ``/__bench__/progress`` side
-endpoint 10 times a second: cheap, and not counted). Before each measurement a few
-connections are reconciled in a ``warmup`` namespace (imports, pools, threads warm), and the
-replay sends a few GETs first. Everything runs on ``127.0.0.1`` with ports picked by the
-kernel; the child processes are stopped at the end (also on failure or Ctrl-C) and die with
-this process (``PR_SET_PDEATHSIG``; the emulator also stops when its stdin closes).
+(``benchmarks/_emulator_process.py``: it is single-threaded and it is the ceiling, so it shares
+its interpreter with nothing), the operator in another (``python -m oneie_operator run
+--kubeconfig K``, as deployed, with Kopf's and the ``kubernetes`` client's own connection
+handling and its default thread pool), and this driver with the fake provider servers in a
+third, nearly idle once the creates are sent (it polls the emulator's ``/__bench__/progress``
+side endpoint 10 times a second: cheap, and not counted). An operator in the driver's process
+would share its event loop and GIL with the fake providers, and would not be the deployed
+command. Before each measurement 8 connections are reconciled in a ``warmup`` namespace
+(imports, pools, threads), then ``--settle`` seconds pass so that Kopf's per-object workers of
+the warm-up (kept 5 s after their last event, and counted against the operator's worker limit)
+are gone, as they would be in a cluster that gets a burst of new objects. Everything runs on
+``127.0.0.1`` with ports picked by the kernel; the children are stopped at the end, also on
+failure, Ctrl-C or SIGTERM, and die with this process in any case (``PR_SET_PDEATHSIG``; the
+emulator also stops when its stdin closes). Each phase has a deadline (``--timeout``); a run
+that misses it fails with the number of Ready connections and a sample of the others' Ready
+conditions.
 
-Options ``--py-spy FILE`` (py-spy on ``PATH`` or beside this interpreter: samples the operator
-during phase 1 of the first repeat and prints where its time goes) and ``--cprofile FILE``
-(runs the operator under cProfile in every repeat -- slower, the figures are then not
-comparable) help find what dominates.
+``--py-spy FILE`` (py-spy beside this interpreter or on ``PATH``; ``pip install py-spy``)
+samples the operator during phase 1 of the first repeat and prints where its busy time goes;
+``--cprofile FILE`` runs the operator under cProfile in every repeat (slower: the figures are
+then not comparable).
 
 The last line of output is ``key=value`` pairs; everything before it is detail.
 """
@@ -120,9 +141,7 @@ def make_credentials(rng: random.Random) -> dict[str, dict[str, str]]:
     }
 
 
-def connection_pair(
-    index: int, namespace: str, provider: str, servers: ProviderServers
-) -> tuple[JsonDict, JsonDict]:
+def connection_pair(index: int, namespace: str, provider: str, servers: ProviderServers) -> tuple[JsonDict, JsonDict]:
     """A credentials Secret and the BackendConnection that uses it."""
     name = f"conn-{index:04d}"
     secret = {
@@ -166,10 +185,12 @@ def collection_path(obj: Mapping[str, Any]) -> str:
 # --- Child processes -------------------------------------------------------------------------------
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child only makes the system call
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the benchmark dies, however it dies."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    _LIBC.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -294,8 +315,10 @@ async def bench_call(session: aiohttp.ClientSession, url: str, action: str, meth
 async def create(session: aiohttp.ClientSession, url: str, obj: Mapping[str, Any]) -> None:
     async with session.post(url + collection_path(obj), json=obj) as response:
         if response.status != 201:
-            raise BenchmarkError(f"creating {obj['kind']} {obj['metadata']['name']}: HTTP {response.status} "
-                                 f"{(await response.text())[:300]}")
+            raise BenchmarkError(
+                f"creating {obj['kind']} {obj['metadata']['name']}: HTTP {response.status} "
+                f"{(await response.text())[:300]}"
+            )
         await response.read()
 
 
@@ -321,20 +344,21 @@ async def wait_until(
         if progress["all_ready_at"] is not None:
             return progress
         if operator.process.returncode is not None:
-            raise BenchmarkError(f"the operator exited ({operator.process.returncode}) during {what}:\n"
-                                 f"{operator.tail()}")
+            raise BenchmarkError(
+                f"the operator exited ({operator.process.returncode}) during {what}:\n{operator.tail()}"
+            )
         if time.monotonic() > deadline:
             sample = await bench_call(session, url, "not_ready", limit=5)
-            reasons = "\n".join(
-                f"    {item['name']}: "
-                + (f"{item['ready'].get('reason')}: {item['ready'].get('message')}" if item["ready"] else "no Ready")
-                for item in sample["sample"]
-            )
+            reasons = "\n".join(f"    {item['name']}: {describe_ready(item['ready'])}" for item in sample["sample"])
             raise BenchmarkError(
                 f"timed out during {what}: {progress['ready']} Ready of {progress['created']} created "
                 f"({sample['count']} not Ready); a sample:\n{reasons}\noperator log:\n{operator.tail(15)}"
             )
         await asyncio.sleep(interval)
+
+
+def describe_ready(ready: Mapping[str, Any] | None) -> str:
+    return f"{ready.get('reason')}: {ready.get('message')}" if ready else "no Ready condition yet"
 
 
 async def wait_operator_watching(session: aiohttp.ClientSession, url: str, operator: Child, timeout: float) -> None:
@@ -380,8 +404,13 @@ class Request:
     @property
     def verb(self) -> str:
         _, _, name, sub = self.parts
-        verbs = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "PATCH": "patch",
-                 "DELETE": "delete" if name else "deletecollection"}
+        verbs = {
+            "GET": "get" if name else "list",
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete" if name else "deletecollection",
+        }
         return verbs.get(self.method, self.method.lower()) + (f"/{sub}" if sub else "")
 
     def chain_key(self, serial: int) -> tuple[str, ...]:
@@ -444,6 +473,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 # --- Phase 1: the operator -------------------------------------------------------------------------
 
 
@@ -452,6 +491,7 @@ class OperatorRun:
     wall: float
     created_after: float
     requests: list[Request]
+    setup: list[Request]
     watches: list[tuple[str, str, str]]
     latencies: list[float]
     ready_times: list[float]
@@ -461,6 +501,8 @@ class OperatorRun:
     operator_rss_mb: float
     emulator_rss_mb: float
     connections: int
+    #: Cores the machine spent outside the emulator, the operator and this driver meanwhile.
+    others_cores: float = 0.0
     profile: list[str] = field(default_factory=list)
 
     @property
@@ -479,33 +521,42 @@ async def phase_operator(
     async with contextlib.AsyncExitStack() as stack:
         _, url = await stack.enter_async_context(emulator_process(workdir, label))
         kubeconfig = write_kubeconfig(workdir / f"kubeconfig-{label}", url)
-        cprofile = workdir / f"operator-{label}.cprofile" if args.cprofile else None
+        cprofile = Path(f"{args.cprofile}.{label}") if args.cprofile else None  # absolute: see main()
         operator = await stack.enter_async_context(operator_process(workdir, kubeconfig, label, cprofile=cprofile))
         session = await stack.enter_async_context(new_session(args.create_concurrency, DRIVER_UA))
         await wait_operator_watching(session, url, operator, timeout=60)
 
         # Warm-up: imports, pools and threads of the operator and the emulator.
         rng = random.Random(args.seed)
-        warm = [connection_pair(9000 + i, WARMUP_NAMESPACE, PROVIDERS[i % len(PROVIDERS)], servers)
-                for i in range(WARMUP_CONNECTIONS)]
+        warm = [
+            connection_pair(9000 + i, WARMUP_NAMESPACE, PROVIDERS[i % len(PROVIDERS)], servers)
+            for i in range(WARMUP_CONNECTIONS)
+        ]
         await bench_call(session, url, "reset", "POST", expect=len(warm), prefix=WARMUP_NAMESPACE)
         await create_all(session, url, warm, min(len(warm), args.create_concurrency))
         await wait_until(session, url, time.monotonic() + 60, operator, "the warm-up")
         pairs = benchmark_pairs(n, servers, rng)
         for index in range(NAMESPACES):  # namespaces exist beforehand, as in a real cluster
-            await create(session, url, {"apiVersion": "v1", "kind": "Namespace",
-                                        "metadata": {"name": f"{BENCH_PREFIX}{index:02d}"}})
-        await asyncio.sleep(0.5)  # let the warm-up's trailing Events settle
+            await create(
+                session,
+                url,
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{BENCH_PREFIX}{index:02d}"}},
+            )
+        # Kopf keeps each object's worker for settings.queueing.idle_timeout (5 s) after its last
+        # event, and the operator limits the workers: let the warm-up's workers go first.
+        await asyncio.sleep(args.settle)
 
         # The measurement.
         await bench_call(session, url, "reset", "POST", expect=n, prefix=BENCH_PREFIX)
         spy = await start_py_spy(py_spy, operator.pid, workdir) if py_spy else None
-        operator_cpu0, driver_cpu0 = operator.cpu_seconds(), time.process_time()
+        operator_cpu0, driver_cpu0, machine0 = operator.cpu_seconds(), time.process_time(), machine_busy_seconds()
         started = time.monotonic()
         await create_all(session, url, pairs, args.create_concurrency)
         created_after = time.monotonic() - started
         await wait_until(session, url, started + args.timeout, operator, "the measurement")
         operator_cpu, driver_cpu = operator.cpu_seconds() - operator_cpu0, time.process_time() - driver_cpu0
+        machine, detected = machine_busy_seconds() - machine0, time.monotonic() - started
+        emulator_cpu_now = (await bench_call(session, url, "progress"))["cpu"]
         profile = await stop_py_spy(spy) if spy else []
         log: JsonDict = await bench_call(session, url, "log")
         operator_rss = operator.rss_mb()
@@ -521,7 +572,8 @@ async def phase_operator(
         wall=all_ready - started,
         created_after=created_after,
         requests=requests,
-        watches=[tuple(w) for w in log["watches_at_reset"]],  # type: ignore[misc]
+        setup=[Request.from_log(entry) for entry in log["setup_log"]],
+        watches=[(str(path), str(query), str(agent)) for path, query, agent in log["watches_at_reset"]],
         latencies=[ready_at[key] - created_at[key] for key in ready_at if key in created_at],
         ready_times=sorted(t - started for t in ready_at.values()),
         emulator_cpu=float(log["all_ready_cpu"]) - float(log["reset_cpu"]),
@@ -530,6 +582,8 @@ async def phase_operator(
         operator_rss_mb=operator_rss,
         emulator_rss_mb=float(log["rss_mb"]),
         connections=n,
+        others_cores=max(0.0, machine - (emulator_cpu_now - float(log["reset_cpu"])) - operator_cpu - driver_cpu)
+        / detected,
         profile=profile,
     )
 
@@ -547,9 +601,18 @@ class ReplayRun:
     concurrency: int
     watch_events: int
     statuses: collections.Counter[int]
+    #: CPU seconds the machine spent outside this driver and the emulator during the replay.
+    others_cpu: float = 0.0
+    #: Requests answered with another status than in phase 1: (request, status in the replay).
+    changed: list[tuple[Request, int]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
+        """The ceiling: requests per second of emulator CPU (what it serves with a core to itself)."""
+        return self.requests / self.emulator_cpu
+
+    @property
+    def wall_rate(self) -> float:
         return self.requests / self.wall
 
 
@@ -579,8 +642,13 @@ class RawClient:
                 await writer.wait_closed()
 
     def prepare(self, method: str, target: str, body: bytes, content_type: str) -> bytes:
-        head = [f"{method} {target} HTTP/1.1", f"Host: {self.host}:{self.port}", f"User-Agent: {REPLAY_UA}",
-                "Authorization: Bearer benchmark", "Accept: application/json"]
+        head = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"User-Agent: {REPLAY_UA}",
+            "Authorization: Bearer benchmark",
+            "Accept: application/json",
+        ]
         if content_type:
             head.append(f"Content-Type: {content_type}")
         if body or method in {"POST", "PUT", "PATCH"}:
@@ -622,8 +690,7 @@ def replay_chains(requests: Sequence[Request]) -> list[list[Request]]:
     return list(chains.values())  # in the order of each chain's first request
 
 
-async def consume_watch(session: aiohttp.ClientSession, url: str, counter: list[int],
-                        opened: asyncio.Event) -> None:
+async def consume_watch(session: aiohttp.ClientSession, url: str, counter: list[int], opened: asyncio.Event) -> None:
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as response:
         opened.set()
         async for _line in response.content:
@@ -640,6 +707,7 @@ async def phase_replay(args: argparse.Namespace, workdir: Path, label: str, run:
     concurrency = args.replay_concurrency or max(8, min(100, len(ports)))
     chains = replay_chains(run.requests)
     statuses: collections.Counter[int] = collections.Counter()
+    changed: list[tuple[Request, int]] = []
     async with contextlib.AsyncExitStack() as stack:
         emulator, url = await stack.enter_async_context(emulator_process(workdir, f"{label}-replay"))
         host, port = url.removeprefix("http://").rsplit(":", 1)
@@ -649,9 +717,13 @@ async def phase_replay(args: argparse.Namespace, workdir: Path, label: str, run:
         await client.open()
         stack.push_async_callback(client.close)
         prepared = {
-            id(r): client.prepare(r.method, r.path + (f"?{r.query}" if r.query else ""),
-                                  without_versions(r.content_type, r.body).encode(), r.content_type)
-            for r in run.requests
+            id(r): client.prepare(
+                r.method,
+                r.path + (f"?{r.query}" if r.query else ""),
+                without_versions(r.content_type, r.body).encode(),
+                r.content_type,
+            )
+            for r in [*run.setup, *run.requests]
         }
         events = [0]
         watchers = []
@@ -661,32 +733,50 @@ async def phase_replay(args: argparse.Namespace, workdir: Path, label: str, run:
             watchers.append(asyncio.create_task(consume_watch(watch_session, target, events, opened)))
             await asyncio.wait_for(opened.wait(), 10)
         stack.push_async_callback(cancel_all, watchers)
-        # Warm-up: every connection used, the request path run a few hundred times.
+
+        async def replay(chain: list[Request], record: bool = True) -> None:
+            for request in chain:  # in order: the requests on one object
+                status = await client.send(prepared[id(request)])
+                if record:
+                    statuses[status] += 1
+                    if status != request.status:
+                        changed.append((request, status))
+
+        # Set-up, not timed: the state phase 1 started from (namespaces, the warm-up's objects);
+        # it also runs the request paths of the emulator and uses every connection.
+        await asyncio.wait_for(asyncio.gather(*(replay(c, False) for c in replay_chains(run.setup))), args.timeout)
         warm = client.prepare("GET", "/api/v1/namespaces/default", b"", "")
         await asyncio.gather(*(client.send(warm) for _ in range(concurrency * 3)))
+        await wait_drained(control, url)
         await bench_call(control, url, "reset", "POST", expect=0, prefix=BENCH_PREFIX)  # same bookkeeping as phase 1
         events[0] = 0
 
-        async def replay(chain: list[Request]) -> None:
-            for request in chain:  # in order: the requests on one object
-                statuses[await client.send(prepared[id(request)])] += 1
-
         cpu0 = (await bench_call(control, url, "progress"))["cpu"]
-        driver_cpu0 = time.process_time()
+        driver_cpu0, machine0 = time.process_time(), machine_busy_seconds()
         started = time.monotonic()
         await asyncio.wait_for(asyncio.gather(*(replay(chain) for chain in chains)), args.timeout)
         requests_wall = time.monotonic() - started
-        deadline = time.monotonic() + 60
-        while (progress := await bench_call(control, url, "progress"))["watch_backlog"]:  # the watchers served too
-            if time.monotonic() > deadline:
-                raise BenchmarkError(f"the replay's watch streams did not drain: {progress['watch_backlog']} events")
-            await asyncio.sleep(0.002)
+        progress = await wait_drained(control, url)  # the watchers served too
         wall = time.monotonic() - started
-        driver_cpu = time.process_time() - driver_cpu0
+        driver_cpu, machine = time.process_time() - driver_cpu0, machine_busy_seconds() - machine0
         cpu = progress["cpu"] - cpu0
         if emulator.process.returncode is not None:
             raise BenchmarkError(f"the replay emulator exited:\n{emulator.tail()}")
-    return ReplayRun(wall, requests_wall, len(run.requests), cpu, driver_cpu, concurrency, events[0], statuses)
+    others = max(0.0, machine - cpu - driver_cpu)
+    return ReplayRun(
+        wall, requests_wall, len(run.requests), cpu, driver_cpu, concurrency, events[0], statuses, others, changed
+    )
+
+
+async def wait_drained(control: aiohttp.ClientSession, url: str, timeout: float = 60) -> JsonDict:
+    """Wait until the emulator has sent every stored event to its watchers; return its progress."""
+    deadline = time.monotonic() + timeout
+    while (progress := await bench_call(control, url, "progress"))["watch_backlog"]:
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"the replay's watch streams did not drain: {progress['watch_backlog']} events")
+        await asyncio.sleep(0.002)
+    result: JsonDict = progress
+    return result
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
@@ -808,9 +898,11 @@ def describe_phase1(run: OperatorRun) -> list[str]:
         f"    create→Ready latency: p50 {percentile(run.latencies, 0.5):.2f}s, "
         f"p95 {percentile(run.latencies, 0.95):.2f}s, max {max(run.latencies):.2f}s",
         f"    CPU over the window (cores): emulator {run.emulator_cpu / run.wall:.2f}, operator "
-        f"{run.operator_cpu / run.wall:.2f}, driver+fake providers {run.driver_cpu / run.wall:.2f}; "
+        f"{run.operator_cpu / run.wall:.2f}, driver+fake providers {run.driver_cpu / run.wall:.2f}, "
+        f"other processes of the machine {run.others_cores:.2f}{' (disturbed)' if run.others_cores > 0.3 else ''}; "
         f"RSS emulator {run.emulator_rss_mb:.0f} MB, operator {run.operator_rss_mb:.0f} MB",
-        f"    {len(run.requests)} requests to the emulator = {run.per_connection:.2f} per connection; "
+        f"    {len(run.requests)} requests to the emulator = {run.per_connection:.2f} per connection "
+        f"({sum(r.client != 'benchmark' for r in run.requests) / n:.2f} from the operator); "
         f"emulator CPU {1000 * run.emulator_cpu / len(run.requests):.2f} ms per request",
     ]
     by_kind: collections.Counter[tuple[str, str, str]] = collections.Counter(
@@ -818,31 +910,37 @@ def describe_phase1(run: OperatorRun) -> list[str]:
     )
     for (client, verb, resource), count in sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0])):
         sizes = [len(r.body) for r in run.requests if (r.client, r.verb, r.parts[0]) == (client, verb, resource)]
-        lines.append(f"      {count:6d}  {count / n:5.2f}/conn  {client:<10} {verb:<14} {resource:<20}"
-                     f" body {statistics.mean(sizes):6.0f} B")
+        lines.append(
+            f"      {count:6d}  {count / n:5.2f}/conn  {client:<10} {verb:<14} {resource:<20}"
+            f" body {statistics.mean(sizes):6.0f} B"
+        )
     failures = collections.Counter((r.client, r.verb, r.parts[0], r.status) for r in run.requests if r.status >= 400)
     for (client, verb, resource, status), count in sorted(failures.items()):
         lines.append(f"      HTTP {status}: {count} × {client} {verb} {resource}")
     per_client = collections.Counter(r.client for r in run.requests)
     connections = collections.Counter(client for client, _ in {(r.client, r.port) for r in run.requests})
-    lines.append("    client connections used: " + ", ".join(
-        f"{client} {connections[client]} ({per_client[client]} requests)" for client in sorted(per_client)))
+    lines.append(
+        "    client connections used: "
+        + ", ".join(f"{client} {connections[client]} ({per_client[client]} requests)" for client in sorted(per_client))
+    )
     lines.append("    watches held: " + ", ".join(sorted(path for path, _, _ in run.watches)))
     return lines
 
 
 def describe_phase2(replay: ReplayRun, run: OperatorRun) -> list[str]:
-    mismatched = collections.Counter(r.status for r in run.requests)
-    mismatched.subtract(replay.statuses)
-    differences = {status: count for status, count in mismatched.items() if count}
+    changed = collections.Counter(
+        f"{r.client} {r.verb} {r.parts[0]}: {r.status}→{status}" for r, status in replay.changed
+    )
+    others = replay.others_cpu / replay.wall
     return [
-        f"  ceiling: {replay.requests} requests replayed in {replay.wall:.2f}s = {replay.rate:.0f} req/s "
-        f"= {replay.rate / run.per_connection:.1f} connections/s "
-        f"({replay.concurrency} connections; answers done at {replay.requests_wall:.2f}s, then the "
-        f"{len(run.watches)} watches drained: {replay.watch_events} events)",
-        f"    CPU over the replay (cores): emulator {replay.emulator_cpu / replay.wall:.2f}, "
-        f"replay client {replay.driver_cpu / replay.wall:.2f}; statuses {dict(sorted(replay.statuses.items()))}"
-        + (f"; differ from phase 1 by {differences}" if differences else ""),
+        f"  ceiling: {replay.requests} requests in {replay.emulator_cpu:.2f} emulator CPU seconds = "
+        f"{replay.rate:.0f} req/s = {replay.rate / run.per_connection:.1f} connections/s; wall {replay.wall:.2f}s = "
+        f"{replay.wall_rate:.0f} req/s with the emulator at {replay.emulator_cpu / replay.wall:.2f} of a core",
+        f"    {replay.concurrency} connections; answers done at {replay.requests_wall:.2f}s, then the "
+        f"{len(run.watches)} watches drained ({replay.watch_events} events); replay client "
+        f"{replay.driver_cpu / replay.wall:.2f} cores, other processes {others:.2f}"
+        f"{' (disturbed)' if others > 0.3 else ''}; statuses {dict(sorted(replay.statuses.items()))}"
+        + (f"; not as in phase 1: {dict(changed.most_common(4))}" if changed else ""),
     ]
 
 
@@ -865,12 +963,13 @@ async def run_benchmark(args: argparse.Namespace) -> list[tuple[OperatorRun, Rep
                     for line in describe_phase2(rounds[-1], run):
                         print(line, flush=True)
                 replay = sorted(rounds, key=lambda r: r.rate)[len(rounds) // 2]  # the median round
-                print(f"    ratio {run.rate / (replay.rate / run.per_connection):.3f} (with the median ceiling of "
-                      f"{len(rounds)} replay(s), {replay.rate:.0f} req/s)", flush=True)
+                print(
+                    f"    ratio {run.rate / (replay.rate / run.per_connection):.3f} (with the median ceiling of "
+                    f"{len(rounds)} replay(s), {replay.rate:.0f} req/s)",
+                    flush=True,
+                )
                 for line in run.profile:
                     print(line)
-                if args.cprofile:
-                    shutil.copy(workdir / f"operator-{label}.cprofile", f"{args.cprofile}.{label}")
                 results.append((run, replay))
     return results
 
@@ -890,11 +989,13 @@ def summary(args: argparse.Namespace, results: list[tuple[OperatorRun, ReplayRun
         "ratio": f"{ratio:.3f}",
         "requests_per_connection": f"{med(run.per_connection for run, _ in results):.2f}",
         "emulator_ceiling_req_per_s": f"{med(replay.rate for _, replay in results):.0f}",
+        "emulator_ceiling_wall_req_per_s": f"{med(replay.wall_rate for _, replay in results):.0f}",
         "wall_s": f"{med(run.wall for run, _ in results):.2f}",
         "replay_wall_s": f"{med(replay.wall for _, replay in results):.2f}",
         "latency_p50_s": f"{med(percentile(run.latencies, 0.5) for run, _ in results):.2f}",
         "emulator_cpu_cores": f"{med(run.emulator_cpu / run.wall for run, _ in results):.2f}",
         "operator_cpu_cores": f"{med(run.operator_cpu / run.wall for run, _ in results):.2f}",
+        "other_load_cores": f"{med(run.others_cores for run, _ in results):.2f}",
         "seed": args.seed,
         "total_s": f"{total:.1f}",
     }
@@ -907,25 +1008,39 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="repeats; the medians are reported")
     parser.add_argument("--seed", type=int, default=20250601, help="seed of the credentials and the create order")
     parser.add_argument("--create-concurrency", type=int, default=50, help="concurrent create requests")
-    parser.add_argument("--replay-concurrency", type=int, default=0,
-                        help="client connections of the ceiling replay (0: as many as phase 1 used, 8-100)")
-    parser.add_argument("--replay-rounds", type=int, default=3,
-                        help="replays per repeat, each into a fresh emulator (the median counts)")
+    parser.add_argument(
+        "--replay-concurrency",
+        type=int,
+        default=0,
+        help="client connections of the ceiling replay (0: as many as phase 1 used, 8-100)",
+    )
+    parser.add_argument(
+        "--replay-rounds",
+        type=int,
+        default=3,
+        help="replays per repeat, each into a fresh emulator (the median counts)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=6.0,
+        help="seconds between the warm-up and the measurement (Kopf's idle workers exit)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for all N to become Ready")
     parser.add_argument("--py-spy", metavar="FILE", help="sample the operator with py-spy in repeat 1 (collapsed)")
     parser.add_argument("--cprofile", metavar="FILE", help="run the operator under cProfile; FILE.rN per repeat")
     args = parser.parse_args()
     if min(args.connections, args.repeat, args.replay_rounds) < 1:
         parser.error("--connections, --repeat and --replay-rounds must be at least 1")
+    if args.cprofile:
+        args.cprofile = str(Path(args.cprofile).resolve())  # the operator runs in the repository root
 
     started = time.monotonic()
-    main_task: asyncio.Task[list[tuple[OperatorRun, ReplayRun]]] | None = None
 
     async def guarded() -> list[tuple[OperatorRun, ReplayRun]]:
-        nonlocal main_task
-        main_task = asyncio.current_task()  # type: ignore[assignment]
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, lambda: main_task.cancel() if main_task else None)
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # clean up as on Ctrl-C
         return await run_benchmark(args)
 
     try:
