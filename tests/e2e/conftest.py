@@ -15,13 +15,19 @@ import pytest_asyncio
 from e2e_support import Tenant
 
 from oneie_operator.demo.environment import LocalEnvironment, local_environment
+from oneie_operator.demo.scenario import leak_scan
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalEnvironment]:
+async def env(tmp_path_factory: pytest.TempPathFactory, plaintexts: set[str]) -> AsyncIterator[LocalEnvironment]:
+    """The operator environment of one test module; at its end, everything the operator emitted
+    (log lines, Events, statuses, annotations, encrypted Secrets, metrics) is scanned for every
+    credential the module used, accepted or rejected."""
     workdir = Path(tmp_path_factory.mktemp("e2e"))
     async with local_environment(workdir, config_env={"PROVIDER_TIMEOUT_SECONDS": "1"}) as environment:
         yield environment
+        plaintexts.update(v for creds in environment.providers.credentials.values() for v in creds.values())
+        await leak_scan(environment, plaintexts)
 
 
 @pytest.fixture(scope="module")

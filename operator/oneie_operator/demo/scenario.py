@@ -116,14 +116,19 @@ def secret_obj(name: str, data: Mapping[str, str]) -> dict[str, Any]:
 
 
 async def leak_scan(env: LocalEnvironment, plaintexts: Iterable[str]) -> str:
-    """No credential in any log line, Event, status, annotation or encrypted Secret."""
+    """No credential in any log line, Event, status, annotation, metric or encrypted Secret.
+
+    Tenants' own credential Secrets and the Service Binding Secrets (whose purpose is to hand the
+    credentials to the tenant's workloads) are scanned for their metadata only."""
     texts: list[tuple[str, str]] = [("log", line) for line in env.logs.lines]
     for api_version, kind in (("v1", "Event"), BC, ("one.ie/v1alpha1", "Organization")):
         for obj in await env.api.items(api_version, kind):
             texts.append((f"{kind} {obj['metadata'].get('name')}", json.dumps(obj)))
     for secret in await env.api.items("v1", "Secret"):
         meta = secret.get("metadata") or {}
-        if (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") == "oneie-operator":
+        labels = meta.get("labels") or {}
+        binding = "one.ie/organization" in labels  # a Service Binding carries credentials for workloads, by design
+        if labels.get("app.kubernetes.io/managed-by") == "oneie-operator" and not binding:
             decoded = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
             texts.append((f"Secret {meta.get('name')}", json.dumps({"meta": meta, "data": decoded})))
         else:
