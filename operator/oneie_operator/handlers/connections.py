@@ -20,6 +20,8 @@ from oneie_operator.reconcile.connections import (
     reconcile_connection,
 )
 from oneie_operator.reconcile.events import EventNote
+from oneie_operator.reconcile.organizations import BINDING_DIGEST_ANNOTATION
+from oneie_operator.vault import keyed_digest
 
 PLURAL = "backendconnections"
 PROBE_ANNOTATION = "one.ie/probe"
@@ -139,7 +141,7 @@ def register_for_probes(
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def connections_by_secret(
+async def connections_by_secret(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str]]:
     """(namespace, Secret name) → (connection, the Secret version the connection last saw)."""
@@ -153,9 +155,24 @@ def connections_by_secret(
     return entries
 
 
+def binding_is_intact(services: Services, body: kopf.Body) -> bool:
+    """Whether a binding Secret is exactly as the operator wrote it (keyed digest matches)."""
+    import base64
+    import binascii
+
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    try:
+        data = {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return bool(annotations.get(BINDING_DIGEST_ANNOTATION)) and \
+        annotations.get(BINDING_DIGEST_ANNOTATION) == keyed_digest(services.keyring, data)
+
+
 @kopf.on.event("", "v1", "secrets")
 async def secret_changed(
     event: kopf.RawEvent,
+    body: kopf.Body,
     namespace: str | None,
     name: str,
     meta: kopf.Meta,
@@ -165,8 +182,12 @@ async def secret_changed(
     """A credentials Secret (or our encrypted copy) changed: let the connection re-reconcile."""
     ns = namespace or ""
     services: Services = memo["services"]
+    deleted = event.get("type") == "DELETED"
     bindings: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_binding"]
-    for organization in list(bindings.get((ns, name), [])):
+    owners = list(bindings.get((ns, name), []))
+    if owners and not deleted and binding_is_intact(services, body):
+        owners = []  # our own write, as we wrote it: nothing for the organization to check
+    for organization in owners:
         # A binding Secret changed or vanished: its organization checks (and restores) it.
         await services.objects.annotate(
             "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
@@ -175,7 +196,6 @@ async def secret_changed(
     users = index.get((ns, name))
     if not users:
         return
-    deleted = event.get("type") == "DELETED"
     version = "deleted" if deleted else str(meta.get("resourceVersion") or "")
     for connection, seen_version in list(users):
         if version != seen_version:
@@ -183,7 +203,7 @@ async def secret_changed(
 
 
 @kopf.index(GROUP, VERSION, "organizations")
-def organizations_by_connection(
+async def organizations_by_connection(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[tuple[str, str], str]:
     """(namespace, connection) → organizations that want it or have it active."""

@@ -67,7 +67,7 @@ async def reconcile(
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def organizations_by_binding(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], str]:
+async def organizations_by_binding(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], str]:
     """(namespace, binding Secret name) → organization."""
     return {(namespace or "", f"{name}-backend"): name}
 

@@ -19,6 +19,9 @@ from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps
 from oneie_operator.reconcile.organizations import OrgDeps, OrgObject
 from oneie_operator.vault import Keyring
 
+#: The switch steps reported in ``status.switching`` (the ones that wait on a provider).
+PROGRESS_STEPS = frozenset({"validate", "test", "healthGate"})
+
 
 @dataclass
 class Services:
@@ -84,6 +87,8 @@ class Services:
 
     def org_deps(self) -> OrgDeps:
         async def progress(obj: OrgObject, target: str, step: str) -> None:
+            if step not in PROGRESS_STEPS:
+                return  # encrypt and activate take milliseconds: not worth a write and a watch event each
             await self.objects.patch_status(
                 "organizations", obj.namespace, obj.name, {"switching": {"to": target, "step": step}}
             )

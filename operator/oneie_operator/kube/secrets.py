@@ -112,6 +112,7 @@ class SecretStore:
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         secret_type: str = "Opaque",  # noqa: S107  (a Secret type, not a password)
+        replace_first: bool = False,
     ) -> str:
         """Create or replace (one atomic write) an operator-owned Secret; return its resourceVersion."""
         body: dict[str, Any] = {
@@ -127,6 +128,13 @@ class SecretStore:
             },
             "data": _encode(data),
         }
+        if replace_first:  # usually there already: one write instead of a 409 and a retry
+            try:
+                replaced = await asyncio.to_thread(self._core.replace_namespaced_secret, name, namespace, body)  # type: ignore[arg-type]
+                return _version_of(replaced)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
         try:
             created = await asyncio.to_thread(self._core.create_namespaced_secret, namespace, body)  # type: ignore[arg-type]
             return _version_of(created)

@@ -61,6 +61,7 @@ class SecretReader(Protocol):
         owner: OwnerRef,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
+        replace_first: bool = False,
     ) -> str: ...
 
 

@@ -255,6 +255,7 @@ async def write_binding(obj: OrgObject, target: Target, deps: OrgDeps) -> None:
             BINDING_CONNECTION_ANNOTATION: target.name,
             BINDING_DIGEST_ANNOTATION: keyed_digest(deps.keyring, data),
         },
+        replace_first=True,
     )
 
 
@@ -479,7 +480,8 @@ def _explicit_rollback(obj: OrgObject, desired_name: str) -> bool:
 
 
 def _history(obj: OrgObject, record: SwitchRecord) -> list[dict[str, Any]]:
-    entry = record.as_status()
+    # Compact: the steps of the last switch are in lastSwitch; history keeps the outcome only.
+    entry = {k: v for k, v in record.as_status().items() if k not in ("steps", "attempt")}
     return [entry, *list(obj.status.get("history") or [])][:HISTORY_LIMIT]
 
 
