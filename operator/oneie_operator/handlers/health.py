@@ -16,6 +16,7 @@ import kopf
 
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import HealthTracker, State
+from oneie_operator.health.clients import ProbeClientPool
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
 from oneie_operator.health.probing import ProbeTarget, run_probe
 from oneie_operator.reconcile.connections import API_VERSION, GROUP, VERSION
@@ -105,10 +106,17 @@ async def start_probe_engine(memo: kopf.Memo, **_: Any) -> None:
     services: Services = memo["services"]
     reporter = HealthReporter(services)
 
-    async def prober(target: ProbeTarget) -> Any:
-        return await run_probe(target, services.keyring, services.http)
-
     config = services.config
+    clients = ProbeClientPool(
+        config.probe_concurrency, services.policy, timeout=config.provider_timeout_seconds,
+        max_response_bytes=config.max_response_bytes, on_call=services.metrics.observe_call,
+    )
+    memo["probe_clients"] = clients
+
+    async def prober(target: ProbeTarget) -> Any:
+        async with clients.client() as http:
+            return await run_probe(target, services.keyring, http)
+
     settings = EngineSettings(
         max_concurrency=config.probe_concurrency,
         max_per_namespace=config.probe_concurrency_per_namespace,
@@ -134,6 +142,9 @@ async def stop_probe_engine(memo: kopf.Memo, **_: Any) -> None:
     if task is not None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+    clients: ProbeClientPool | None = memo.get("probe_clients")
+    if clients is not None:
+        await clients.aclose()
 
 
 @kopf.on.event(GROUP, VERSION, "backendconnections")

@@ -52,13 +52,19 @@ class HealthTracker:
     """The rolling window of one connection's probe outcomes."""
 
     thresholds: Thresholds
-    outcomes: collections.deque[ProbeOutcome] = field(default_factory=lambda: collections.deque(maxlen=100))
+    outcomes: collections.deque[ProbeOutcome] = field(default_factory=collections.deque)
     consecutive_failures: int = 0
     state: State = "unknown"
+    last_error: ProbeOutcome | None = None
 
     def record(self, outcome: ProbeOutcome) -> tuple[State, State]:
-        """Add an outcome; return (old state, new state)."""
+        """Add an outcome; return (old state, new state). Only the window is kept (bounded memory)."""
+        keep = max(self.thresholds.window, self.thresholds.failure_threshold, 1)
+        if self.outcomes.maxlen != keep:
+            self.outcomes = collections.deque(self.outcomes, maxlen=keep)
         self.outcomes.append(outcome)
+        if not outcome.ok:
+            self.last_error = outcome
         self.consecutive_failures = 0 if outcome.ok else self.consecutive_failures + 1
         old, self.state = self.state, self.assess()
         return old, self.state
@@ -81,7 +87,7 @@ class HealthTracker:
     def status(self) -> dict[str, Any]:
         """``status.health`` as the CRD describes it."""
         latest = self.outcomes[-1] if self.outcomes else None
-        last_error = next((o for o in reversed(self.outcomes) if not o.ok), None)
+        last_error = self.last_error
         result: dict[str, Any] = {
             "status": self.state,
             "errorRate": round(self.error_rate, 3),
