@@ -33,22 +33,19 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import attrs
+from _common import serve_until_stopped
 
 try:
-    from oneie_operator.testing.cluster import serve_emulator
     from oneie_operator.testing.emulator import FixedKubernetesEmulator
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-    from oneie_operator.testing.cluster import serve_emulator
     from oneie_operator.testing.emulator import FixedKubernetesEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,20 +205,7 @@ def rss_mb() -> float:
 
 
 async def serve(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    def stdin_closed() -> None:
-        sys.stdin.buffer.read()  # returns at end-of-file: the parent is gone or wants us to stop
-        loop.call_soon_threadsafe(stop.set)
-
-    crds = sorted((ROOT / "crds").glob("*.yaml"))
-    async with serve_emulator(crds, port=port, emulator=RecordingEmulator()) as (_, url):
-        print(f"READY {url}", flush=True)
-        threading.Thread(target=stdin_closed, name="stdin-watch", daemon=True).start()
-        await stop.wait()
+    await serve_until_stopped(RecordingEmulator(), port)
 
 
 def main() -> None:

@@ -17,11 +17,14 @@ this process's CPU seconds. It stops on SIGTERM or when its standard input reach
 ``ours`` -- the operator's side in a process of its own (so that its CPU and RSS are the
 operator code's alone: no aiohttp, no exporter driver in it). The JSON job names the experiment:
 
-Both experiments take a client layout: ``clients`` :class:`ProviderHTTP` instances, each with a
-pool of ``pool`` connections (``None``: exactly what ``Services.build`` makes -- the default
-:class:`GuardedTransport`, ``on_call`` wired to the operator's :class:`Metrics`), used
-``shared`` (one client), by ``namespace`` hash, or per ``slot`` (a LIFO free list, one client
-checked out per probe in flight).
+Both experiments take a client layout. ``assign: "pool"`` is what the operator deploys: the real
+:class:`oneie_operator.health.clients.ProbeClientPool` sized ``concurrency``, a client checked out
+per probe with ``async with pool.client() as http`` exactly as ``handlers/health.py`` does.
+Otherwise ``clients`` :class:`ProviderHTTP` instances, each with a pool of ``pool`` connections
+(``None``: the default :class:`GuardedTransport`, what the operator used before the pool: one
+shared client as ``Services.build`` makes it), used ``shared`` (one client), by ``namespace``
+hash, or per ``slot`` (a LIFO free list, one client checked out per probe in flight); ``on_call``
+is wired to the operator's :class:`Metrics` in every layout.
 
 * ``engine`` -- the real :class:`ProbeEngine` with ``connections`` registered Convex connections
   (``namespaces`` tenants), interval and initial jitter as given, probing through
@@ -181,16 +184,20 @@ def _operator_imports() -> dict[str, Any]:
     import httpx
 
     from oneie_operator.health.assessment import Thresholds
+    from oneie_operator.health.clients import ProbeClientPool
     from oneie_operator.health.engine import EngineSettings, ProbeEngine
     from oneie_operator.health.probing import ProbeTarget, run_probe
     from oneie_operator.observability.metrics import Metrics
     from oneie_operator.providers import DestinationPolicy, ProviderHTTP, default_registry, validate_settings
+    from oneie_operator.providers.http import DEFAULT_MAX_RESPONSE_BYTES
     from oneie_operator.providers.netguard import GuardedTransport
     from oneie_operator.vault import Keyring, seal
 
     return {
         "httpx": httpx,
         "Thresholds": Thresholds,
+        "ProbeClientPool": ProbeClientPool,
+        "DEFAULT_MAX_RESPONSE_BYTES": DEFAULT_MAX_RESPONSE_BYTES,
         "EngineSettings": EngineSettings,
         "ProbeEngine": ProbeEngine,
         "ProbeTarget": ProbeTarget,
@@ -250,6 +257,14 @@ def _clients(mods: dict[str, Any], job: JsonDict, policy: Any, metrics: Any) -> 
     return clients
 
 
+def _probe_pool(mods: dict[str, Any], job: JsonDict, policy: Any, metrics: Any) -> Any:
+    """The operator's deployed layout: a real ``ProbeClientPool`` of ``concurrency`` clients."""
+    return mods["ProbeClientPool"](
+        job["concurrency"], policy, timeout=10.0, max_response_bytes=mods["DEFAULT_MAX_RESPONSE_BYTES"],
+        on_call=metrics.observe_call,
+    )  # fmt: skip
+
+
 def _sharding(clients: list[Any]) -> Callable[[str], Any]:
     if len(clients) == 1:
         only = clients[0]
@@ -263,8 +278,9 @@ async def _engine_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
     fleet = _Fleet(mods, job)
     metrics = mods["Metrics"]()
     policy = _policy(mods)
-    clients = _clients(mods, job, policy, metrics)
-    shard = _sharding(clients)
+    pool = _probe_pool(mods, job, policy, metrics) if job.get("assign") == "pool" else None
+    clients = [] if pool is not None else _clients(mods, job, policy, metrics)
+    shard = _sharding(clients) if clients else None
     free: list[Any] | None = None
     if job.get("assign") == "slot":
         if len(clients) < job["concurrency"]:
@@ -287,7 +303,11 @@ async def _engine_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
         key = (target.namespace, target.name)
         cycle = ordinal[key] = ordinal.get(key, 0) + 1
         lateness_by_cycle[min(cycle, 3)].append(engine.lateness[-1][1])
+        if pool is not None:  # as handlers/health.py does
+            async with pool.client() as http:
+                return await mods["run_probe"](target, fleet.keyring, http)
         if free is None:
+            assert shard is not None
             return await mods["run_probe"](target, fleet.keyring, shard(target.namespace))
         # Per-slot layout: a probe checks a client out of a LIFO free list for its duration. The
         # engine's global semaphore admits at most ``concurrency`` probes, so the list never runs dry.
@@ -348,6 +368,8 @@ async def _engine_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
         cpu_end, end_at = time.process_time(), time.monotonic()
         for client in clients:
             await client.aclose()
+        if pool is not None:
+            await pool.aclose()
     if timed_out:
         failures.insert(0, f"deadline {job['deadline']}s: {len(completed_at)} probes, marks reached {sorted(marks)}")
     interval = job["interval"]
@@ -396,12 +418,17 @@ async def _layout_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
     policy = _policy(mods)
     metrics = mods["Metrics"]()
     rss_before = rss_mb()
-    clients = _clients(mods, job, policy, metrics)
+    pool = _probe_pool(mods, job, policy, metrics) if job.get("assign") == "pool" else None
+    clients = [] if pool is not None else _clients(mods, job, policy, metrics)
+    if pool is not None:  # it creates its clients on demand: check all of them out once
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(concurrency):
+                await stack.enter_async_context(pool.client())
     rss_clients = rss_mb()
     # Each task is one connection of a namespace of its own; the client it uses is fixed by a
     # stable hash of the namespace (as a sharded layout would pick it), or is the task's own
     # (per-slot layout: as many clients as tasks).
-    shard = _sharding(clients)
+    shard = _sharding(clients) if clients else None
     per_slot = job.get("assign") == "slot"
     remaining = [0]
     failures: list[str] = []
@@ -409,10 +436,14 @@ async def _layout_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
 
     async def worker(i: int) -> None:
         target = fleet.targets[i]
-        client = clients[i] if per_slot else shard(target.namespace)
+        client = clients[i] if per_slot else shard(target.namespace) if shard is not None else None
         while remaining[0] > 0:
             remaining[0] -= 1
-            outcome = await mods["run_probe"](target, fleet.keyring, client)
+            if pool is not None:  # as handlers/health.py does: checked out per probe
+                async with pool.client() as http:
+                    outcome = await mods["run_probe"](target, fleet.keyring, http)
+            else:
+                outcome = await mods["run_probe"](target, fleet.keyring, client)
             if not outcome.ok:
                 failed[0] += 1
                 if len(failures) < 3:
@@ -437,6 +468,8 @@ async def _layout_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
     rss_end = rss_mb()
     for client in clients:
         await client.aclose()
+    if pool is not None:
+        await pool.aclose()
     return {
         "runs": runs,
         "failures": failures,

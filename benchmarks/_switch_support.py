@@ -23,13 +23,11 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import ctypes
 import gc
 import json
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,14 +37,20 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 import attrs
+from _common import (
+    BenchmarkError,
+    Child,
+    JsonDict,
+    die_with_parent,
+    emulator_child,
+    serve_until_stopped,
+)
 
 try:
-    from oneie_operator.testing.cluster import serve_emulator
     from oneie_operator.testing.emulator import FixedKubernetesEmulator
     from oneie_operator.vault import generate_key
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-    from oneie_operator.testing.cluster import serve_emulator
     from oneie_operator.testing.emulator import FixedKubernetesEmulator
     from oneie_operator.vault import generate_key
 
@@ -55,12 +59,6 @@ HERE = SCRIPT.parent
 ROOT = HERE.parent
 STATS_PATH = "/__switchbench__/stats"
 DRIVER_UA = "oneie-switch-bench"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-JsonDict = dict[str, Any]
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not measure (a child failed, a deadline passed): a message, not a figure."""
 
 
 # --- The emulator process ---------------------------------------------------------------------------
@@ -156,99 +154,16 @@ def _gc_callback(phase: str, info: dict[str, int]) -> None:
 
 
 async def serve(port: int) -> None:
-    gc.callbacks.append(_gc_callback)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    def stdin_closed() -> None:
-        sys.stdin.buffer.read()  # returns at end-of-file: the parent is gone or wants us to stop
-        loop.call_soon_threadsafe(stop.set)
-
-    crds = sorted((ROOT / "crds").glob("*.yaml"))
-    async with serve_emulator(crds, port=port, emulator=CountingEmulator()) as (_, url):
-        print(f"READY {url}", flush=True)
-        threading.Thread(target=stdin_closed, name="stdin-watch", daemon=True).start()
-        await stop.wait()
+    await serve_until_stopped(CountingEmulator(), port, on_start=lambda: gc.callbacks.append(_gc_callback))
 
 
 # --- Child processes ---------------------------------------------------------------------------------
 
-_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child only makes the system call
-
-
-def die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the benchmark dies, however it dies."""
-    _LIBC.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-@dataclass
-class Child:
-    name: str
-    process: asyncio.subprocess.Process
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the process (all its threads), from /proc."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "    (no log)"
-        return "\n".join(f"    | {line[:300]}" for line in text[-lines:])
-
-    def check_alive(self, during: str) -> None:
-        if self.process.returncode is not None:
-            raise BenchmarkError(f"the {self.name} exited ({self.process.returncode}) during {during}:\n{self.tail()}")
-
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-        process = self.process
-        if process.stdin is not None and not process.stdin.is_closing():
-            process.stdin.close()
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(sig)
-            try:
-                await asyncio.wait_for(process.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-
-
 @contextlib.asynccontextmanager
 async def emulator_process(workdir: Path) -> AsyncIterator[tuple[Child, str]]:
     """This module as a script: the counting emulator in its own process; yields it and its URL."""
-    log_path = workdir / "emulator.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, str(SCRIPT), "--port", "0",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
-            preexec_fn=die_with_parent, cwd=ROOT,
-        )  # fmt: skip
-    child = Child("emulator", process, log_path)
-    try:
-        assert process.stdout is not None
-        try:
-            line = await asyncio.wait_for(process.stdout.readline(), 30)
-        except TimeoutError:
-            line = b""
-        if not line.startswith(b"READY "):
-            raise BenchmarkError(f"the emulator did not start (output {line!r}):\n{child.tail()}")
-        yield child, line.decode().split()[1]
-    finally:
-        await child.stop(timeout=10)
+    async with emulator_child(SCRIPT, "emulator", workdir / "emulator.log") as started:
+        yield started
 
 
 @contextlib.asynccontextmanager
@@ -279,16 +194,6 @@ async def operator_process(workdir: Path, kubeconfig: Path, extra_env: Mapping[s
         yield child
     finally:
         await child.stop(timeout=20)
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has been busy (all cores, all processes), from /proc/stat."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 # --- py-spy (optional) -------------------------------------------------------------------------------

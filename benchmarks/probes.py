@@ -1,7 +1,8 @@
 """Health-probe cost and schedule drift: our ProbeEngine against Prometheus' blackbox_exporter.
 
     python benchmarks/probes.py [--rate 200] [--probes 1500] [--repeats 3] [--compression 12] [--close]
-                                [--py-spy FILE]
+                                [--connections 10000] [--drift-cycles 2.4] [--shared-cycles 1]
+                                [--layout-probes 1000] [--py-spy FILE]
 
 Needs Debian's ``prometheus-blackbox-exporter`` (``.ci/prometheus.sh`` installs it): without
 ``/usr/bin/prometheus-blackbox-exporter`` the benchmark stops at once with a message naming that
@@ -15,17 +16,24 @@ counts the requests and TCP connections of each side (keep-alive vs one connecti
 
 **Client layouts.** The engine's ``prober`` decides which ``ProviderHTTP`` a probe uses. Measured:
 
-* ``deployed`` -- one shared ``ProviderHTTP``, exactly as ``Services.build`` makes it (default
-  ``GuardedTransport``: pool of 100 connections, 20 kept alive);
+* ``deployed`` -- what the operator runs: the real
+  :class:`oneie_operator.health.clients.ProbeClientPool` sized ``--concurrency`` (the operator's
+  ``PROBE_CONCURRENCY``), up to that many clients with one connection each, created on demand and
+  checked out LIFO per probe, used exactly as ``handlers/health.py`` does (``async with
+  pool.client() as http: await run_probe(target, keyring, http)``). It is per-slot because this
+  benchmark showed one shared client degrading at high concurrency to one host: httpcore rescans
+  its whole queue on every request event, and above its keep-alive limit it reopens a TCP
+  connection per probe, so probes measure queueing in the client and healthy backends look slow;
+* ``shared`` -- the comparison, what the operator used before the pool: one shared
+  ``ProviderHTTP`` as ``Services.build`` makes it (default ``GuardedTransport``: pool of 100
+  connections, 20 kept alive);
 * ``shared_big_pool`` -- one shared client whose pool holds ``--concurrency`` connections, all kept;
 * ``sharded_8`` / ``sharded_20`` -- 8 or 20 clients, pool ``concurrency / n`` each, picked by a hash
-  of the namespace;
-* ``per_slot`` -- ``--concurrency`` clients with a pool of 1 each, in a LIFO free list: a probe
-  checks one out for its duration (the engine's global semaphore admits at most ``concurrency``
-  probes, so the list never runs dry).
+  of the namespace.
 
-Clients other than ``deployed`` share one TLS context (a context per client would load the CA
-bundle again); all use the operator's ``DestinationPolicy`` (loopback and plain http allowed here).
+The pool's clients share one TLS context, and so do the benchmark's multi-client layouts (a
+context per client would load the CA bundle again); all use the operator's ``DestinationPolicy``
+(loopback and plain http allowed here).
 
 **Part 1 -- CPU per 1,000 probes, ours vs blackbox_exporter.** Same target, same fixed total rate
 (``--rate``, default 200 probes/s), same bound on probes in flight (``--concurrency``, default 200,
@@ -40,7 +48,7 @@ the operator's ``PROBE_CONCURRENCY`` default); ``--repeats`` windows of ``--prob
   Kubernetes write happens only on a change or the 10-minute heartbeat, so never here). Windows
   are cut at probe counts in the result hook; charged: that process's ``time.process_time()``
   (scheduler, probes, metrics: the scheduler IS the client). Run with the ``deployed`` layout
-  (the headline) and with ``per_slot``.
+  (the headline: ``ours_cpu_s_per_1000``, ``ratio``) and with ``shared`` (``ours_shared_*``).
 * *Theirs*: ``prometheus-blackbox-exporter``, module ``http_2xx`` (``valid_status_codes: [200]``,
   plain http, IPv4), driven by this process over keep-alive connections with
   ``GET /probe?target=http://127.0.0.1:PORT/version&module=http_2xx`` at the same rate and
@@ -65,8 +73,8 @@ probes when the run is too short for a 3rd); seconds and fraction of the interva
 after the first interval vs expected, and RSS (VmRSS) after imports, after registering the
 connections, at the end (it includes the Prometheus series of every probed connection) and the
 peak, plus what the health trackers will add once full (100 outcomes each; not reached in a short
-run). Runs with ``per_slot`` for ``--drift-cycles`` intervals, then with ``deployed`` for
-``--deployed-cycles`` (it cannot keep up; shorter).
+run). Runs with ``deployed`` for ``--drift-cycles`` intervals (the ``drift_*`` and ``rss_*``
+figures), then with ``shared`` for ``--shared-cycles`` (it cannot keep up; shorter).
 
 **Part 3 -- client layout** (DESIGN §7): :func:`run_probe` in a closed loop with ``--concurrency``
 tasks (one connection each, namespaces of their own) against the one target host, each layout in
@@ -132,9 +140,11 @@ class Layout:
     name: str
     clients: int
     pool: int | None  # None: the default GuardedTransport (100 connections, 20 kept alive)
-    assign: str  # "shared", "namespace" (hash) or "slot" (checked out per probe)
+    assign: str  # "pool" (the real ProbeClientPool), "shared", "namespace" (hash) or "slot" (per probe)
 
     def describe(self) -> str:
+        if self.assign == "pool":
+            return f"ProbeClientPool: up to {self.clients} clients x pool 1, checked out per probe"
         pool = "default pool 100/20" if self.pool is None else f"pool {self.pool}"
         how = {"shared": "shared", "namespace": "by namespace hash", "slot": "one per probe slot"}[self.assign]
         return f"{self.clients} client{'s' if self.clients > 1 else ''} x {pool}, {how}"
@@ -145,15 +155,15 @@ class Layout:
 
 def layouts(concurrency: int) -> list[Layout]:
     return [
-        Layout("deployed", 1, None, "shared"),
+        Layout("deployed", concurrency, 1, "pool"),
+        Layout("shared", 1, None, "shared"),
         Layout("shared_big_pool", 1, concurrency, "shared"),
         Layout("sharded_8", 8, max(1, concurrency // 8), "namespace"),
         Layout("sharded_20", 20, max(1, concurrency // 20), "namespace"),
-        Layout("per_slot", concurrency, 1, "slot"),
     ]
 
 
-RECOMMENDED = "per_slot"
+DEPLOYED, BEFORE = "deployed", "shared"  # the operator's layout now, and the one it used before
 
 
 class BenchmarkError(Exception):
@@ -510,7 +520,7 @@ async def part2_drift(
 
 
 def layout_warmup(args: argparse.Namespace) -> int:
-    """Enough warm-up probes for every task (and so every per-slot client) to have connected."""
+    """Enough warm-up probes for every task (and so every pool client) to have connected."""
     return max(args.layout_probes // 5, 2 * args.concurrency)
 
 
@@ -653,14 +663,17 @@ async def amain(args: argparse.Namespace) -> int:
                 f"part 1: CPU per 1,000 probes at {args.rate:g} probes/s, <= {args.concurrency} in flight, "
                 f"{args.repeats} windows x {args.probes} probes after {args.warmup} warm-up probes (median window)"
             )
-            ours = await part1_ours(children, session, args, url, tport, by_name["deployed"], spy_to)
+            ours = await part1_ours(children, session, args, url, tport, by_name[DEPLOYED], spy_to)
             if spy_to is not None:
                 for line in py_spy_summary(str(spy_to[1])):
                     say(line)
             theirs = await part1_blackbox(children, session, args, f"{url}/version", tport)
-            ours_rec = await part1_ours(children, session, args, url, tport, by_name[RECOMMENDED], None)
-            ratio, ratio_rec = ours["cpu"] / theirs["cpu"], ours_rec["cpu"] / theirs["cpu"]
-            say(f"  ratio ours/blackbox = {ratio:.2f} as deployed, {ratio_rec:.2f} with {RECOMMENDED} (goal: <= 1)")
+            ours_old = await part1_ours(children, session, args, url, tport, by_name[BEFORE], None)
+            ratio, ratio_old = ours["cpu"] / theirs["cpu"], ours_old["cpu"] / theirs["cpu"]
+            say(
+                f"  ratio ours/blackbox = {ratio:.2f} as deployed ({DEPLOYED}: ProbeClientPool), "
+                f"{ratio_old:.2f} with {BEFORE} (the operator's layout before the pool) (goal: <= 1)"
+            )
             final.update(
                 probes=str(args.probes * args.repeats),
                 rate_per_s=f"{args.rate:g}",
@@ -669,9 +682,10 @@ async def amain(args: argparse.Namespace) -> int:
                 blackbox_cpu_s_per_1000=fmt(theirs["cpu"]),
                 ratio=f"{ratio:.2f}",
                 goal_cpu_at_or_below_blackbox="yes" if ratio <= 1 else "no",
-                ours_per_slot_cpu_s_per_1000=fmt(ours_rec["cpu"]),
-                ratio_per_slot=f"{ratio_rec:.2f}",
-                goal_per_slot="yes" if ratio_rec <= 1 else "no",
+                ours_layout=DEPLOYED,
+                ours_shared_cpu_s_per_1000=fmt(ours_old["cpu"]),
+                ratio_shared=f"{ratio_old:.2f}",
+                goal_shared="yes" if ratio_old <= 1 else "no",
             )
 
             # ---- part 2
@@ -682,14 +696,14 @@ async def amain(args: argparse.Namespace) -> int:
                 f"(expected {args.connections / interval:.0f} probes/s; real time: {args.connections / 300:.0f}/s "
                 f"and a start-up burst of {args.connections / 60:.0f}/s)"
             )
-            rec = await part2_drift(children, session, args, url, tport, by_name[RECOMMENDED], args.drift_cycles)
-            dep = await part2_drift(children, session, args, url, tport, by_name["deployed"], args.deployed_cycles)
+            rec = await part2_drift(children, session, args, url, tport, by_name[DEPLOYED], args.drift_cycles)
+            old = await part2_drift(children, session, args, url, tport, by_name[BEFORE], args.shared_cycles)
             steady = rec["lateness"]["3"] if rec["lateness"]["3"].get("n") else rec["lateness_all"]
             final.update(
                 connections=str(args.connections),
                 compression=f"{args.compression:g}",
                 interval_s=f"{interval:g}",
-                drift_layout=RECOMMENDED,
+                drift_layout=DEPLOYED,
                 drift_p50_s=fmt(steady["p50"], 4),
                 drift_p99_s=fmt(steady["p99"], 4),
                 drift_p99_fraction_of_interval=fmt(steady["p99"] / interval, 4),
@@ -697,8 +711,8 @@ async def amain(args: argparse.Namespace) -> int:
                 drift_startup_p99_s=fmt(rec["lateness"]["1"]["p99"], 3),
                 probes_per_s=f"{rec['steady'] if rec['steady'] is not None else rec['overall']:.0f}",
                 expected_probes_per_s=f"{args.connections / interval:.0f}",
-                deployed_drift_p99_s=fmt(dep["lateness_all"]["p99"], 3),
-                deployed_probes_per_s=f"{dep['overall']:.0f}",
+                shared_drift_p99_s=fmt(old["lateness_all"]["p99"], 3),
+                shared_probes_per_s=f"{old['overall']:.0f}",
                 rss_registered_mb=f"{rec['rss_mb']['registered']:.0f}",
                 rss_mb=f"{rec['rss_mb']['end']:.0f}",
                 rss_peak_mb=f"{rec['rss_mb']['max']:.0f}",
@@ -735,8 +749,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--close", action="store_true", help="the target closes the connection after every answer")
     parser.add_argument("--connections", type=int, default=10_000, help="part 2: registered connections")
     parser.add_argument("--compression", type=float, default=12.0, help="part 2: 300 s interval divided by this")
-    parser.add_argument("--drift-cycles", type=float, default=2.4, help="part 2: intervals to run (per_slot)")
-    parser.add_argument("--deployed-cycles", type=float, default=1.0, help="part 2: intervals to run (deployed)")
+    parser.add_argument("--drift-cycles", type=float, default=2.4, help="part 2: intervals to run (deployed)")
+    parser.add_argument(
+        "--shared-cycles", "--deployed-cycles", dest="shared_cycles", type=float, default=1.0,
+        help="part 2: intervals to run (shared, the layout before the pool; --deployed-cycles is its old name)",
+    )  # fmt: skip
     parser.add_argument("--layout-probes", type=int, default=1000, help="part 3: probes per run")
     parser.add_argument("--seed", type=int, default=20250601)
     parser.add_argument("--py-spy", metavar="FILE", help="sample the part-1 engine process into FILE (raw)")

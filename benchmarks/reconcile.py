@@ -71,14 +71,12 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import ctypes
 import json
 import os
 import random
 import shutil
 import signal
 import statistics
-import string
 import sys
 import tempfile
 import time
@@ -88,6 +86,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _common import (
+    BenchmarkError,
+    Child,
+    JsonDict,
+    emulator_child,
+    machine_busy_seconds,
+    make_credentials,
+)
+from _common import die_with_parent as _die_with_parent
 
 try:
     from oneie_operator.testing.cluster import write_kubeconfig
@@ -108,37 +115,9 @@ NAMESPACES = 10
 WARMUP_CONNECTIONS = 8
 BENCH_PREFIX = "bench-"
 WARMUP_NAMESPACE = "warmup"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-JsonDict = dict[str, Any]
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not measure (a child failed, a deadline passed): a message, not a figure."""
 
 
 # --- Objects ---------------------------------------------------------------------------------------
-
-
-def make_credentials(rng: random.Random) -> dict[str, dict[str, str]]:
-    """Credentials in each provider's real format (as ``default_credentials``), fixed by the seed."""
-    alnum = string.ascii_letters + string.digits
-
-    def token(alphabet: str, length: int) -> str:
-        return "".join(rng.choice(alphabet) for _ in range(length))
-
-    password = token(alnum, 24)
-    return {
-        "convex": {"deployKey": "dev:happy-otter-123|" + token(alnum + "-_", 64)},
-        "wordpress": {
-            "username": "admin",
-            "applicationPassword": " ".join(password[i : i + 4] for i in range(0, 24, 4)),
-        },
-        "notion": {"token": "ntn_" + token(alnum, 46)},
-        "supabase": {
-            "serviceRoleKey": "sb_secret_" + token(alnum + "_-", 32),
-            "anonKey": "sb_publishable_" + token(alnum + "_-", 32),
-        },
-    }
 
 
 def connection_pair(index: int, namespace: str, provider: str, servers: ProviderServers) -> tuple[JsonDict, JsonDict]:
@@ -185,82 +164,10 @@ def collection_path(obj: Mapping[str, Any]) -> str:
 # --- Child processes -------------------------------------------------------------------------------
 
 
-_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child only makes the system call
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the benchmark dies, however it dies."""
-    _LIBC.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-@dataclass
-class Child:
-    name: str
-    process: asyncio.subprocess.Process
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the process (all its threads), from /proc."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def rss_mb(self) -> float:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    def tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return "\n".join(f"    | {line}" for line in text[-lines:])
-
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-        process = self.process
-        if process.stdin is not None and not process.stdin.is_closing():
-            process.stdin.close()
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(sig)
-            try:
-                await asyncio.wait_for(process.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-
-
 @contextlib.asynccontextmanager
 async def emulator_process(workdir: Path, label: str) -> AsyncIterator[tuple[Child, str]]:
-    log_path = workdir / f"emulator-{label}.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, str(EMULATOR_SCRIPT), "--port", "0",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
-            preexec_fn=_die_with_parent, cwd=ROOT,
-        )  # fmt: skip
-    child = Child(f"emulator-{label}", process, log_path)
-    try:
-        assert process.stdout is not None
-        try:
-            line = await asyncio.wait_for(process.stdout.readline(), 30)
-        except TimeoutError:
-            line = b""
-        if not line.startswith(b"READY "):
-            raise BenchmarkError(f"the emulator did not start (output {line!r}):\n{child.tail()}")
-        yield child, line.decode().split()[1]
-    finally:
-        await child.stop(timeout=10)
+    async with emulator_child(EMULATOR_SCRIPT, f"emulator-{label}", workdir / f"emulator-{label}.log") as started:
+        yield started
 
 
 @contextlib.asynccontextmanager
@@ -471,16 +378,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 # --- Phase 1: the operator -------------------------------------------------------------------------

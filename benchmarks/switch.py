@@ -97,7 +97,6 @@ import random
 import shutil
 import signal
 import statistics
-import string
 import sys
 import tempfile
 import time
@@ -107,6 +106,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _common import machine_busy_seconds, make_credentials
 from _switch_support import (
     BenchmarkError,
     Child,
@@ -118,7 +118,6 @@ from _switch_support import (
     collapsed_summary,
     describe_orgs,
     emulator_process,
-    machine_busy_seconds,
     new_session,
     operator_process,
     start_py_spy,
@@ -150,28 +149,6 @@ SAMPLE_EVERY = 0.5  # seconds between two points of a phase's timeline
 
 
 # --- Objects ---------------------------------------------------------------------------------------
-
-
-def make_credentials(rng: random.Random) -> dict[str, dict[str, str]]:
-    """Credentials in each provider's real format (as ``default_credentials``), fixed by the seed."""
-    alnum = string.ascii_letters + string.digits
-
-    def token(alphabet: str, length: int) -> str:
-        return "".join(rng.choice(alphabet) for _ in range(length))
-
-    password = token(alnum, 24)
-    return {
-        "convex": {"deployKey": "dev:happy-otter-123|" + token(alnum + "-_", 64)},
-        "wordpress": {
-            "username": "admin",
-            "applicationPassword": " ".join(password[i : i + 4] for i in range(0, 24, 4)),
-        },
-        "notion": {"token": "ntn_" + token(alnum, 46)},
-        "supabase": {
-            "serviceRoleKey": "sb_secret_" + token(alnum + "_-", 32),
-            "anonKey": "sb_publishable_" + token(alnum + "_-", 32),
-        },
-    }
 
 
 @dataclass(frozen=True)
