@@ -386,7 +386,7 @@ async def _main(exit_when_done: bool, workdir: Path, port: int, out: Callable[[s
             out(
                 f"\nThe operator keeps running. Look around with kubectl:\n"
                 f"  export KUBECONFIG={env.kubeconfig.resolve()}\n"
-                f"  kubectl get bconn -A --validate=false\n"
+                f"  kubectl get bconn -A\n"
                 f"  kubectl get events -n {NS}\n"
                 f"Press Ctrl-C to stop."
             )
