@@ -167,9 +167,16 @@ def changed_by(obj: OrgObject) -> str | None:
 
 
 async def resolve(
-    obj: OrgObject, name: str | None, deps: OrgDeps, *, require_ready: bool
+    obj: OrgObject,
+    name: str | None,
+    deps: OrgDeps,
+    *,
+    require_ready: bool,
+    fetched: Mapping[str, Any] | None = None,
 ) -> tuple[Target, dict[str, Any] | None]:
-    """The backend named ``name`` (None: platform default), its credentials decrypted."""
+    """The backend named ``name`` (None: platform default), its credentials decrypted.
+
+    ``fetched``: the connection as just read by the caller (saves a second GET)."""
     if name is None:
         default = deps.platform_default
         if default is None:
@@ -184,7 +191,7 @@ async def resolve(
             default.credentials,
             share_credentials=default.share_credentials,
         ), None
-    conn = await deps.objects.get("backendconnections", obj.namespace, name)
+    conn = dict(fetched) if fetched is not None else await deps.objects.get("backendconnections", obj.namespace, name)
     if conn is None:
         raise ConnectionNotFoundError(
             f"spec.backend.connectionRef.name: BackendConnection '{name}' not found in namespace '{obj.namespace}'"
@@ -388,7 +395,7 @@ async def _switch(
     activated = False
     try:
         async with clock.step("validate"):
-            target, _ = await resolve(obj, desired, deps, require_ready=True)
+            target, _ = await resolve(obj, desired, deps, require_ready=True, fetched=conn_now)
         async with clock.step("test"):
             await target.provider.test_credentials(target.settings, target.credentials, deps.http)
         async with clock.step("encrypt"):
