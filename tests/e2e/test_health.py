@@ -78,6 +78,7 @@ async def test_a_refused_status_write_is_retried_by_the_next_probe(tenant: Tenan
     import socket
 
     from oneie_operator.kube.client import load_api_client
+    from oneie_operator.kube.rest import KubeREST
     from oneie_operator.kube.secrets import CustomObjects
     from oneie_operator.testing.cluster import write_kubeconfig
 
@@ -89,9 +90,8 @@ async def test_a_refused_status_write_is_retried_by_the_next_probe(tenant: Tenan
         dead_port = sock.getsockname()[1]
     dead = write_kubeconfig(env.workdir / "dead-kubeconfig", f"http://127.0.0.1:{dead_port}")
     real_objects = env.services.objects
-    dead_client = load_api_client(str(dead))
-    dead_client.configuration.retries = 0
-    env.services.objects = CustomObjects(dead_client, "one.ie", "v1alpha1")
+    dead_rest = KubeREST(load_api_client(str(dead)).configuration, timeout=5)
+    env.services.objects = CustomObjects(dead_rest, "one.ie", "v1alpha1")
     server = env.providers["supabase"]
     try:
         server.fault = "500"
@@ -105,6 +105,7 @@ async def test_a_refused_status_write_is_retried_by_the_next_probe(tenant: Tenan
         assert (await tenant.get("db"))["status"]["health"]["status"] == "online", "nothing could be written"
     finally:
         env.services.objects = real_objects
+        await dead_rest.aclose()
     # The next probe (still failing) writes the state the API refused before.
     await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "db",
                         {"metadata": {"annotations": {"one.ie/probe": "again"}}})

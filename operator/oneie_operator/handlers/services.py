@@ -9,6 +9,7 @@ import kubernetes.client
 
 from oneie_operator.config import OperatorConfig
 from oneie_operator.health.engine import ProbeEngine
+from oneie_operator.kube.rest import KubeREST
 from oneie_operator.kube.secrets import CustomObjects, SecretStore
 from oneie_operator.observability.metrics import Metrics
 from oneie_operator.platform_default import PlatformDefault
@@ -34,6 +35,7 @@ class Services:
     http: ProviderHTTP
     secrets: SecretStore
     objects: CustomObjects
+    rest: KubeREST
     platform_default: PlatformDefault | None = None
     probe_engine: ProbeEngine | None = None
     #: The last ``one.ie/probe`` annotation value acted on, per connection.
@@ -62,6 +64,7 @@ class Services:
             max_response_bytes=config.max_response_bytes,
             on_call=metrics.observe_call,
         )
+        rest = KubeREST(api_client.configuration)
         return cls(
             config=config,
             registry=registry,
@@ -70,8 +73,9 @@ class Services:
             metrics=metrics,
             policy=policy,
             http=http,
-            secrets=SecretStore(api_client),
-            objects=CustomObjects(api_client, GROUP, VERSION),
+            secrets=SecretStore(rest),
+            objects=CustomObjects(rest, GROUP, VERSION),
+            rest=rest,
             platform_default=platform_default,
         )
 
@@ -106,4 +110,5 @@ class Services:
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.rest.aclose()
         self.api_client.close()  # type: ignore[no-untyped-call]

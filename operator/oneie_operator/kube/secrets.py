@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import kubernetes.client
-from kubernetes.client.exceptions import ApiException
+from oneie_operator.kube.rest import KubeAPIError, KubeREST
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "oneie-operator"}
 
@@ -64,41 +62,41 @@ def _encode(data: Mapping[str, str]) -> dict[str, str]:
     return {key: base64.b64encode(value.encode("utf-8")).decode("ascii") for key, value in data.items()}
 
 
-def _version_of(secret: kubernetes.client.V1Secret) -> str:
-    return str(secret.metadata.resource_version or "") if secret.metadata else ""
+def _version_of(secret: Mapping[str, Any]) -> str:
+    return str((secret.get("metadata") or {}).get("resourceVersion") or "")
 
 
 class SecretStore:
-    """Secrets through the synchronous client, each call in a worker thread."""
+    """Secrets through the operator's asynchronous REST client."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
-        self._core = kubernetes.client.CoreV1Api(api_client)
+    def __init__(self, api: KubeREST) -> None:
+        self._core = api
 
     async def read(self, namespace: str, name: str) -> SecretSnapshot | None:
         """The Secret, or None when it does not exist."""
         try:
-            raw = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
+            raw = await self._core.read_namespaced_secret(name, namespace)
+        except KubeAPIError as exc:
             if exc.status == 404:
                 return None
             raise
-        data, bad = _decode({k: v if isinstance(v, str) else v.decode() for k, v in (raw.data or {}).items()})
-        meta = raw.metadata or kubernetes.client.V1ObjectMeta()
+        data, bad = _decode({str(k): str(v or "") for k, v in (raw.get("data") or {}).items()})
+        meta = raw.get("metadata") or {}
         return SecretSnapshot(
             name=name,
             namespace=namespace,
-            resource_version=str(meta.resource_version or ""),
+            resource_version=str(meta.get("resourceVersion") or ""),
             data=data,
             undecodable=bad,
-            labels=dict(meta.labels or {}),
-            annotations=dict(meta.annotations or {}),
-            owner_uids=tuple(ref.uid for ref in (meta.owner_references or [])),
+            labels=dict(meta.get("labels") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+            owner_uids=tuple(str(ref.get("uid", "")) for ref in (meta.get("ownerReferences") or [])),
         )
 
     async def delete(self, namespace: str, name: str) -> None:
         try:
-            await asyncio.to_thread(self._core.delete_namespaced_secret, name, namespace)
-        except ApiException as exc:
+            await self._core.delete_namespaced_secret(name, namespace)
+        except KubeAPIError as exc:
             if exc.status != 404:
                 raise
 
@@ -130,51 +128,38 @@ class SecretStore:
         }
         if replace_first:  # usually there already: one write instead of a 409 and a retry
             try:
-                replaced = await asyncio.to_thread(self._core.replace_namespaced_secret, name, namespace, body)  # type: ignore[arg-type]
-                return _version_of(replaced)
-            except ApiException as exc:
+                return _version_of(await self._core.replace_namespaced_secret(name, namespace, body))
+            except KubeAPIError as exc:
                 if exc.status != 404:
                     raise
         try:
-            created = await asyncio.to_thread(self._core.create_namespaced_secret, namespace, body)  # type: ignore[arg-type]
-            return _version_of(created)
-        except ApiException as exc:
+            return _version_of(await self._core.create_namespaced_secret(namespace, body))
+        except KubeAPIError as exc:
             if exc.status != 409:
                 raise
-        replaced = await asyncio.to_thread(self._core.replace_namespaced_secret, name, namespace, body)  # type: ignore[arg-type]
-        return _version_of(replaced)
+        return _version_of(await self._core.replace_namespaced_secret(name, namespace, body))
 
 
 class CustomObjects:
     """Patches to our own custom objects outside of a Kopf handler (e.g. trigger annotations)."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, group: str, version: str) -> None:
-        self._api = kubernetes.client.CustomObjectsApi(api_client)
+    def __init__(self, api: KubeREST, group: str, version: str) -> None:
+        self._api = api
         self._group = group
         self._version = version
 
     async def annotate(self, plural: str, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         body = {"metadata": {"annotations": dict(annotations)}}
         try:
-            await asyncio.to_thread(
-                self._api.patch_namespaced_custom_object,
-                self._group,
-                self._version,
-                namespace,
-                plural,
-                name,
-                body,
-            )
-        except ApiException as exc:
+            await self._api.patch_namespaced_custom_object(self._group, self._version, namespace, plural, name, body)
+        except KubeAPIError as exc:
             if exc.status != 404:  # gone meanwhile: nothing to trigger
                 raise
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj = await asyncio.to_thread(
-                self._api.get_namespaced_custom_object, self._group, self._version, namespace, plural, name
-            )
-        except ApiException as exc:
+            obj = await self._api.get_namespaced_custom_object(self._group, self._version, namespace, plural, name)
+        except KubeAPIError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -183,11 +168,10 @@ class CustomObjects:
     async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge ``status`` into the status subresource (progress outside of Kopf's own patch)."""
         try:
-            await asyncio.to_thread(
-                self._api.patch_namespaced_custom_object_status,
-                self._group, self._version, namespace, plural, name, {"status": dict(status)},
+            await self._api.patch_namespaced_custom_object_status(
+                self._group, self._version, namespace, plural, name, {"status": dict(status)}
             )
-        except ApiException as exc:
+        except KubeAPIError as exc:
             if exc.status != 404:
                 raise
 
@@ -206,12 +190,11 @@ class CustomObjects:
                 return
             body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": {field: wanted}}
             try:
-                await asyncio.to_thread(
-                    self._api.patch_namespaced_custom_object_status,
-                    self._group, self._version, namespace, plural, name, body,
+                await self._api.patch_namespaced_custom_object_status(
+                    self._group, self._version, namespace, plural, name, body
                 )
                 return
-            except ApiException as exc:
+            except KubeAPIError as exc:
                 if exc.status == 404:
                     return
                 if exc.status != 409:

@@ -1,0 +1,178 @@
+"""A small asynchronous Kubernetes REST client for the few calls the operator makes itself.
+
+Kopf talks to the API with its own client (watches, its patches, Events). The operator's other
+calls (Secrets, status patches outside a handler's patch, trigger annotations) go through
+:class:`KubeREST`: plain JSON over one keep-alive ``aiohttp`` session on the operator's event
+loop. The official ``kubernetes`` client is synchronous (each call in a worker thread), builds
+model objects and validates every argument; in ``benchmarks/switch.py`` it was a third of the
+operator's CPU per switch. Its ``Configuration`` is still what loads the kubeconfig or the
+in-cluster service account (one source of truth, shared with Kopf's login), and is read here on
+every request, so rotated service-account tokens are picked up.
+
+The methods are named like the official client's (``read_namespaced_secret``,
+``patch_namespaced_custom_object_status``, ...), which is also what the chart's RBAC contract
+test scans for.
+
+Errors: :class:`KubeAPIError` (the API answered with an error status; ``status`` and the
+API's own ``reason``/``message``, never a request or response body) and
+:class:`KubeConnectionError` (no answer: refused, reset, timed out). Neither is a
+:class:`~oneie_operator.errors.OneieError`: they are infrastructure failures that Kopf retries,
+not verdicts on a tenant's input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import kubernetes.client
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeAPIError(Exception):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class KubeConnectionError(KubeAPIError):
+    """The API server could not be reached or did not answer in time (``status`` is 0)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "Unreachable", message)
+
+
+def _ssl_context(cfg: kubernetes.client.Configuration) -> ssl.SSLContext | bool:
+    if not str(cfg.host).startswith("https:"):
+        return False
+    context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+    if cfg.cert_file:
+        context.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+    if not cfg.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif cfg.assert_hostname is False:
+        context.check_hostname = False
+    return context
+
+
+class KubeREST:
+    """JSON requests to the API server described by a ``kubernetes`` ``Configuration``."""
+
+    def __init__(self, configuration: kubernetes.client.Configuration, *, timeout: float = 60.0) -> None:
+        self._cfg = configuration
+        self._host = str(configuration.host).rstrip("/")
+        self._ssl = _ssl_context(configuration)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "oneie-operator"}
+        settings: Mapping[str, Any] = dict(self._cfg.auth_settings())  # runs the token refresh hook
+        for setting in settings.values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[str(setting["key"])] = str(setting["value"])
+        return headers
+
+    def _client(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            # One session per event loop (the demo restarts the operator in a new loop).
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=100)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._loop = loop
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One request; the decoded JSON answer, or :class:`KubeAPIError`."""
+        headers = self._headers()
+        data = None
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
+            headers["Content-Type"] = content_type
+        try:
+            async with self._client().request(
+                method, self._host + path, data=data, headers=headers, proxy=self._cfg.proxy or None
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                http_reason = response.reason or ""
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeConnectionError(f"{method} {path}: {type(exc).__name__}") from None
+        try:
+            answer = json.loads(raw) if raw else {}
+        except ValueError:
+            answer = {}
+        if status >= 400:
+            answer = answer if isinstance(answer, dict) else {}
+            # A Status object: its reason and message, never the request.
+            raise KubeAPIError(status, str(answer.get("reason") or http_reason), str(answer.get("message") or "")[:500])
+        return answer if isinstance(answer, dict) else {}
+
+    async def aclose(self) -> None:
+        """Close the session (when called on its own event loop; another loop's is just dropped)."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
+            await session.close()
+
+    # --- core/v1 Secrets -------------------------------------------------------------------
+
+    @staticmethod
+    def _secret_path(namespace: str, name: str | None = None) -> str:
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets"
+        return f"{path}/{quote(name, safe='')}" if name else path
+
+    async def read_namespaced_secret(self, name: str, namespace: str) -> dict[str, Any]:
+        return await self.request("GET", self._secret_path(namespace, name))
+
+    async def create_namespaced_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", self._secret_path(namespace), body=body)
+
+    async def replace_namespaced_secret(self, name: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("PUT", self._secret_path(namespace, name), body=body)
+
+    async def delete_namespaced_secret(self, name: str, namespace: str) -> dict[str, Any]:
+        return await self.request("DELETE", self._secret_path(namespace, name))
+
+    # --- custom objects --------------------------------------------------------------------
+
+    @staticmethod
+    def _object_path(group: str, version: str, namespace: str, plural: str, name: str) -> str:
+        return (
+            f"/apis/{group}/{version}/namespaces/{quote(namespace, safe='')}/{plural}/{quote(name, safe='')}"
+        )
+
+    async def get_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str
+    ) -> dict[str, Any]:
+        return await self.request("GET", self._object_path(group, version, namespace, plural, name))
+
+    async def patch_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = self._object_path(group, version, namespace, plural, name)
+        return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    async def patch_namespaced_custom_object_status(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = self._object_path(group, version, namespace, plural, name) + "/status"
+        return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
