@@ -85,6 +85,16 @@ class OperatorConfig(BaseSettings):
     )
     """Back-off before a transient failure (provider down, Secret missing) is retried."""
 
+    switch_progress_delay_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="SWITCH_PROGRESS_DELAY_SECONDS: 0-60, seconds before a switch writes its live steps.",
+    )
+    """A switch shorter than this writes no live progress (``status.switching``): its steps and
+    timings are in ``status.lastSwitch``; a longer one shows the step it is in, then every step.
+    0 writes every step of every switch (an API call and a watch event each)."""
+
     probe_concurrency: int = Field(default=200, ge=1, le=10000, description="PROBE_CONCURRENCY: 1-10000.")
     """Health probes in flight at once, overall."""
 

@@ -74,9 +74,41 @@ async def test_explicit_rollback_uses_previous_connection(tenant: Tenant) -> Non
     back = await wait_org(tenant, "org", active="a", result="Succeeded", to="a")
     assert back["status"]["previousConnection"] == "b"
     assert back["status"]["lastSwitch"]["totalMilliseconds"] < 10_000
+    # a's encrypted credentials are the ones that served the tenant before: no test, no encrypt.
+    steps = {s["name"]: s["result"] for s in back["status"]["lastSwitch"]["steps"]}
+    assert steps == {"validate": "Succeeded", "test": "Skipped", "encrypt": "Skipped", "activate": "Succeeded",
+                     "healthGate": "Succeeded"}
+    assert back["status"]["activeCredentialsVersion"] == (await tenant.get("a"))["status"]["credentials"][
+        "resourceVersion"]
     await tenant.wait_event("org", "ProviderRolledBack")
     assert 'oneie_rollbacks_total{kind="explicit"}' in generate_latest(env.services.metrics.registry).decode()
     await assert_consistent(tenant, "org")
+
+    # Once b's credentials have changed since it served the tenant, a rollback to b tests them again.
+    await switch(tenant, "org", "b")
+    await wait_org(tenant, "org", active="b", result="Succeeded", to="b")
+    await switch(tenant, "org", "a")
+    await wait_org(tenant, "org", active="a", result="Succeeded", to="a")
+    server = env.providers["wordpress"]
+    old = dict(server.credentials)
+    rotated = {**old, "applicationPassword": "abcd efgh ijkl mnop qrst uvwx"}
+    server.credentials.update(rotated)
+    try:
+        before = (await tenant.get("b"))["status"]["credentials"]["resourceVersion"]
+        await tenant.secret("b-creds", rotated)
+
+        async def reverified() -> bool:
+            status = ((await tenant.get("b")) or {}).get("status") or {}
+            return (status.get("credentials") or {}).get("resourceVersion") not in (None, before) and \
+                condition(await tenant.get("b"), "Ready").get("status") == "True"
+        await wait_for(reverified, timeout=20, what="b's rotated credentials verified and stored")
+        await switch(tenant, "org", "b", {"one.ie/rollback": str(time.time())})
+        again = await wait_org(tenant, "org", active="b", result="Succeeded", to="b")
+        assert all(s["result"] == "Succeeded" for s in again["status"]["lastSwitch"]["steps"])
+        assert again["status"]["lastRollback"] == again["metadata"]["annotations"]["one.ie/rollback"]
+    finally:
+        server.credentials.clear()
+        server.credentials.update(old)
 
 
 async def _auto_rollback(tenant: Tenant, org: str, target: str, reason: str, step: str) -> dict:

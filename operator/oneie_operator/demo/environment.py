@@ -76,6 +76,9 @@ def demo_config_env(overrides: Mapping[str, str] | None = None) -> dict[str, str
         "HEALTH_PORT": "0",
         "RETRY_DELAY_SECONDS": "2",
         "PROVIDER_TIMEOUT_SECONDS": "3",
+        # Live switch steps for any switch slower than 0.2 s (the deployed default is 1 s): the
+        # demo's and the tests' hanging providers fail within about a second.
+        "SWITCH_PROGRESS_DELAY_SECONDS": "0.2",
         "PROBE_INITIAL_JITTER_SECONDS": "0.5",  # first health probes at once, not within a minute
     }
     env.update(overrides or {})

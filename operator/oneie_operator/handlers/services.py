@@ -106,6 +106,7 @@ class Services:
             objects=self.objects,
             platform_default=self.platform_default,
             on_step=progress,
+            progress_delay_seconds=self.config.switch_progress_delay_seconds,
         )
 
     async def close(self) -> None:

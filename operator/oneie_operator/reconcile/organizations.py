@@ -42,6 +42,7 @@ from oneie_operator.reconcile.connections import (
     validate_spec,
 )
 from oneie_operator.reconcile.events import EventNote
+from oneie_operator.reconcile.progress import DelayedProgress
 from oneie_operator.reconcile.switching import STEPS, SwitchClock, SwitchFailed
 from oneie_operator.vault import Keyring, keyed_digest, unseal
 
@@ -87,8 +88,10 @@ class OrgDeps:
     secrets: BindingStore
     objects: ObjectReader
     platform_default: PlatformDefault | None = None
-    #: Called with the name of each step as it starts (live progress in status).
+    #: Writes the step a switch is in to status (live progress; see ``reconcile.progress``).
     on_step: Callable[[OrgObject, str, str], Awaitable[None]] | None = None
+    #: Switches shorter than this write no live progress (their steps are in lastSwitch).
+    progress_delay_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class Target:
     credentials: Mapping[str, str] = field(repr=False)
     health: str = "unknown"
     share_credentials: bool = True
+    #: resourceVersion of the connection's encrypted-credentials Secret ("" for the platform default).
+    credentials_version: str = ""
 
 
 @dataclass
@@ -216,7 +221,9 @@ async def resolve(
         raise ConnectionNotReadyError(f"BackendConnection '{name}' has no encrypted credentials yet")
     credentials = unseal(deps.keyring, owned.data, namespace=obj.namespace, connection=name)
     health = str((status.get("health") or {}).get("status") or "unknown")
-    return Target(name, valid.provider, valid.settings, credentials, health=health), conn
+    return Target(
+        name, valid.provider, valid.settings, credentials, health=health, credentials_version=owned.resource_version
+    ), conn
 
 
 def attempt_key(obj: OrgObject, desired: str | None, conn: Mapping[str, Any] | None) -> str:
@@ -351,7 +358,11 @@ async def _steady(
         _healthy(target),
     ]
     merged = conditions.merge_conditions(obj.status.get("conditions"), wanted, generation=obj.generation)
-    status = {**_base_status(obj, target, active), "conditions": merged}
+    status = {
+        **_base_status(obj, target, active),
+        "activeCredentialsVersion": target.credentials_version,
+        "conditions": merged,
+    }
     current = {k: obj.status.get(k) for k in status}
     if current == status and not events:
         return OrgResult(unchanged=True)
@@ -386,22 +397,31 @@ async def _switch(
     auto_rollback = policy.get("autoRollback", True) is not False
     started_at = _now()
 
-    async def progress(step: str) -> None:
+    async def write_progress(step: str) -> None:
         if deps.on_step is not None:
             await deps.on_step(obj, desired_name, step)
 
-    clock = SwitchClock(deadline_seconds=timeout, on_step=progress)
+    progress = DelayedProgress(write_progress, delay=deps.progress_delay_seconds)
+    clock = SwitchClock(deadline_seconds=timeout, on_step=progress.on_step)
     target: Target | None = None
     activated = False
+    explicit = _explicit_rollback(obj, desired_name)
     try:
         async with clock.step("validate"):
             target, _ = await resolve(obj, desired, deps, require_ready=True, fetched=conn_now)
-        async with clock.step("test"):
-            await target.provider.test_credentials(target.settings, target.credentials, deps.http)
-        async with clock.step("encrypt"):
-            # The credentials are kept encrypted by the connection; the binding's keyed digest is
-            # computed now so that activation is one write.
-            binding_data(target)
+        if explicit and _verified_while_active(obj, target):
+            # An explicit rollback to the connection that served the tenant just before, with
+            # the very same encrypted credentials (same Secret version): verified and encrypted
+            # already, so straight to activation.
+            clock.skip("test")
+            clock.skip("encrypt")
+        else:
+            async with clock.step("test"):
+                await target.provider.test_credentials(target.settings, target.credentials, deps.http)
+            async with clock.step("encrypt"):
+                # The credentials are kept encrypted by the connection; the binding's keyed digest
+                # is computed now so that activation is one write.
+                binding_data(target)
         async with clock.step("activate"):
             await write_binding(obj, target, deps)
             activated = True
@@ -414,6 +434,8 @@ async def _switch(
         return await _failed(
             obj, deps, clock, failure, desired_name, active, activated, auto_rollback, started_at, attempt
         )
+    finally:
+        await progress.close()  # before the final status: no progress write may land after it
 
     assert target is not None
     record = SwitchRecord(
@@ -427,11 +449,15 @@ async def _switch(
         started_at=started_at,
         finished_at=_now(),
         attempt=attempt,
-        explicit_rollback=_explicit_rollback(obj, desired_name),
+        explicit_rollback=explicit,
     )
     status = {
         **_base_status(obj, target, desired_name),
         "previousConnection": active or obj.status.get("previousConnection") or "",
+        "activeCredentialsVersion": target.credentials_version,
+        "previousCredentialsVersion": str(
+            obj.status.get("activeCredentialsVersion" if active else "previousCredentialsVersion") or ""
+        ),
         "switchedAt": record.finished_at,
         "lastSwitch": record.as_status(),
         "history": _history(obj, record),
@@ -474,6 +500,15 @@ async def _restore_binding(obj: OrgObject, deps: OrgDeps, active: str) -> EventN
         "Warning",
         "BindingRestored",
         f"binding Secret '{binding_name(obj.name)}' was deleted or edited; restored for {active}",
+    )
+
+
+def _verified_while_active(obj: OrgObject, target: Target) -> bool:
+    """Whether ``target`` has the same encrypted credentials as when it last served this tenant."""
+    return (
+        target.name == (obj.status.get("previousConnection") or None)
+        and bool(target.credentials_version)
+        and target.credentials_version == obj.status.get("previousCredentialsVersion")
     )
 
 
