@@ -72,7 +72,14 @@ async def assert_consistent(tenant: Tenant, org: str) -> dict[str, Any]:
     assert data["connection"] == active, (data["connection"], active)
     assert data["provider"] == "one.ie" and data["type"] == status["provider"]
     assert condition(obj, "Switching").get("status") != "True"
-    conn = await tenant.get(active)
-    if conn is not None:
-        assert org in (conn.get("status") or {}).get("usedBy", []), "usedBy of the active connection"
+    if await tenant.get(active) is not None:
+        await wait_used_by(tenant, active, org, True)
     return obj
+
+
+async def wait_used_by(tenant: Tenant, connection: str, org: str, using: bool, timeout: float = 10) -> None:
+    """``usedBy`` is written in the background (coalesced, about a second after a switch)."""
+    async def settled() -> bool:
+        conn = await tenant.get(connection) or {}
+        return (org in ((conn.get("status") or {}).get("usedBy") or [])) == using
+    await wait_for(settled, timeout=timeout, what=f"{org} {'in' if using else 'out of'} {connection}'s usedBy")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from e2e_support import Tenant
-from org_support import apply_org, assert_consistent, binding, get_org, switch, wait_org
+from org_support import apply_org, assert_consistent, binding, get_org, switch, wait_org, wait_used_by
 from prometheus_client import generate_latest
 
 from oneie_operator.testing.kubeapi import condition, wait_for
@@ -50,8 +50,7 @@ async def test_switch_reports_every_step(tenant: Tenant) -> None:
     assert data["serviceRoleKey"] == env.providers.credentials["supabase"]["serviceRoleKey"]
     assert "deployKey" not in data
     await assert_consistent(tenant, "acme")
-    old = await tenant.get("main")
-    assert "acme" not in (old["status"].get("usedBy") or [])
+    await wait_used_by(tenant, "main", "acme", False)
 
     event = await tenant.env.api.events(tenant.ns, "acme")
     switched = [e for e in event if e["reason"] == "ProviderSwitched" and "to next" in e["message"]]

@@ -48,14 +48,7 @@ async def reconcile(
         patch.status[key] = value
     post_events(body, result.events)
     for connection, using in result.usage:
-        await services.objects.update_set_in_status(
-            "backendconnections",
-            ns,
-            connection,
-            "usedBy",
-            add=name if using else None,
-            remove=None if using else name,
-        )
+        services.usage.report(ns, connection, name, using)  # written in the background, coalesced
     metrics = services.metrics
     metrics.reconcile_duration.labels("Organization").observe(time.perf_counter() - started)
     metrics.reconciles.labels("Organization", "unchanged" if result.unchanged else "changed").inc()
@@ -72,12 +65,18 @@ async def organizations_by_binding(namespace: str | None, name: str, **_: Any) -
     return {(namespace or "", f"{name}-backend"): name}
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def forget(namespace: str | None, name: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
-    """Drop the organization from its connection's ``usedBy`` (the binding goes with its owner)."""
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def forget(
+    type: str | None, namespace: str | None, name: str, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> None:
+    """A deleted organization leaves its connection's ``usedBy`` (the binding goes with its owner).
+
+    An event handler, not ``on.delete``: Organizations carry no finalizer (deleting one must not
+    wait for the operator), and Kopf runs an optional delete handler only for objects that some
+    other finalizer holds."""
+    if type != "DELETED":
+        return
     services: Services = memo["services"]
     active = status.get("activeConnection")
     if active:
-        await services.objects.update_set_in_status(
-            "backendconnections", namespace or "", str(active), "usedBy", remove=name
-        )
+        services.usage.report(namespace or "", str(active), name, False)

@@ -18,6 +18,7 @@ from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps
 from oneie_operator.reconcile.organizations import OrgDeps, OrgObject
+from oneie_operator.reconcile.usage import UsedByWriter
 from oneie_operator.vault import Keyring
 
 #: The switch steps reported in ``status.switching`` (the ones that wait on a provider).
@@ -36,6 +37,7 @@ class Services:
     secrets: SecretStore
     objects: CustomObjects
     rest: KubeREST
+    usage: UsedByWriter
     platform_default: PlatformDefault | None = None
     probe_engine: ProbeEngine | None = None
     #: The last ``one.ie/probe`` annotation value acted on, per connection.
@@ -65,6 +67,7 @@ class Services:
             on_call=metrics.observe_call,
         )
         rest = KubeREST(api_client.configuration)
+        objects = CustomObjects(rest, GROUP, VERSION)
         return cls(
             config=config,
             registry=registry,
@@ -74,8 +77,9 @@ class Services:
             policy=policy,
             http=http,
             secrets=SecretStore(rest),
-            objects=CustomObjects(rest, GROUP, VERSION),
+            objects=objects,
             rest=rest,
+            usage=UsedByWriter(objects),
             platform_default=platform_default,
         )
 
@@ -110,6 +114,7 @@ class Services:
         )
 
     async def close(self) -> None:
+        await self.usage.aclose()
         await self.http.aclose()
         await self.rest.aclose()
         self.api_client.close()  # type: ignore[no-untyped-call]

@@ -180,12 +180,22 @@ class CustomObjects:
         remove: str | None = None, attempts: int = 5,
     ) -> None:
         """Add/remove one item of a list-as-set in status, with optimistic concurrency (409 → retry)."""
+        changes = {**({remove: False} if remove else {}), **({add: True} if add else {})}
+        await self.update_set(plural, namespace, name, field, changes, attempts=attempts)
+
+    async def update_set(
+        self, plural: str, namespace: str, name: str, field: str, changes: Mapping[str, bool], *,
+        attempts: int = 5,
+    ) -> None:
+        """Put items in (True) or out (False) of a list-as-set in status: one read and one write
+        with the read's resourceVersion (409 → read again); nothing written when nothing changes."""
         for _ in range(attempts):
             obj = await self.get(plural, namespace, name)
             if obj is None:
                 return
             current = list((obj.get("status") or {}).get(field) or [])
-            wanted = sorted({*current, *([add] if add else [])} - ({remove} if remove else set()))
+            gone = {item for item, present in changes.items() if not present}
+            wanted = sorted({*current, *(item for item, present in changes.items() if present)} - gone)
             if wanted == sorted(current):
                 return
             body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": {field: wanted}}

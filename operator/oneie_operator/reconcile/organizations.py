@@ -363,10 +363,14 @@ async def _steady(
         "activeCredentialsVersion": target.credentials_version,
         "conditions": merged,
     }
+    # usedBy: reported on every reconcile (Kopf resumes all at start-up), written only if it differs.
+    previous = obj.status.get("previousConnection") or None
+    usage = [(active, True)] + ([(previous, False)] if previous and previous != active else [])
+    usage = [(c, u) for c, u in usage if c != PLATFORM_DEFAULT]
     current = {k: obj.status.get(k) for k in status}
     if current == status and not events:
-        return OrgResult(unchanged=True)
-    return OrgResult(status=status, events=events)
+        return OrgResult(unchanged=True, usage=usage)
+    return OrgResult(status=status, events=events, usage=usage)
 
 
 async def _switch(

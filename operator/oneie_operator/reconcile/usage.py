@@ -1,0 +1,95 @@
+"""``status.usedBy`` of connections, kept in the background, off the switch's critical path.
+
+A switch moves an organization from one connection to another: the new one gains it in
+``usedBy``, the old one loses it. ``usedBy`` is information for people and tools (``kubectl get``,
+``kubectl oneie status``); the deletion guard does not read it (it asks an in-memory index of
+organizations). So a switch does not wait for these writes: :class:`UsedByWriter` collects the
+changes, waits ``delay`` seconds so that a burst of switches becomes one read-modify-write per
+connection, and applies them with optimistic concurrency (a conflict re-reads and retries).
+A write the API refuses stays pending and is tried again after the next delay.
+
+Every organization reconcile reports the connection it has active (and the one it left), not only
+switches: after an operator restart between a switch and its ``usedBy`` write, the next reconcile
+(Kopf resumes every object at start-up) puts it right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Protocol
+
+logger = logging.getLogger(__name__)
+
+PLURAL = "backendconnections"
+
+
+class SetInStatus(Protocol):
+    async def update_set(
+        self, plural: str, namespace: str, name: str, field: str, changes: Mapping[str, bool], *,
+        attempts: int = 5,
+    ) -> None: ...
+
+
+class UsedByWriter:
+    """Coalesce ``usedBy`` changes per connection and write them after ``delay`` seconds."""
+
+    def __init__(self, objects: SetInStatus, *, delay: float = 1.0) -> None:
+        self._objects = objects
+        self._delay = delay
+        #: (namespace, connection) → {organization: using?}; the latest report wins.
+        self._pending: dict[tuple[str, str], dict[str, bool]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def report(self, namespace: str, connection: str, organization: str, using: bool) -> None:
+        """The organization now uses (or no longer uses) the connection."""
+        self._pending.setdefault((namespace, connection), {})[organization] = using
+        self._idle.clear()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="usedBy writer")
+
+    @property
+    def pending(self) -> int:
+        """Connections with changes not written yet."""
+        return len(self._pending)
+
+    async def _run(self) -> None:
+        try:
+            while self._pending:
+                await asyncio.sleep(self._delay)
+                batch, self._pending = self._pending, {}
+                for key, changes in batch.items():
+                    if not await self._write(key, changes):
+                        # Keep it for the next round, under any newer report of the same organization.
+                        self._pending[key] = {**changes, **self._pending.get(key, {})}
+        finally:
+            if not self._pending:
+                self._idle.set()
+
+    async def _write(self, key: tuple[str, str], changes: dict[str, bool]) -> bool:
+        namespace, connection = key
+        try:
+            await self._objects.update_set(PLURAL, namespace, connection, "usedBy", changes)
+        except Exception as exc:  # the API refused or is away: try again after the next delay
+            logger.warning("usedBy of %s/%s not written yet: %s", namespace, connection, type(exc).__name__)
+            return False
+        return True
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until every reported change is written (or ``timeout``); whether it was."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Write what is pending (within ``timeout``), then stop."""
+        if self._pending:
+            await self.wait_idle(timeout)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task])
