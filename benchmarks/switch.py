@@ -22,8 +22,9 @@ What is measured (the last line of output is ``key=value`` pairs; everything bef
   ``lastSwitch.to == b`` and ``result == Succeeded``, ``Ready=True``, ``status.switching`` gone,
   ``observedGeneration == metadata.generation`` greater than before the patch) minus the moment its
   patch was sent. The operator's own ``lastSwitch.totalMilliseconds`` and step times are reported
-  beside it, the "pickup" (patch sent → the operator's first ``status.switching`` seen) and the
-  rest (the ``usedBy`` updates after the switch, Kopf's status patch, the watch delivery), plus a
+  beside it, the "pickup" (patch sent → the operator's first ``status.switching`` seen; only
+  switches slower than ``SWITCH_PROGRESS_DELAY_SECONDS``, 1 s, write one) and the rest (Kopf's
+  status patch, the watch delivery; ``usedBy`` is written in the background, later), plus a
   timeline: every 0.5 s, how many organizations had started and settled, and the CPU used by the
   operator and the emulator (a CPU-bound operator shows ~60-90 % of a core: one GIL).
 * **Rollback.** ``kubectl oneie rollback`` semantics for every organization: one merge patch that
@@ -318,7 +319,7 @@ class PhaseResult:
                          f"  ({len(self.pickup)} seen)")
         if self.rest:
             lines.append(f"  the rest (end to end - pickup - in the operator)    {fmt_dist(self.rest)}"
-                         "  (usedBy updates, Kopf's status patch, watch delivery)")
+                         "  (Kopf's status patch, watch delivery)")
         if self.steps:
             medians = ", ".join(f"{name} {statistics.median(v):.1f}" for name, v in self.steps.items())
             p99s = ", ".join(f"{name} {quantiles(v)['p99']:.1f}" for name, v in self.steps.items())
