@@ -1,6 +1,7 @@
 """Switch and rollback latency of 100 organizations switching at once, end to end, local providers.
 
     python benchmarks/switch.py [--orgs 100] [--rounds 3] [--auto-orgs 20] [--seed 20250601] [--py-spy FILE]
+                                [--py-spy-phase switch|rollback]
 
 What is measured (the last line of output is ``key=value`` pairs; everything before it is detail):
 
@@ -79,7 +80,8 @@ settled and a sample of the others' status. The children are stopped at the end,
 Ctrl-C or SIGTERM, and die with this process in any case (``PR_SET_PDEATHSIG``; the emulator also
 stops when its stdin closes); every port is picked by the kernel on 127.0.0.1.
 
-``--py-spy FILE`` samples the operator during the switch phase (py-spy beside this interpreter:
+``--py-spy FILE`` samples the operator during the switch phase of round 1 (``--py-spy-phase rollback``:
+the rollback phase instead; py-spy beside this interpreter:
 ``pip install py-spy``) and prints where its busy time goes.
 """
 
@@ -589,7 +591,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> str:
             patches = {key: spec_patch("b") for key in keys}
             switch = await bench.phase(f"switch a → b{label}", patches, {k: ready_on("b", gens[k]) for k in keys},
                                        {k: switching_to("b", gens[k]) for k in keys},
-                                       spy=args.py_spy if round_ == 1 else None)
+                                       spy=args.py_spy if round_ == 1 and args.py_spy_phase == "switch" else None)
             log(*switch.report())
             switches.append(switch)
             await asyncio.sleep(args.settle)
@@ -600,7 +602,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> str:
             patches = {key: rollback_patch(watch.latest[key], stamp) for key in keys}
             rollback = await bench.phase(f"rollback b → a (explicit){label}", patches,
                                          {k: ready_on("a", gens[k]) for k in keys},
-                                         {k: switching_to("a", gens[k]) for k in keys})
+                                         {k: switching_to("a", gens[k]) for k in keys},
+                                         spy=args.py_spy if round_ == 1 and args.py_spy_phase == "rollback" else None)
             recognised = sum(1 for hit in rollback.hits.values() if hit.obj["status"].get("lastRollback") == stamp)
             rollback.notes.append(f"explicit rollback recorded (status.lastRollback) by {recognised} of {len(keys)}")
             log(*rollback.report())
@@ -691,7 +694,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--setup-timeout", type=float, default=120.0, help="deadline of the setup, seconds")
     parser.add_argument("--settle", type=float, default=5.5,
                         help="seconds of quiet before each phase (Kopf drops idle per-object workers after 5 s)")
-    parser.add_argument("--py-spy", type=Path, default=None, help="sample the operator in the switch phase")
+    parser.add_argument("--py-spy", type=Path, default=None, help="sample the operator in one phase of round 1")
+    parser.add_argument("--py-spy-phase", choices=("switch", "rollback"), default="switch",
+                        help="the phase --py-spy samples (default: switch)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, kubeconfig)")
     args = parser.parse_args(argv)
     if args.rounds < 1:

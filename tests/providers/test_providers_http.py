@@ -55,6 +55,17 @@ async def ok(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def sets_cookie(request: web.Request) -> web.Response:
+    """A provider that answers one tenant with a session cookie."""
+    response = web.json_response({"ok": True})
+    response.set_cookie("session", SECRET, path="/")
+    return response
+
+
+async def shows_cookie(request: web.Request) -> web.Response:
+    return web.json_response({"cookie": request.headers.get("Cookie", "")})
+
+
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
     app = web.Application()
@@ -66,6 +77,8 @@ async def base_url() -> AsyncIterator[str]:
         "/retry-date": retry_date,
         "/bad-gateway": html_502,
         "/ok": ok,
+        "/set-cookie": sets_cookie,
+        "/show-cookie": shows_cookie,
     }.items():
         app.router.add_get(path, handler)
     runner = web.AppRunner(app, access_log=None)
@@ -107,6 +120,13 @@ async def test_basic_auth_echoed_in_any_form_is_removed(http: ProviderHTTP, base
     message = str(caught.value)
     basic = base64.b64encode(f"admin:{SECRET}".encode()).decode()
     assert basic not in message and SECRET not in message
+
+
+async def test_a_cookie_set_for_one_tenant_never_reaches_another_request(http: ProviderHTTP, base_url: str) -> None:
+    """One client serves every tenant: it keeps no cookies (same host, same client, next call)."""
+    await http.request("GET", f"{base_url}/set-cookie", call="test")
+    other = await http.for_provider("demo").request_json("GET", f"{base_url}/show-cookie", call="test")
+    assert other[1] == {"cookie": ""}
 
 
 async def test_redirects_are_not_followed(http: ProviderHTTP, base_url: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +34,9 @@ import aiohttp
 import kubernetes.client
 
 MERGE_PATCH = "application/merge-patch+json"
+#: How long the authentication headers are reused before the configuration is asked again (its
+#: refresh hook re-reads a rotated service-account token, or re-loads the kubeconfig, each time).
+AUTH_REFRESH_SECONDS = 10.0
 
 
 class KubeAPIError(Exception):
@@ -76,14 +80,18 @@ class KubeREST:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._auth: dict[str, str] = {}
+        self._auth_at = -AUTH_REFRESH_SECONDS
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": "oneie-operator"}
-        settings: Mapping[str, Any] = dict(self._cfg.auth_settings())  # runs the token refresh hook
-        for setting in settings.values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[str(setting["key"])] = str(setting["value"])
-        return headers
+        if time.monotonic() - self._auth_at >= AUTH_REFRESH_SECONDS:
+            auth: dict[str, str] = {}
+            settings: Mapping[str, Any] = dict(self._cfg.auth_settings())  # runs the token refresh hook
+            for setting in settings.values():
+                if setting.get("in") == "header" and setting.get("value"):
+                    auth[str(setting["key"])] = str(setting["value"])
+            self._auth, self._auth_at = auth, time.monotonic()
+        return {"Accept": "application/json", "User-Agent": "oneie-operator", **self._auth}
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from importlib import metadata
 from typing import Any, Literal
 
@@ -203,6 +204,9 @@ class ProviderHTTP:
             trust_env=False,
             follow_redirects=False,
             headers={"User-Agent": user_agent or _user_agent()},
+            # One client serves every tenant: a cookie one provider sets must never ride along
+            # with another tenant's request to the same host. Nothing is stored.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
 
     def for_provider(
