@@ -17,9 +17,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from oneie_operator.errors import DestinationForbiddenError, ProviderUnreachableError, SpecError
+from oneie_operator.providers.aiotransport import GuardedAiohttpTransport
 from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy, GuardedNetworkBackend, GuardedTransport
 from oneie_operator.testing.provider_servers import ProviderServers
+
+#: Both guarded transports: aiohttp (ProviderHTTP's default) and httpcore (the health probes' pool).
+TRANSPORTS = pytest.mark.parametrize("transport_class", [GuardedAiohttpTransport, GuardedTransport])
 
 STRICT = DestinationPolicy()
 EVERYTHING = DestinationPolicy(allow_loopback=True, allow_private=True, allow_plain_http=True)
@@ -181,9 +185,20 @@ async def test_every_resolved_address_must_pass() -> None:
         await backend.connect_tcp("mixed.test", 443, timeout=1.0)
 
 
-async def test_dns_failure_is_unreachable() -> None:
+async def test_every_resolved_address_must_pass_through_the_aiohttp_transport() -> None:
+    policy = DestinationPolicy(allow_loopback=True, allow_plain_http=True)
+    transport = GuardedAiohttpTransport(
+        policy, resolver=fixed_resolver({"mixed.test": ["127.0.0.1", "169.254.169.254"]})
+    )
+    async with ProviderHTTP(policy=policy, transport=transport) as http:
+        with pytest.raises(DestinationForbiddenError, match=r"mixed\.test resolves to 169\.254\.169\.254"):
+            await http.request("GET", "http://mixed.test/", call="probe")
+
+
+@TRANSPORTS
+async def test_dns_failure_is_unreachable(transport_class: type[GuardedTransport | GuardedAiohttpTransport]) -> None:
     policy = DestinationPolicy(allow_plain_http=True)
-    transport = GuardedTransport(policy, resolver=fixed_resolver({}))
+    transport = transport_class(policy, resolver=fixed_resolver({}))
     async with ProviderHTTP(policy=policy, transport=transport) as http:
         with pytest.raises(ProviderUnreachableError, match=r"cannot resolve nowhere\.test"):
             await http.request("GET", "http://nowhere.test/", call="probe")
@@ -223,9 +238,10 @@ def make_certificate(tmp_path: Path, hostname: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@TRANSPORTS
 @pytest.mark.parametrize(("cert_name", "ok"), [("provider.test", True), ("someone-else.test", False)])
 async def test_tls_verifies_the_host_name_while_connecting_to_the_checked_ip(
-    tmp_path: Path, cert_name: str, ok: bool
+    tmp_path: Path, cert_name: str, ok: bool, transport_class: type[GuardedTransport | GuardedAiohttpTransport]
 ) -> None:
     cert, key = make_certificate(tmp_path, cert_name)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -246,7 +262,7 @@ async def test_tls_verifies_the_host_name_while_connecting_to_the_checked_ip(
     try:
         client_ctx = ssl.create_default_context(cafile=str(cert))
         policy = DestinationPolicy(allow_loopback=True)
-        transport = GuardedTransport(
+        transport = transport_class(
             policy, verify=client_ctx, resolver=fixed_resolver({"provider.test": ["127.0.0.1"]})
         )
         async with ProviderHTTP(policy=policy, transport=transport) as http:

@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, cast
 
 import kopf
 
 from oneie_operator.handlers.services import Services
+
+
+class LeanStatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
+    """Kopf's status diff-base storage, with the same essence built without copying the status.
+
+    Kopf builds the essence (spec, labels, annotations) of every watch event by deep-copying the
+    whole object and then deleting what it does not track. An Organization's status (switch
+    history, conditions, Kopf's own bookkeeping) is most of the object, so the copy grew with the
+    history (``benchmarks/switch.py``). Only the tracked parts are handed to Kopf's own builder
+    here; with extra fields (field handlers, which we do not use) Kopf's full path is kept.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        if extra_fields:
+            return super().build(body=body, extra_fields=extra_fields)
+        meta = body.get("metadata") or {}
+        lean: dict[str, Any] = {k: v for k, v in body.items() if k not in ("status", "metadata")}
+        lean["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
+        return super().build(body=cast(kopf.Body, lean))
 
 
 @kopf.on.startup()
@@ -21,7 +42,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # annotation (``one.ie/reconcile-trigger``, ``one.ie/rollback``) part of what Kopf diffs.
     settings.persistence.finalizer = "one.ie/finalizer"
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name="kopf")
+    settings.persistence.diffbase_storage = LeanStatusDiffBaseStorage(name="kopf")
     # Events are posted on purpose with stable reasons (kopf.event); log lines are not Events.
     settings.posting.enabled = True
     settings.posting.level = logging.CRITICAL

@@ -1,8 +1,10 @@
 """The one way providers talk HTTP: :class:`ProviderHTTP`.
 
-It wraps one ``httpx.AsyncClient`` built on :class:`~oneie_operator.providers.netguard.GuardedTransport`
-(destination policy checked on the URL *and* on the address actually connected to; no environment
-proxies; redirects not followed) and adds what every provider call needs:
+It wraps one ``httpx.AsyncClient`` built on
+:class:`~oneie_operator.providers.aiotransport.GuardedAiohttpTransport` by default (or the httpcore
+:class:`~oneie_operator.providers.netguard.GuardedTransport` the health probes' pool uses): the
+destination policy checked on the URL *and* on the address actually connected to; no environment
+proxies; redirects not followed; no cookies kept. It adds what every provider call needs:
 
 * a deadline for the whole call (connect, TLS, headers and body), not just per socket operation;
 * a size limit: the body is streamed and reading stops at ``max_response_bytes`` (default 1 MiB);
@@ -54,6 +56,7 @@ from oneie_operator.errors import (
     ProviderTimeoutError,
     ProviderUnreachableError,
 )
+from oneie_operator.providers.aiotransport import GuardedAiohttpTransport
 from oneie_operator.providers.netguard import DestinationPolicy, GuardedTransport
 from oneie_operator.providers.redaction import redact, sanitize
 
@@ -186,7 +189,7 @@ class ProviderHTTP:
         on_call: OnCall | None = None,
         provider: str = "unknown",
         display_name: str | None = None,
-        transport: GuardedTransport | None = None,
+        transport: GuardedAiohttpTransport | GuardedTransport | None = None,
         user_agent: str | None = None,
         _client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -200,7 +203,7 @@ class ProviderHTTP:
         self.display_name = display_name or provider
         self._owns_client = _client is None
         self._client = _client or httpx.AsyncClient(
-            transport=transport or GuardedTransport(self.policy),
+            transport=transport or GuardedAiohttpTransport(self.policy),
             trust_env=False,
             follow_redirects=False,
             headers={"User-Agent": user_agent or _user_agent()},

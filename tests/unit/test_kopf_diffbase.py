@@ -1,0 +1,74 @@
+"""The lean diff-base storage gives Kopf exactly the essence Kopf's own storage would build."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import kopf
+import pytest
+
+from oneie_operator.handlers.lifecycle import LeanStatusDiffBaseStorage
+
+ORG: dict[str, Any] = {
+    "apiVersion": "one.ie/v1alpha1",
+    "kind": "Organization",
+    "metadata": {
+        "name": "acme", "namespace": "t", "uid": "u-1", "generation": 7, "resourceVersion": "42",
+        "labels": {"team": "a", "app.kubernetes.io/instance": "tenants"},
+        "annotations": {
+            "one.ie/rollback": "2026-11-25T10:00:00Z",
+            "one.ie/reconcile-trigger": "creds@7",
+            "kubectl.kubernetes.io/last-applied-configuration": json.dumps({"spec": {"x": 1}}),
+            "other-op.kopf.zalando.org/last-handled-configuration": "{}",  # another Kopf operator's
+            "kopf.zalando.org/touch-dummy": "x",
+        },
+        "finalizers": ["one.ie/finalizer"],
+        "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        "deletionTimestamp": None,
+    },
+    "spec": {"backend": {"connectionRef": {"name": "b"}}, "switchPolicy": {"timeoutSeconds": 30}},
+    "status": {
+        "activeConnection": "a",
+        "history": [{"to": "a", "result": "Succeeded"}] * 10,
+        "kopf": {"last-handled-configuration": "{}", "progress": {"reconcile": {"retries": 1}}},
+    },
+}
+
+
+def _variants() -> list[dict[str, Any]]:
+    bare = copy.deepcopy(ORG)
+    del bare["metadata"]["labels"], bare["metadata"]["annotations"], bare["status"]
+    no_spec = copy.deepcopy(ORG)
+    del no_spec["spec"]
+    extra_top = copy.deepcopy(ORG)
+    extra_top["data"] = {"k": "v"}  # a top-level field besides spec
+    return [ORG, bare, no_spec, extra_top]
+
+
+@pytest.mark.parametrize("raw", _variants())
+def test_the_essence_is_kopfs_own(raw: dict[str, Any]) -> None:
+    body = kopf.Body(copy.deepcopy(raw))
+    ours = LeanStatusDiffBaseStorage(name="kopf").build(body=body)
+    theirs = kopf.StatusDiffBaseStorage(name="kopf").build(body=body)
+    assert ours == theirs
+    assert "status" not in ours
+    if "annotations" in raw["metadata"]:  # our annotations count as changes; Kopf's and kubectl's do not
+        assert set(ours["metadata"]["annotations"]) == {"one.ie/rollback", "one.ie/reconcile-trigger"}
+
+
+def test_the_essence_is_a_copy() -> None:
+    raw = copy.deepcopy(ORG)
+    ours = LeanStatusDiffBaseStorage(name="kopf").build(body=kopf.Body(raw))
+    raw["spec"]["backend"]["connectionRef"]["name"] = "changed"
+    raw["metadata"]["labels"]["team"] = "changed"
+    assert ours["spec"]["backend"]["connectionRef"]["name"] == "b"
+    assert ours["metadata"]["labels"]["team"] == "a"
+
+
+def test_extra_fields_take_kopfs_full_path() -> None:
+    body = kopf.Body(copy.deepcopy(ORG))
+    ours = LeanStatusDiffBaseStorage(name="kopf").build(body=body, extra_fields=["status.activeConnection"])
+    theirs = kopf.StatusDiffBaseStorage(name="kopf").build(body=body, extra_fields=["status.activeConnection"])
+    assert ours == theirs and ours["status"] == {"activeConnection": "a"}
