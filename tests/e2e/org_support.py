@@ -78,7 +78,7 @@ async def assert_consistent(tenant: Tenant, org: str) -> dict[str, Any]:
 
 
 async def wait_used_by(tenant: Tenant, connection: str, org: str, using: bool, timeout: float = 10) -> None:
-    """``usedBy`` is written in the background (coalesced, about a second after a switch)."""
+    """``usedBy`` is written in the background (coalesced, once switching pauses for 0.5 s)."""
     async def settled() -> bool:
         conn = await tenant.get(connection) or {}
         return (org in ((conn.get("status") or {}).get("usedBy") or [])) == using

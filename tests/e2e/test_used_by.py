@@ -7,6 +7,7 @@ only way to make the real API refuse on cue here.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 
@@ -64,16 +65,34 @@ async def test_a_burst_becomes_one_write_per_connection(tenant: Tenant) -> None:
     await writer.aclose()
 
 
+async def test_writes_wait_for_a_pause_but_not_longer_than_max_delay(tenant: Tenant) -> None:
+    await tenant.good("db", "convex")
+    counting = Counting(tenant.env.services.objects)
+    writer = UsedByWriter(counting, delay=0.3, max_delay=0.8)
+    started = time.monotonic()
+    first_write: float | None = None
+    for i in range(25):  # a report every 0.1 s for 2.5 s: never a 0.3 s pause
+        writer.report(tenant.ns, "db", f"org-{i}", True)
+        await asyncio.sleep(0.1)
+        if counting.calls and first_write is None:
+            first_write = time.monotonic() - started
+    assert first_write is not None, "max_delay bounds the wait under a steady stream of changes"
+    assert 0.7 <= first_write <= 1.6, first_write
+    assert await writer.wait_idle(timeout=10)
+    assert await _used_by(tenant, "db") == sorted(f"org-{i}" for i in range(25))
+    await writer.aclose()
+
+
 async def test_a_refused_write_is_kept_and_written_later(tenant: Tenant) -> None:
     await tenant.good("db", "notion")
     counting = Counting(tenant.env.services.objects, refuse=1)
     writer = UsedByWriter(counting, delay=0.2)
     writer.report(tenant.ns, "db", "acme", True)
 
-    async def refused_once() -> bool:
-        return len(counting.calls) >= 1
-    await wait_for(refused_once, timeout=10, what="the first (refused) write")
-    assert writer.pending == 1 or await _used_by(tenant, "db") == ["acme"]
+    async def kept() -> bool:
+        return len(counting.calls) == 1 and writer.pending == 1
+    await wait_for(kept, timeout=10, what="the first write refused and its change kept")
+    assert await _used_by(tenant, "db") == []
     writer.report(tenant.ns, "db", "beta", True)  # a newer report joins the retry
     assert await writer.wait_idle(timeout=10)
     assert await _used_by(tenant, "db") == ["acme", "beta"]

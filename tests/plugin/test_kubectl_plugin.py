@@ -147,7 +147,7 @@ async def test_status_tables_details_and_exit_codes(env: LocalEnvironment) -> No
         await ns.good("main", "convex")
         await ns.org("acme", "main")
 
-        async def used() -> bool:  # usedBy is written in the background, about a second later
+        async def used() -> bool:  # usedBy is written in the background, half a second later
             conn = await env.api.get(*BC, ns.name, "main") or {}
             return (conn.get("status") or {}).get("usedBy") == ["acme"]
         await wait_for(used, timeout=10, what="main's usedBy")

@@ -18,6 +18,7 @@ from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps
 from oneie_operator.reconcile.organizations import OrgDeps, OrgObject
+from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.usage import UsedByWriter
 from oneie_operator.vault import Keyring
 
@@ -43,6 +44,8 @@ class Services:
     #: The last ``one.ie/probe`` annotation value acted on, per connection.
     probe_requests: dict[tuple[str, str], str] = field(default_factory=dict)
     health_reporter: Any = None
+    #: Encrypted credentials already read by switches (see reconcile.sealedcache).
+    sealed_cache: SealedCache = field(default_factory=SealedCache)
 
     @classmethod
     def build(
@@ -111,6 +114,7 @@ class Services:
             platform_default=self.platform_default,
             on_step=progress,
             progress_delay_seconds=self.config.switch_progress_delay_seconds,
+            sealed_cache=self.sealed_cache,
         )
 
     async def close(self) -> None:

@@ -43,6 +43,7 @@ from oneie_operator.reconcile.connections import (
 )
 from oneie_operator.reconcile.events import EventNote
 from oneie_operator.reconcile.progress import DelayedProgress
+from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.switching import STEPS, SwitchClock, SwitchFailed
 from oneie_operator.vault import Keyring, keyed_digest, unseal
 
@@ -92,6 +93,8 @@ class OrgDeps:
     on_step: Callable[[OrgObject, str, str], Awaitable[None]] | None = None
     #: Switches shorter than this write no live progress (their steps are in lastSwitch).
     progress_delay_seconds: float = 1.0
+    #: Encrypted credentials already read, reused while the connection's status names their version.
+    sealed_cache: SealedCache = field(default_factory=SealedCache)
 
 
 @dataclass(frozen=True)
@@ -216,13 +219,20 @@ async def resolve(
     if require_ready and ready.get("status") != "True":
         why = f"{ready.get('reason')}: {ready.get('message')}" if ready else "not reconciled yet"
         raise ConnectionNotReadyError(f"BackendConnection '{name}' is not Ready ({why})")
-    owned = await deps.secrets.read(obj.namespace, owned_secret_name(name))
-    if owned is None:
-        raise ConnectionNotReadyError(f"BackendConnection '{name}' has no encrypted credentials yet")
-    credentials = unseal(deps.keyring, owned.data, namespace=obj.namespace, connection=name)
+    stored = str((status.get("credentials") or {}).get("resourceVersion") or "")
+    sealed = deps.sealed_cache.get(obj.namespace, name, stored)
+    version = stored
+    if sealed is None:
+        owned = await deps.secrets.read(obj.namespace, owned_secret_name(name))
+        if owned is None:
+            raise ConnectionNotReadyError(f"BackendConnection '{name}' has no encrypted credentials yet")
+        sealed, version = owned.data, owned.resource_version
+        if version == stored:
+            deps.sealed_cache.put(obj.namespace, name, version, sealed)
+    credentials = unseal(deps.keyring, sealed, namespace=obj.namespace, connection=name)
     health = str((status.get("health") or {}).get("status") or "unknown")
     return Target(
-        name, valid.provider, valid.settings, credentials, health=health, credentials_version=owned.resource_version
+        name, valid.provider, valid.settings, credentials, health=health, credentials_version=version
     ), conn
 
 

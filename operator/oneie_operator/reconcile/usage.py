@@ -6,7 +6,10 @@ A switch moves an organization from one connection to another: the new one gains
 organizations). So a switch does not wait for these writes: :class:`UsedByWriter` collects the
 changes, waits ``delay`` seconds so that a burst of switches becomes one read-modify-write per
 connection, and applies them with optimistic concurrency (a conflict re-reads and retries).
-A write the API refuses stays pending and is tried again after the next delay.
+The writes wait for a quiet moment: until no new change has come for ``delay`` seconds (a burst
+of switches is served first, its ``usedBy`` writes follow it), but never longer than
+``max_delay`` after the oldest pending change. A write the API refuses stays pending and is tried
+again in the next round.
 
 Every organization reconcile reports the connection it has active (and the one it left), not only
 switches: after an operator restart between a switch and its ``usedBy`` write, the next reconcile
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -35,9 +39,11 @@ class SetInStatus(Protocol):
 class UsedByWriter:
     """Coalesce ``usedBy`` changes per connection and write them after ``delay`` seconds."""
 
-    def __init__(self, objects: SetInStatus, *, delay: float = 1.0) -> None:
+    def __init__(self, objects: SetInStatus, *, delay: float = 0.5, max_delay: float = 5.0) -> None:
         self._objects = objects
         self._delay = delay
+        self._max_delay = max_delay
+        self._last_report = 0.0
         #: (namespace, connection) → {organization: using?}; the latest report wins.
         self._pending: dict[tuple[str, str], dict[str, bool]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -47,6 +53,7 @@ class UsedByWriter:
     def report(self, namespace: str, connection: str, organization: str, using: bool) -> None:
         """The organization now uses (or no longer uses) the connection."""
         self._pending.setdefault((namespace, connection), {})[organization] = using
+        self._last_report = time.monotonic()
         self._idle.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="usedBy writer")
@@ -59,15 +66,29 @@ class UsedByWriter:
     async def _run(self) -> None:
         try:
             while self._pending:
-                await asyncio.sleep(self._delay)
+                await self._quiet_moment()
                 batch, self._pending = self._pending, {}
+                refused = False
                 for key, changes in batch.items():
                     if not await self._write(key, changes):
                         # Keep it for the next round, under any newer report of the same organization.
                         self._pending[key] = {**changes, **self._pending.get(key, {})}
+                        refused = True
+                if refused:
+                    await asyncio.sleep(self._delay)  # the API refused: not again at once
         finally:
             if not self._pending:
                 self._idle.set()
+
+    async def _quiet_moment(self) -> None:
+        """Sleep until ``delay`` seconds without a new report, or ``max_delay`` in all."""
+        latest = time.monotonic() + self._max_delay
+        while True:
+            now = time.monotonic()
+            wake = min(self._last_report + self._delay, latest)
+            if now >= wake:
+                return
+            await asyncio.sleep(wake - now)
 
     async def _write(self, key: tuple[str, str], changes: dict[str, bool]) -> bool:
         namespace, connection = key
