@@ -11,6 +11,8 @@ from oneie_operator.handlers.health import ensure_running
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
+from oneie_operator.kube.secrets import MANAGED_BY
+from oneie_operator.platform_default import PLATFORM_DEFAULT
 from oneie_operator.reconcile.connections import (
     GROUP,
     VERSION,
@@ -20,7 +22,11 @@ from oneie_operator.reconcile.connections import (
     reconcile_connection,
 )
 from oneie_operator.reconcile.events import EventNote
-from oneie_operator.reconcile.organizations import BINDING_DIGEST_ANNOTATION
+from oneie_operator.reconcile.organizations import (
+    BINDING_CONNECTION_ANNOTATION,
+    BINDING_DIGEST_ANNOTATION,
+    ORGANIZATION_LABEL,
+)
 from oneie_operator.vault import keyed_digest
 
 PLURAL = "backendconnections"
@@ -169,6 +175,21 @@ def binding_is_intact(services: Services, body: kopf.Body) -> bool:
         annotations.get(BINDING_DIGEST_ANNOTATION) == keyed_digest(services.keyring, data)
 
 
+def forget_binding_user(services: Services, namespace: str, meta: kopf.Meta) -> None:
+    """A binding Secret is gone: its organization no longer uses the connection it served.
+
+    This is how a deleted Organization leaves ``usedBy``: its binding is garbage-collected with it
+    (Organizations carry no finalizer, and Kopf runs an optional delete handler only for objects
+    another finalizer holds). A binding deleted by hand while its organization lives is restored
+    by the organization's reconcile, which reports the usage again (the latest report wins)."""
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    organization = labels.get(ORGANIZATION_LABEL)
+    served = annotations.get(BINDING_CONNECTION_ANNOTATION)
+    ours = all(labels.get(key) == value for key, value in MANAGED_BY.items())
+    if ours and organization and served and served != PLATFORM_DEFAULT:
+        services.usage.report(namespace, served, organization, False)
+
+
 @kopf.on.event("", "v1", "secrets")
 async def secret_changed(
     event: kopf.RawEvent,
@@ -185,6 +206,8 @@ async def secret_changed(
     deleted = event.get("type") == "DELETED"
     bindings: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_binding"]
     owners = list(bindings.get((ns, name), []))
+    if deleted:
+        forget_binding_user(services, ns, meta)
     if owners and not deleted and binding_is_intact(services, body):
         owners = []  # our own write, as we wrote it: nothing for the organization to check
     for organization in owners:

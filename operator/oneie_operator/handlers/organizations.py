@@ -63,20 +63,3 @@ async def reconcile(
 async def organizations_by_binding(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], str]:
     """(namespace, binding Secret name) → organization."""
     return {(namespace or "", f"{name}-backend"): name}
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def forget(
-    type: str | None, namespace: str | None, name: str, status: kopf.Status, memo: kopf.Memo, **_: Any
-) -> None:
-    """A deleted organization leaves its connection's ``usedBy`` (the binding goes with its owner).
-
-    An event handler, not ``on.delete``: Organizations carry no finalizer (deleting one must not
-    wait for the operator), and Kopf runs an optional delete handler only for objects that some
-    other finalizer holds."""
-    if type != "DELETED":
-        return
-    services: Services = memo["services"]
-    active = status.get("activeConnection")
-    if active:
-        services.usage.report(namespace or "", str(active), name, False)

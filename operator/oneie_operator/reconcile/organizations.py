@@ -49,6 +49,8 @@ from oneie_operator.vault import Keyring, keyed_digest, unseal
 
 BINDING_CONNECTION_ANNOTATION = "one.ie/connection"
 BINDING_DIGEST_ANNOTATION = "one.ie/binding-digest"
+#: Label of a binding Secret naming its Organization.
+ORGANIZATION_LABEL = "one.ie/organization"
 RETRY_ANNOTATION = "one.ie/retry"
 ROLLBACK_ANNOTATION = "one.ie/rollback"
 HISTORY_LIMIT = 10
@@ -274,7 +276,7 @@ async def write_binding(obj: OrgObject, target: Target, deps: OrgDeps) -> None:
         binding_name(obj.name),
         data=data,
         owner=OwnerRef(API_VERSION, "Organization", obj.name, obj.uid),
-        labels={"one.ie/organization": obj.name},
+        labels={ORGANIZATION_LABEL: obj.name},
         annotations={
             BINDING_CONNECTION_ANNOTATION: target.name,
             BINDING_DIGEST_ANNOTATION: keyed_digest(deps.keyring, data),
