@@ -119,9 +119,11 @@ class GuardedAiohttpTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self.policy = policy
         self._ssl: ssl.SSLContext = httpx.create_ssl_context(verify=verify, trust_env=False)
-        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        # Idle connections are kept 15 s (aiohttp's default; httpx's is 5 s): a credential test and
+        # the health gate of a switch, or a switch and its rollback, reuse them.
+        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=15.0)
         self._limit = limits.max_connections or 0
-        self._keepalive = limits.keepalive_expiry or 5.0
+        self._keepalive = limits.keepalive_expiry or 15.0
         self._resolver = _GuardedResolver(policy, resolver or _default_resolver)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
