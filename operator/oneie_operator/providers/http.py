@@ -36,10 +36,10 @@ import json as jsonlib
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from importlib import metadata
 from typing import Any, Literal
 
@@ -173,6 +173,33 @@ def describe_error_body(status: int, body: Any) -> str | None:
     return code or message
 
 
+#: How many URLs that passed the destination policy are remembered (their check is skipped).
+CHECKED_URLS = 4096
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie store that never stores: one client serves every tenant, so a cookie one provider
+    sets must never ride along with another tenant's request to the same host."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _CookielessClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` without cookies (and without the cost of reading them on every answer)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
+
+
 class ProviderHTTP:
     """HTTP for providers: guarded destinations, deadlines, size limits, error mapping, counting.
 
@@ -192,6 +219,7 @@ class ProviderHTTP:
         transport: GuardedAiohttpTransport | GuardedTransport | None = None,
         user_agent: str | None = None,
         _client: httpx.AsyncClient | None = None,
+        _checked_urls: OrderedDict[str, str] | None = None,
     ) -> None:
         self.policy = policy or (transport.policy if transport is not None else DestinationPolicy())
         if transport is not None and transport.policy != self.policy:
@@ -202,15 +230,13 @@ class ProviderHTTP:
         self.provider = provider
         self.display_name = display_name or provider
         self._owns_client = _client is None
-        self._client = _client or httpx.AsyncClient(
+        self._client = _client or _CookielessClient(
             transport=transport or GuardedAiohttpTransport(self.policy),
             trust_env=False,
             follow_redirects=False,
             headers={"User-Agent": user_agent or _user_agent()},
-            # One client serves every tenant: a cookie one provider sets must never ride along
-            # with another tenant's request to the same host. Nothing is stored.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
+        self._checked_urls: OrderedDict[str, str] = _checked_urls if _checked_urls is not None else OrderedDict()
 
     def for_provider(
         self, provider: str, *, display_name: str | None = None, on_call: OnCall | None = None
@@ -224,6 +250,7 @@ class ProviderHTTP:
             provider=provider,
             display_name=display_name,
             _client=self._client,
+            _checked_urls=self._checked_urls,
         )
 
     async def aclose(self) -> None:
@@ -366,8 +393,13 @@ class ProviderHTTP:
         display: str,
         started: float,
     ) -> ProviderResponse:
-        self.policy.check_url(url, field=url_field)
-        host = httpx.URL(url).host
+        host = self._checked_urls.get(url)
+        if host is None:  # the policy is fixed: a URL that passed once passes again (connect time is checked anew)
+            self.policy.check_url(url, field=url_field)
+            host = httpx.URL(url).host
+            self._checked_urls[url] = host
+            if len(self._checked_urls) > CHECKED_URLS:
+                self._checked_urls.popitem(last=False)
         merged_headers = {"Accept": "application/json"} if body == "json" else {}
         merged_headers.update(headers or {})
         try:
