@@ -319,12 +319,17 @@ async def reconcile_organization(obj: OrgObject, deps: OrgDeps) -> OrgResult:
     desired = desired_connection(obj)
     desired_name = desired or PLATFORM_DEFAULT
     active = obj.status.get("activeConnection") or None
+    if active is None or desired_name != active:
+        # A switch: it rewrites the binding anyway; the binding is read only if the switch is not
+        # attempted again (see _switch).
+        return await _switch(obj, deps, desired, active)
     binding = await deps.secrets.read(obj.namespace, binding_name(obj.name))
     served, intact = _binding_state(binding, deps)
-
-    if active is not None and desired_name == active and served in (active, None):
+    if served in (active, None):
         return await _steady(obj, deps, active, binding, intact)
-    return await _switch(obj, deps, desired, active, binding, served, intact)
+    # The binding serves another connection than status says (e.g. a crash between activation
+    # and the status write): switch to the active one again, which rewrites the binding.
+    return await _switch(obj, deps, desired, active)
 
 
 async def _steady(
@@ -390,9 +395,6 @@ async def _switch(
     deps: OrgDeps,
     desired: str | None,
     active: str | None,
-    binding: SecretSnapshot | None,
-    served: str | None,
-    intact: bool,
 ) -> OrgResult:
     desired_name = desired or PLATFORM_DEFAULT
     # Nothing changed since the last failed attempt: stay where we are (no retry loop), but
@@ -401,10 +403,12 @@ async def _switch(
     attempt = attempt_key(obj, desired, conn_now)
     last = obj.status.get("lastSwitch") or {}
     if last.get("attempt") == attempt and last.get("result") in ("RolledBack", "Failed"):
-        if active is not None and (served != active or not intact):
-            restored = await _restore_binding(obj, deps, active)
-            if restored:
-                return OrgResult(events=[restored])
+        if active is not None:
+            served, intact = _binding_state(await deps.secrets.read(obj.namespace, binding_name(obj.name)), deps)
+            if served != active or not intact:
+                restored = await _restore_binding(obj, deps, active)
+                if restored:
+                    return OrgResult(events=[restored])
         return OrgResult(unchanged=True)
 
     timeout = float(((obj.spec.get("switchPolicy") or {}).get("timeoutSeconds")) or 30)
