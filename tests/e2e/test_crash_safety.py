@@ -101,7 +101,11 @@ async def test_killed_mid_switch_converges(world: tuple[KubeAPI, ProviderServers
     api, servers, operator = world
     await _setup(api, servers)
     await operator.start()
-    await wait_for(lambda: _settled(api, "old", "Succeeded"), timeout=60, what="org on old")
+    # The organization is created with its connections, so its first switch usually finds "old"
+    # not Ready yet and fails; "old" becoming Ready must retry it at once. (This operator runs with
+    # the default probe jitter of up to 60 s: a retry that waited for the first health probe, as
+    # one racing the connection's status write did, misses this deadline.)
+    await wait_for(lambda: _settled(api, "old", "Succeeded"), timeout=15, what="org on old")
 
     servers["supabase"].fault = "slow:1.5"  # every step that calls the provider takes 1.5 s
     await api.patch(*ORG, NS, "org", {"spec": {"backend": {"connectionRef": {"name": "new"}}}})

@@ -13,6 +13,7 @@ from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
 from oneie_operator.kube.secrets import MANAGED_BY
 from oneie_operator.platform_default import PLATFORM_DEFAULT
+from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import (
     GROUP,
     VERSION,
@@ -92,13 +93,6 @@ async def reconcile(
     register_for_probes(services, obj, result, dict(meta.get("annotations") or {}))
     if services.probe_engine is not None:
         ensure_running(memo, services.probe_engine)
-    if not result.unchanged:
-        # Organizations that want or use this connection re-check it (switch retries, new credentials).
-        users: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
-        for organization in sorted(set(users.get((ns, name), []))):
-            await services.objects.annotate(
-                "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{time.time():.3f}"}
-            )
     if result.retry_after is not None:
         # Exponential back-off (a provider's Retry-After is taken as given); the status patch
         # above is applied together with Kopf's retry bookkeeping.
@@ -263,3 +257,36 @@ async def guard_deletion(
         services.probe_engine.remove(ns, name)
     if services.health_reporter is not None:
         services.health_reporter.forget(ns, name)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def connection_changed(
+    namespace: str | None, name: str, meta: kopf.Meta, status: kopf.Status, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """Organizations that want or use a connection re-check it once its new state is *stored*.
+
+    Readiness, the verified credentials' version or the health changed: a failed switch may now
+    succeed, a binding may need the new credentials, ``Healthy`` follows the health. This runs on
+    the watch event that carries the new status, not in the reconcile handler (whose status Kopf
+    writes after it returns): an organization triggered from the handler could read the
+    connection before its new status is stored, find nothing changed, and not retry."""
+    ns = namespace or ""
+    ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
+    state = (
+        meta.get("generation"),
+        ready.get("status"),
+        ready.get("reason"),
+        (status.get("credentials") or {}).get("resourceVersion"),
+        (status.get("health") or {}).get("status") or "unknown",
+    )
+    seen: dict[tuple[str, str], tuple[Any, ...]] = memo.setdefault("connection_states", {})
+    previous = seen.get((ns, name))
+    seen[(ns, name)] = state
+    if previous is None or previous == state:
+        return  # first seen (at start-up, organizations resume anyway) or nothing that matters
+    services: Services = memo["services"]
+    users: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
+    for organization in sorted(set(users.get((ns, name), []))):
+        await services.objects.annotate(
+            "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
+        )

@@ -19,7 +19,7 @@ from oneie_operator.health.assessment import HealthTracker, State
 from oneie_operator.health.clients import ProbeClientPool
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
 from oneie_operator.health.probing import ProbeTarget, run_probe
-from oneie_operator.reconcile.connections import API_VERSION, GROUP, VERSION
+from oneie_operator.reconcile.connections import API_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -145,23 +145,3 @@ async def stop_probe_engine(memo: kopf.Memo, **_: Any) -> None:
     clients: ProbeClientPool | None = memo.get("probe_clients")
     if clients is not None:
         await clients.aclose()
-
-
-@kopf.on.event(GROUP, VERSION, "backendconnections")
-async def health_changed(namespace: str | None, name: str, status: kopf.Status, memo: kopf.Memo, **kwargs: Any) -> None:
-    """When a connection's health state changes, its organizations re-derive ``Healthy``."""
-    ns = namespace or ""
-    state = str((status.get("health") or {}).get("status") or "unknown")
-    seen: dict[tuple[str, str], str] = memo.setdefault("health_seen", {})
-    if seen.get((ns, name)) == state:
-        return
-    first = (ns, name) not in seen
-    seen[(ns, name)] = state
-    if first:
-        return
-    services: Services = memo["services"]
-    users: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
-    for organization in sorted(set(users.get((ns, name), []))):
-        await services.objects.annotate(
-            "organizations", ns, organization, {"one.ie/reconcile-trigger": f"{name}-health@{state}"}
-        )
