@@ -261,7 +261,14 @@ async def guard_deletion(
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def connection_changed(
-    namespace: str | None, name: str, meta: kopf.Meta, status: kopf.Status, memo: kopf.Memo, **kwargs: Any
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **kwargs: Any,
 ) -> None:
     """Organizations that want or use a connection re-check it once its new state is *stored*.
 
@@ -271,6 +278,13 @@ async def connection_changed(
     writes after it returns): an organization triggered from the handler could read the
     connection before its new status is stored, find nothing changed, and not retry."""
     ns = namespace or ""
+    services: Services = memo["services"]
+    if event.get("type") == "DELETED":
+        services.known_connections.pop((ns, name), None)
+    else:
+        services.known_connections[(ns, name)] = {
+            "metadata": dict(meta), "spec": dict(body.get("spec") or {}), "status": dict(status)
+        }
     ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
     state = (
         meta.get("generation"),
@@ -284,7 +298,6 @@ async def connection_changed(
     seen[(ns, name)] = state
     if previous is None or previous == state:
         return  # first seen (at start-up, organizations resume anyway) or nothing that matters
-    services: Services = memo["services"]
     users: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
     for organization in sorted(set(users.get((ns, name), []))):
         await services.objects.annotate(

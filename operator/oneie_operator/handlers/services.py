@@ -46,6 +46,8 @@ class Services:
     health_reporter: Any = None
     #: Encrypted credentials already read by switches (see reconcile.sealedcache).
     sealed_cache: SealedCache = field(default_factory=SealedCache)
+    #: BackendConnections as the watch last delivered them (kept by handlers.connections).
+    known_connections: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -115,6 +117,7 @@ class Services:
             on_step=progress,
             progress_delay_seconds=self.config.switch_progress_delay_seconds,
             sealed_cache=self.sealed_cache,
+            known_connections=self.known_connections,
         )
 
     async def close(self) -> None:

@@ -97,6 +97,8 @@ class OrgDeps:
     progress_delay_seconds: float = 1.0
     #: Encrypted credentials already read, reused while the connection's status names their version.
     sealed_cache: SealedCache = field(default_factory=SealedCache)
+    #: Connections as the watch last delivered them, by (namespace, name).
+    known_connections: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ async def resolve(
             default.credentials,
             share_credentials=default.share_credentials,
         ), None
-    conn = dict(fetched) if fetched is not None else await deps.objects.get("backendconnections", obj.namespace, name)
+    conn = dict(fetched) if fetched is not None else await _connection(obj.namespace, name, deps)
     if conn is None:
         raise ConnectionNotFoundError(
             f"spec.backend.connectionRef.name: BackendConnection '{name}' not found in namespace '{obj.namespace}'"
@@ -236,6 +238,16 @@ async def resolve(
     return Target(
         name, valid.provider, valid.settings, credentials, health=health, credentials_version=version
     ), conn
+
+
+async def _connection(namespace: str, name: str, deps: OrgDeps) -> dict[str, Any] | None:
+    """The connection as the operator's watch last saw it (an informer cache, as controller-runtime
+    reads), else from the API. A state the watch has not delivered yet is no risk: the event that
+    delivers it makes the organization check again (``handlers.connections.connection_changed``)."""
+    seen = deps.known_connections.get((namespace, name))
+    if seen is not None:
+        return dict(seen)
+    return await deps.objects.get("backendconnections", namespace, name)
 
 
 def attempt_key(obj: OrgObject, desired: str | None, conn: Mapping[str, Any] | None) -> str:
@@ -399,7 +411,7 @@ async def _switch(
     desired_name = desired or PLATFORM_DEFAULT
     # Nothing changed since the last failed attempt: stay where we are (no retry loop), but
     # keep the binding of the backend that stays active as it should be.
-    conn_now = await deps.objects.get("backendconnections", obj.namespace, desired) if desired else None
+    conn_now = await _connection(obj.namespace, desired, deps) if desired else None
     attempt = attempt_key(obj, desired, conn_now)
     last = obj.status.get("lastSwitch") or {}
     if last.get("attempt") == attempt and last.get("result") in ("RolledBack", "Failed"):
