@@ -1,8 +1,9 @@
-"""Building the synchronous ``kubernetes`` API client used (from threads) for Secrets and patches.
+"""Loading the Kubernetes connection settings (kubeconfig or in-cluster service account).
 
-Kopf talks to the API with its own client; this one serves the objects Kopf does not
-hand to a handler (Secrets, other custom objects). It is synchronous, so every call goes
-through :func:`asyncio.to_thread` and never blocks the operator's event loop.
+The ``kubernetes`` client's ``Configuration`` is the one source of truth for where the API is and
+how to authenticate: Kopf logs in with it (``handlers.lifecycle.login``), the operator's own
+asynchronous calls go through :class:`~oneie_operator.kube.rest.KubeREST` built on it, and the
+``kubectl oneie`` plug-in uses the synchronous client it returns.
 """
 
 from __future__ import annotations
