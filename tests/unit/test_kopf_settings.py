@@ -1,4 +1,4 @@
-"""The lean diff-base storage gives Kopf exactly the essence Kopf's own storage would build."""
+"""Kopf settings: the lean diff-base storage gives Kopf its own essence; quiet watch-handler logs."""
 
 from __future__ import annotations
 
@@ -72,3 +72,19 @@ def test_extra_fields_take_kopfs_full_path() -> None:
     ours = LeanStatusDiffBaseStorage(name="kopf").build(body=body, extra_fields=["status.activeConnection"])
     theirs = kopf.StatusDiffBaseStorage(name="kopf").build(body=body, extra_fields=["status.activeConnection"])
     assert ours == theirs and ours["status"] == {"activeConnection": "a"}
+
+
+def test_watch_handlers_success_lines_are_dropped_and_the_rest_kept() -> None:
+    import logging
+
+    from oneie_operator.handlers.lifecycle import QuietWatchHandlers
+
+    quiet = QuietWatchHandlers()
+
+    def record(msg: str, level: int = logging.INFO) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, msg, None, None)
+
+    assert not quiet.filter(record("Handler 'secret_changed' succeeded."))
+    assert not quiet.filter(record("Handler 'connection_changed' succeeded."))
+    assert quiet.filter(record("Handler 'reconcile' succeeded."))
+    assert quiet.filter(record("Handler 'secret_changed' failed with an exception. Will retry.", logging.ERROR))
