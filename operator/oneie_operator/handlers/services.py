@@ -16,7 +16,7 @@ from oneie_operator.platform_default import PlatformDefault
 from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
-from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps
+from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps, ValidSpec
 from oneie_operator.reconcile.organizations import OrgDeps, OrgObject
 from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.usage import UsedByWriter
@@ -48,6 +48,8 @@ class Services:
     sealed_cache: SealedCache = field(default_factory=SealedCache)
     #: BackendConnections as the watch last delivered them (kept by handlers.connections).
     known_connections: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: Validated connection specs, shared by the organizations' reconciles.
+    valid_specs: dict[tuple[str, str, str, int], ValidSpec] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -118,6 +120,7 @@ class Services:
             progress_delay_seconds=self.config.switch_progress_delay_seconds,
             sealed_cache=self.sealed_cache,
             known_connections=self.known_connections,
+            valid_specs=self.valid_specs,
         )
 
     async def close(self) -> None:

@@ -38,6 +38,7 @@ from oneie_operator.reconcile.connections import (
     API_VERSION,
     ConnectionObject,
     SecretReader,
+    ValidSpec,
     owned_secret_name,
     validate_spec,
 )
@@ -54,6 +55,7 @@ ORGANIZATION_LABEL = "one.ie/organization"
 RETRY_ANNOTATION = "one.ie/retry"
 ROLLBACK_ANNOTATION = "one.ie/rollback"
 HISTORY_LIMIT = 10
+VALID_SPECS = 10_000
 
 
 def binding_name(organization: str) -> str:
@@ -99,6 +101,8 @@ class OrgDeps:
     sealed_cache: SealedCache = field(default_factory=SealedCache)
     #: Connections as the watch last delivered them, by (namespace, name).
     known_connections: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    #: Validated connection specs by (namespace, name, uid, generation), at most VALID_SPECS.
+    valid_specs: dict[tuple[str, str, str, int], ValidSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,14 @@ async def resolve(
         status=status,
         labels=meta.get("labels") or {},
     )
-    valid = validate_spec(connection, deps.registry, deps.policy)
+    # A spec at a given generation never changes (nor do the registry and the policy in a process).
+    spec_key = (obj.namespace, name, connection.uid, connection.generation)
+    valid = deps.valid_specs.get(spec_key)
+    if valid is None:
+        valid = validate_spec(connection, deps.registry, deps.policy)
+        deps.valid_specs[spec_key] = valid
+        if len(deps.valid_specs) > VALID_SPECS:
+            del deps.valid_specs[next(iter(deps.valid_specs))]  # the oldest
     ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
     if require_ready and ready.get("status") != "True":
         why = f"{ready.get('reason')}: {ready.get('message')}" if ready else "not reconciled yet"
