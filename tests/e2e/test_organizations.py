@@ -79,7 +79,8 @@ async def test_explicit_rollback_uses_previous_connection(tenant: Tenant) -> Non
                      "healthGate": "Succeeded"}
     assert back["status"]["activeCredentialsVersion"] == (await tenant.get("a"))["status"]["credentials"][
         "resourceVersion"]
-    await tenant.wait_event("org", "ProviderRolledBack")
+    rolled = await tenant.wait_event("org", "ProviderRolledBack")
+    assert "test skipped, encrypt skipped" in rolled["message"], rolled["message"]
     assert 'oneie_rollbacks_total{kind="explicit"}' in generate_latest(env.services.metrics.registry).decode()
     await assert_consistent(tenant, "org")
 

@@ -517,7 +517,10 @@ async def _switch(
     }
     if record.explicit_rollback:
         status["lastRollback"] = obj.annotations.get(ROLLBACK_ANNOTATION, "")
-    steps = ", ".join(f"{s['name']} {s['milliseconds']} ms" for s in record.steps)
+    steps = ", ".join(
+        f"{step['name']} skipped" if step["result"] == "Skipped" else f"{step['name']} {step['milliseconds']} ms"
+        for step in record.steps
+    )
     who = changed_by(obj)
     verb = "ProviderRolledBack" if record.explicit_rollback else "ProviderSwitched"
     message = (
