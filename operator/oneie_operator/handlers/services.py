@@ -11,13 +11,14 @@ from oneie_operator.config import OperatorConfig
 from oneie_operator.health.engine import ProbeEngine
 from oneie_operator.kube.rest import KubeREST
 from oneie_operator.kube.secrets import CustomObjects, SecretStore
+from oneie_operator.lru import LRU
 from oneie_operator.observability.metrics import Metrics
 from oneie_operator.platform_default import PlatformDefault
 from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps, ValidSpec
-from oneie_operator.reconcile.organizations import OrgDeps, OrgObject
+from oneie_operator.reconcile.organizations import VALID_SPECS, OrgDeps, OrgObject
 from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.usage import UsedByWriter
 from oneie_operator.vault import Keyring
@@ -49,7 +50,7 @@ class Services:
     #: BackendConnections as the watch last delivered them (kept by handlers.connections).
     known_connections: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: Validated connection specs, shared by the organizations' reconciles.
-    valid_specs: dict[tuple[str, str, str, int], ValidSpec] = field(default_factory=dict)
+    valid_specs: LRU[tuple[str, str, str, int], ValidSpec] = field(default_factory=lambda: LRU(VALID_SPECS))
 
     @classmethod
     def build(

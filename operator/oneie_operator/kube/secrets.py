@@ -175,14 +175,6 @@ class CustomObjects:
             if exc.status != 404:
                 raise
 
-    async def update_set_in_status(
-        self, plural: str, namespace: str, name: str, field: str, *, add: str | None = None,
-        remove: str | None = None, attempts: int = 5,
-    ) -> None:
-        """Add/remove one item of a list-as-set in status, with optimistic concurrency (409 → retry)."""
-        changes = {**({remove: False} if remove else {}), **({add: True} if add else {})}
-        await self.update_set(plural, namespace, name, field, changes, attempts=attempts)
-
     async def update_set(
         self, plural: str, namespace: str, name: str, field: str, changes: Mapping[str, bool], *,
         attempts: int = 5,

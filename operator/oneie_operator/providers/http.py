@@ -36,7 +36,6 @@ import json as jsonlib
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +55,7 @@ from oneie_operator.errors import (
     ProviderTimeoutError,
     ProviderUnreachableError,
 )
+from oneie_operator.lru import LRU
 from oneie_operator.providers.aiotransport import GuardedAiohttpTransport
 from oneie_operator.providers.netguard import DestinationPolicy, GuardedTransport
 from oneie_operator.providers.redaction import redact, sanitize
@@ -219,7 +219,7 @@ class ProviderHTTP:
         transport: GuardedAiohttpTransport | GuardedTransport | None = None,
         user_agent: str | None = None,
         _client: httpx.AsyncClient | None = None,
-        _checked_urls: OrderedDict[str, str] | None = None,
+        _checked_urls: LRU[str, str] | None = None,
     ) -> None:
         self.policy = policy or (transport.policy if transport is not None else DestinationPolicy())
         if transport is not None and transport.policy != self.policy:
@@ -236,7 +236,7 @@ class ProviderHTTP:
             follow_redirects=False,
             headers={"User-Agent": user_agent or _user_agent()},
         )
-        self._checked_urls: OrderedDict[str, str] = _checked_urls if _checked_urls is not None else OrderedDict()
+        self._checked_urls: LRU[str, str] = _checked_urls if _checked_urls is not None else LRU(CHECKED_URLS)
 
     def for_provider(
         self, provider: str, *, display_name: str | None = None, on_call: OnCall | None = None
@@ -397,9 +397,7 @@ class ProviderHTTP:
         if host is None:  # the policy is fixed: a URL that passed once passes again (connect time is checked anew)
             self.policy.check_url(url, field=url_field)
             host = httpx.URL(url).host
-            self._checked_urls[url] = host
-            if len(self._checked_urls) > CHECKED_URLS:
-                self._checked_urls.popitem(last=False)
+            self._checked_urls.put(url, host)
         merged_headers = {"Accept": "application/json"} if body == "json" else {}
         merged_headers.update(headers or {})
         try:

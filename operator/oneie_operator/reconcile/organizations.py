@@ -28,6 +28,7 @@ from oneie_operator.errors import (
     OneieError,
 )
 from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
+from oneie_operator.lru import LRU
 from oneie_operator.platform_default import PLATFORM_DEFAULT, PlatformDefault
 from oneie_operator.providers.base import Provider, ProviderSettings
 from oneie_operator.providers.http import ProviderHTTP
@@ -101,8 +102,8 @@ class OrgDeps:
     sealed_cache: SealedCache = field(default_factory=SealedCache)
     #: Connections as the watch last delivered them, by (namespace, name).
     known_connections: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
-    #: Validated connection specs by (namespace, name, uid, generation), at most VALID_SPECS.
-    valid_specs: dict[tuple[str, str, str, int], ValidSpec] = field(default_factory=dict)
+    #: Validated connection specs by (namespace, name, uid, generation).
+    valid_specs: LRU[tuple[str, str, str, int], ValidSpec] = field(default_factory=lambda: LRU(VALID_SPECS))
 
 
 @dataclass(frozen=True)
@@ -227,9 +228,7 @@ async def resolve(
     valid = deps.valid_specs.get(spec_key)
     if valid is None:
         valid = validate_spec(connection, deps.registry, deps.policy)
-        deps.valid_specs[spec_key] = valid
-        if len(deps.valid_specs) > VALID_SPECS:
-            del deps.valid_specs[next(iter(deps.valid_specs))]  # the oldest
+        deps.valid_specs.put(spec_key, valid)
     ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
     if require_ready and ready.get("status") != "True":
         why = f"{ready.get('reason')}: {ready.get('message')}" if ready else "not reconciled yet"

@@ -10,34 +10,25 @@ status decides, and a hand-edited Secret is the connection reconcile's to detect
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
+
+from oneie_operator.lru import LRU
 
 
 class SealedCache:
     """(namespace, connection) → (owned Secret resourceVersion, sealed values)."""
 
     def __init__(self, capacity: int = 10_000) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[tuple[str, str], tuple[str, Mapping[str, str]]] = OrderedDict()
+        self._entries: LRU[tuple[str, str], tuple[str, Mapping[str, str]]] = LRU(capacity)
 
     def get(self, namespace: str, connection: str, version: str) -> Mapping[str, str] | None:
         """The sealed values stored at ``version``, if those are what was last read."""
-        if not version:
-            return None
-        entry = self._entries.get((namespace, connection))
-        if entry is None or entry[0] != version:
-            return None
-        self._entries.move_to_end((namespace, connection))
-        return entry[1]
+        entry = self._entries.get((namespace, connection)) if version else None
+        return entry[1] if entry is not None and entry[0] == version else None
 
     def put(self, namespace: str, connection: str, version: str, sealed: Mapping[str, str]) -> None:
-        if not version:
-            return
-        self._entries[(namespace, connection)] = (version, dict(sealed))
-        self._entries.move_to_end((namespace, connection))
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        if version:
+            self._entries.put((namespace, connection), (version, dict(sealed)))
 
     def __len__(self) -> int:
         return len(self._entries)
