@@ -206,8 +206,8 @@ async def start_py_spy(out: Path, pid: int, workdir: Path) -> asyncio.subprocess
         return None
     with (workdir / "py-spy.log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            str(binary), "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--threads",
-            "--gil", "--nonblocking", "-o", str(out),
+            str(binary), "record", "--pid", str(pid), "--rate", os.environ.get("PY_SPY_RATE", "250"),
+            "--format", "raw", "--threads", "--gil", "--nonblocking", "-o", str(out),
             stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=die_with_parent,
         )  # fmt: skip
     await asyncio.sleep(0.5)  # attached

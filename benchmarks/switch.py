@@ -82,7 +82,8 @@ stops when its stdin closes); every port is picked by the kernel on 127.0.0.1.
 
 ``--py-spy FILE`` samples the operator during the switch phase of round 1 (``--py-spy-phase rollback``:
 the rollback phase instead; py-spy beside this interpreter:
-``pip install py-spy``) and prints where its busy time goes.
+``pip install py-spy``) and prints where its busy time goes; ``PY_SPY_RATE`` sets its samples per
+second (default 250).
 """
 
 from __future__ import annotations

@@ -64,6 +64,9 @@ async def run_operator(
 ) -> None:
     """Run Kopf with our handlers until ``stop_flag`` is set (or forever)."""
     import oneie_operator.handlers  # noqa: F401  (registers the handlers)
+    from oneie_operator.handlers import lazy_reprs
+
+    lazy_reprs.install()  # Kopf's per-change debug lines stop formatting whole objects when DEBUG is off
 
     config = services.config
     watch = tuple(namespaces) or config.watch_namespaces

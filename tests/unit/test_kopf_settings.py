@@ -88,3 +88,53 @@ def test_watch_handlers_success_lines_are_dropped_and_the_rest_kept() -> None:
     assert not quiet.filter(record("Handler 'connection_changed' succeeded."))
     assert quiet.filter(record("Handler 'reconcile' succeeded."))
     assert quiet.filter(record("Handler 'secret_changed' failed with an exception. Will retry.", logging.ERROR))
+
+
+@pytest.fixture
+def lazy_reprs_installed() -> Any:
+    from oneie_operator.handlers import lazy_reprs
+
+    logger = lazy_reprs.KOPF_OBJECTS_LOGGER
+    level = logger.level
+    lazy_reprs.install()
+    yield logger
+    lazy_reprs.uninstall()
+    logger.setLevel(level)
+
+
+def test_kopf_body_and_diff_repr_is_a_name_while_debug_is_off(lazy_reprs_installed: Any) -> None:
+    """Kopf's per-change ``{body!r}`` / ``{diff!r}`` debug lines stop formatting whole objects."""
+    import logging
+
+    from kopf._cogs.structs import diffs
+
+    lazy_reprs_installed.setLevel(logging.INFO)
+    body = kopf.Body(copy.deepcopy(ORG))
+    assert repr(body) == "<Body Organization t/acme rv=42>"
+    assert "last-applied" not in f"Handling is in progress: {body!r}"
+    diff = diffs.diff({"a": 1, "b": 2}, {"a": 3})
+    assert repr(diff) == "<Diff of 2 items>"
+
+
+def test_kopf_body_and_diff_repr_is_full_with_debug_on(lazy_reprs_installed: Any) -> None:
+    """``--verbose`` (DEBUG on ``kopf.objects``) still shows the whole object, as Kopf would."""
+    import logging
+
+    from kopf._cogs.structs import diffs
+
+    lazy_reprs_installed.setLevel(logging.DEBUG)
+    body = kopf.Body(copy.deepcopy(ORG))
+    assert repr(body) == repr(dict(body))
+    assert "'switchPolicy': {'timeoutSeconds': 30}" in repr(body)
+    diff = diffs.diff({"a": 1}, {"a": 3})
+    assert repr(diff) == "(('change', ('a',), 1, 3),)"
+
+
+def test_kopf_still_formats_bodies_in_its_debug_lines() -> None:
+    """The lines :mod:`lazy_reprs` is for are still there; if Kopf drops them, drop the shim too."""
+    import inspect
+
+    from kopf._core.reactor import processing
+
+    source = inspect.getsource(processing)
+    assert "{body!r}" in source and "{cause.diff!r}" in source
