@@ -33,6 +33,9 @@ from oneie_operator.vault import keyed_digest
 PLURAL = "backendconnections"
 PROBE_ANNOTATION = "one.ie/probe"
 TRIGGER_ANNOTATION = "one.ie/reconcile-trigger"
+#: Keys of the ``organization_refs`` index (handlers.organizations): ``(REF_BINDING, namespace,
+#: binding Secret)`` and ``(REF_CONNECTION, namespace, connection)`` → organization.
+REF_BINDING, REF_CONNECTION = "binding", "connection"
 
 
 def post_events(body: kopf.Body, notes: list[EventNote]) -> None:
@@ -198,8 +201,8 @@ async def secret_changed(
     ns = namespace or ""
     services: Services = memo["services"]
     deleted = event.get("type") == "DELETED"
-    bindings: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_binding"]
-    owners = list(bindings.get((ns, name), []))
+    refs: kopf.Index[tuple[str, str, str], str] = kwargs["organization_refs"]
+    owners = list(refs.get((REF_BINDING, ns, name), []))
     if deleted:
         forget_binding_user(services, ns, meta)
     if owners and not deleted and binding_is_intact(services, body):
@@ -219,17 +222,6 @@ async def secret_changed(
             await services.objects.annotate(PLURAL, ns, connection, {TRIGGER_ANNOTATION: f"{name}@{version}"})
 
 
-@kopf.index(GROUP, VERSION, "organizations")
-async def organizations_by_connection(
-    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
-) -> dict[tuple[str, str], str]:
-    """(namespace, connection) → organizations that want it or have it active."""
-    ns = namespace or ""
-    wanted = ((spec.get("backend") or {}).get("connectionRef") or {}).get("name")
-    active = status.get("activeConnection")
-    return {(ns, conn): name for conn in {wanted, active} if conn}
-
-
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def guard_deletion(
     body: kopf.Body,
@@ -241,8 +233,8 @@ async def guard_deletion(
 ) -> None:
     """A connection in use by an organization is not deleted out from under it."""
     ns = namespace or ""
-    index: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
-    users = sorted(set(index.get((ns, name), [])))
+    refs: kopf.Index[tuple[str, str, str], str] = kwargs["organization_refs"]
+    users = sorted(set(refs.get((REF_CONNECTION, ns, name), [])))
     if users:
         message = (
             f"deletion is held: Organization(s) {', '.join(users)} use this connection;"
@@ -298,8 +290,8 @@ async def connection_changed(
     seen[(ns, name)] = state
     if previous is None or previous == state:
         return  # first seen (at start-up, organizations resume anyway) or nothing that matters
-    users: kopf.Index[tuple[str, str], str] = kwargs["organizations_by_connection"]
-    for organization in sorted(set(users.get((ns, name), []))):
+    refs: kopf.Index[tuple[str, str, str], str] = kwargs["organization_refs"]
+    for organization in sorted(set(refs.get((REF_CONNECTION, ns, name), []))):
         await services.objects.annotate(
             "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from oneie_operator.handlers.connections import post_events
+from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, post_events
 from oneie_operator.handlers.services import Services
 from oneie_operator.reconcile.connections import GROUP, VERSION
 from oneie_operator.reconcile.organizations import OrgObject, reconcile_organization
@@ -60,6 +60,17 @@ async def reconcile(
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-async def organizations_by_binding(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], str]:
-    """(namespace, binding Secret name) → organization."""
-    return {(namespace or "", f"{name}-backend"): name}
+async def organization_refs(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[tuple[str, str, str], str]:
+    """What an organization refers to → the organization: its binding Secret, and the connections
+    it wants (``spec``) or has active (``status``).
+
+    One index, not one per question: Kopf runs every indexer of a kind on every watch event of it,
+    each one a handler invocation of its own (~5 % of the operator's CPU per switch for two)."""
+    ns = namespace or ""
+    wanted = ((spec.get("backend") or {}).get("connectionRef") or {}).get("name")
+    active = status.get("activeConnection")
+    refs = {(REF_CONNECTION, ns, str(conn)): name for conn in {wanted, active} if conn}
+    refs[(REF_BINDING, ns, f"{name}-backend")] = name
+    return refs
