@@ -10,7 +10,7 @@ import kopf
 from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, post_events
 from oneie_operator.handlers.services import Services
 from oneie_operator.reconcile.connections import GROUP, VERSION
-from oneie_operator.reconcile.organizations import OrgObject, reconcile_organization
+from oneie_operator.reconcile.organizations import OrgObject, binding_name, connection_ref, reconcile_organization
 
 PLURAL = "organizations"
 
@@ -69,8 +69,7 @@ async def organization_refs(
     One index, not one per question: Kopf runs every indexer of a kind on every watch event of it,
     each one a handler invocation of its own (~5 % of the operator's CPU per switch for two)."""
     ns = namespace or ""
-    wanted = ((spec.get("backend") or {}).get("connectionRef") or {}).get("name")
-    active = status.get("activeConnection")
-    refs = {(REF_CONNECTION, ns, str(conn)): name for conn in {wanted, active} if conn}
-    refs[(REF_BINDING, ns, f"{name}-backend")] = name
+    connections = {connection_ref(spec), status.get("activeConnection")}
+    refs = {(REF_CONNECTION, ns, str(conn)): name for conn in connections if conn}
+    refs[(REF_BINDING, ns, binding_name(name))] = name
     return refs

@@ -165,10 +165,15 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def desired_connection(obj: OrgObject) -> str | None:
-    ref = (obj.spec.get("backend") or {}).get("connectionRef") or {}
+def connection_ref(spec: Mapping[str, Any]) -> str | None:
+    """``spec.backend.connectionRef.name`` of an Organization, or None (the platform default)."""
+    ref = (spec.get("backend") or {}).get("connectionRef") or {}
     name = ref.get("name") if isinstance(ref, Mapping) else None
     return str(name) if name else None
+
+
+def desired_connection(obj: OrgObject) -> str | None:
+    return connection_ref(obj.spec)
 
 
 def changed_by(obj: OrgObject) -> str | None:
