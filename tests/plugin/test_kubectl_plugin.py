@@ -197,6 +197,9 @@ async def test_status_tables_details_and_exit_codes(env: LocalEnvironment) -> No
 
     # A connection that is not Ready makes the list (and its own detail) exit 1.
     assert r["bad-list"].code == 1 and "CredentialsRejected" in r["bad-list"].out
+    # ... and says why on stderr, naming each object that is not Ready and its reason.
+    assert f"exit 1: 1 connection not Ready: {bad.name}/broken (CredentialsRejected)" in r["bad-list"].err
+    assert "exit 1:" not in r["list"].err
     assert r["bad-detail"].code == 1 and "Ready:" in r["bad-detail"].out
     assert "CredentialsRejected" in r["bad-detail"].out
 

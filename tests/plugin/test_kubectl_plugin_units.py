@@ -212,3 +212,32 @@ def test_wait_for_watches_polls_and_times_out() -> None:
     with pytest.raises(PluginError, match="someone else"):
         wait_for(FakeCluster([_version(1), _version(2)]), "x", "o", refuse, timeout=5, what="r",  # type: ignore[arg-type]
                  start=_version(0))
+
+
+def _conn(name: str, ready: str, reason: str, message: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "t"}, "spec": {"provider": "convex"},
+            "status": {"conditions": [{"type": "Ready", "status": ready, "reason": reason, "message": message}]}}
+
+
+def test_long_messages_wrap_instead_of_being_cut() -> None:
+    """A message longer than its column continues on the next lines under that column: every word
+    is printed (a cut message hid the part that says what to do)."""
+    message = ("Convex rejected the credentials: HTTP 401 (BadAdminKey: The provided admin key was invalid "
+               "for this instance); fix the Secret's deployKey, the connection is re-verified at once")
+    text = render_connections([_conn("main", "False", "CredentialsRejected", message)])
+    lines = text.splitlines()
+    assert len(lines) > 2 and all(len(line) < 200 for line in lines)
+    column = lines[0].index("MESSAGE")
+    assert " ".join(line[column:].strip() for line in lines[1:]) == message
+    assert all(not line[:column].strip() for line in lines[2:])  # continuation lines: only the message column
+
+
+def test_not_ready_summary_names_each_object_and_reason() -> None:
+    from oneie_operator.kube.tables import not_ready_summary
+
+    good = _conn("good", "True", "CredentialsVerified", "ok")
+    assert not_ready_summary([], [good]) is None
+    no_status = {"metadata": {"name": "new", "namespace": "t"}}
+    text = not_ready_summary([no_status], [good, _conn("bad", "False", "CredentialsRejected", "no")])
+    assert text == ("1 organization not Ready: t/new (no Ready condition yet); "
+                    "1 connection not Ready: t/bad (CredentialsRejected)")

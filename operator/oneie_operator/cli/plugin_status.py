@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from oneie_operator.cli.plugin_common import ExitCode, PluginError, emit, say
@@ -12,6 +13,7 @@ from oneie_operator.kube.tables import (
     describe_connection,
     describe_organization,
     is_ready,
+    not_ready_summary,
     organization_summary,
     render_connections,
     render_organizations,
@@ -40,7 +42,15 @@ def cmd_status(args: argparse.Namespace, cluster: Cluster) -> int:
     say(render_organizations(orgs, namespace_column=args.all_namespaces) if orgs else f"  (none in {where})")
     say("\nBackendConnections:")
     say(render_connections(conns, namespace_column=args.all_namespaces) if conns else f"  (none in {where})")
+    _explain(orgs, conns)
     return code
+
+
+def _explain(orgs: list[dict[str, Any]], conns: list[dict[str, Any]]) -> None:
+    """Say on stderr why the exit code is not 0 (scripts read the code, people the sentence)."""
+    why = not_ready_summary(orgs, conns)
+    if why:
+        say(f"\nexit {int(ExitCode.NOT_OK)}: {why}", sys.stderr)
 
 
 def _status_of(args: argparse.Namespace, cluster: Cluster, name: str) -> int:
@@ -69,6 +79,7 @@ def _status_of(args: argparse.Namespace, cluster: Cluster, name: str) -> int:
         if index:
             say()
         say(describe_organization(obj) if plural == ORGS else describe_connection(obj))
+    _explain([o for p, o in found if p == ORGS], [o for p, o in found if p == CONNS])
     return code
 
 
@@ -76,7 +87,10 @@ def _detail_document(plural: str, obj: dict[str, Any]) -> dict[str, Any]:
     status = obj.get("status") or {}
     if plural == ORGS:
         doc = {"kind": "Organization", **organization_summary(obj)}
-        doc["lastSwitch"] = status.get("lastSwitch")
+        # ``attempt`` is the operator's own bookkeeping (which change a failed switch was tried
+        # for, so it is not retried until something changes): not for people.
+        last = status.get("lastSwitch")
+        doc["lastSwitch"] = {k: v for k, v in last.items() if k != "attempt"} if last else last
         doc["history"] = list(status.get("history") or [])
     else:
         doc = {"kind": "BackendConnection", **connection_summary(obj), "healthDetails": status.get("health") or {}}

@@ -8,6 +8,7 @@ here ever shows credential material: connections only carry key ids and field na
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,9 +27,22 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
-    """A kubectl-like table: upper-case header, columns padded, empty cells shown as ``-``."""
-    cells = [[str(h) for h in header], *([_cell(v) for v in row] for row in rows)]
+def table(header: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "", *,
+          wrap_last: int | None = None) -> str:
+    """A kubectl-like table: upper-case header, columns padded, empty cells shown as ``-``.
+
+    With ``wrap_last``, a last cell longer than that many characters is wrapped (at spaces) onto
+    continuation lines under its own column, so nothing is cut off.
+    """
+    cells = [[str(h) for h in header]]
+    for row in rows:
+        row_cells = [_cell(v) for v in row]
+        if wrap_last is None or len(row_cells[-1]) <= wrap_last:
+            cells.append(row_cells)
+            continue
+        pieces = textwrap.wrap(row_cells[-1], wrap_last, break_long_words=True, break_on_hyphens=False) or [""]
+        cells.append([*row_cells[:-1], pieces[0]])
+        cells.extend([*([""] * (len(row_cells) - 1)), piece] for piece in pieces[1:])
     return "\n".join(indent + line for line in _table(cells).splitlines())
 
 
@@ -52,6 +66,23 @@ def _status(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def is_ready(obj: Mapping[str, Any]) -> bool:
     return condition_of(obj, "Ready").get("status") == "True"
+
+
+def not_ready_summary(orgs: Sequence[Mapping[str, Any]], conns: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a status listing is not all Ready, as one sentence per kind (``None`` when all are):
+    ``2 connections not Ready: tenant-a/broken (CredentialsRejected), tenant-b/x (Reconciling)``."""
+    parts = []
+    for noun, items in (("organization", orgs), ("connection", conns)):
+        bad = [obj for obj in items if not is_ready(obj)]
+        if not bad:
+            continue
+        names = ", ".join(
+            f"{_meta(obj).get('namespace', '')}/{_meta(obj).get('name', '')} "
+            f"({condition_of(obj, 'Ready').get('reason') or 'no Ready condition yet'})"
+            for obj in bad
+        )
+        parts.append(f"{len(bad)} {noun}{'' if len(bad) == 1 else 's'} not Ready: {names}")
+    return "; ".join(parts) or None
 
 
 # -- BackendConnection --------------------------------------------------------------------------
@@ -84,10 +115,10 @@ def render_connections(items: Sequence[Mapping[str, Any]], *, namespace_column: 
     for obj in items:
         s = connection_summary(obj)
         row = [s["name"], s["provider"], s["ready"], s["reason"], s["health"], s["keyId"], s["usedBy"],
-               s["message"][:60]]
+               s["message"]]
         rows.append([s["namespace"], *row] if namespace_column else row)
     header = ["NAME", "PROVIDER", "READY", "REASON", "HEALTH", "KEY-ID", "USED-BY", "MESSAGE"]
-    return table(["NAMESPACE", *header] if namespace_column else header, rows)
+    return table(["NAMESPACE", *header] if namespace_column else header, rows, wrap_last=60)
 
 
 def describe_connection(obj: Mapping[str, Any]) -> str:
@@ -240,7 +271,7 @@ def describe_organization(obj: Mapping[str, Any]) -> str:
             for h in history
         ]
         lines += ["History (newest first):",
-                  table(["FINISHED", "FROM", "TO", "RESULT", "TOTAL-MS", "REASON"], rows, indent="  ")]
+                  table(["FINISHED", "FROM", "TO", "RESULT", "TOTAL-MS", "REASON"], rows, indent="  ", wrap_last=60)]
     return "\n".join(lines)
 
 
@@ -251,9 +282,9 @@ def render_conditions(obj: Mapping[str, Any], indent: str = "") -> str:
     conds = _status(obj).get("conditions") or []
     if not conds:
         return f"{indent}(none yet)"
-    rows = [[c.get("type", ""), c.get("status", ""), c.get("reason", ""), str(c.get("message", ""))[:90]]
+    rows = [[c.get("type", ""), c.get("status", ""), c.get("reason", ""), str(c.get("message", ""))]
             for c in conds]
-    return table(["TYPE", "STATUS", "REASON", "MESSAGE"], rows, indent=indent)
+    return table(["TYPE", "STATUS", "REASON", "MESSAGE"], rows, indent=indent, wrap_last=90)
 
 
 def _fields(pairs: Sequence[tuple[str, object]], indent: str = "  ") -> list[str]:
