@@ -368,11 +368,20 @@ async def print_overview(env: LocalEnvironment, out: Callable[[str], None]) -> N
     out("\nBackendConnections now:")
     out(render_connections(await env.api.items(*BC, NS)))
     out("\nEvents (oldest first):")
-    for event in await env.api.events(NS):
+    for event in sorted(await env.api.events(NS), key=_event_order):
         out(
             f"  {event.get('type', ''):8} {event.get('reason', ''):22} "
             f"{(event.get('involvedObject') or {}).get('name', ''):24} {str(event.get('message', ''))[:110]}"
         )
+
+
+def _event_order(event: dict[str, Any]) -> tuple[str, int]:
+    """When an Event happened: its timestamp (second resolution), then its resourceVersion, which
+    the emulator assigns in write order (a real API server's is opaque; this is the demo's own)."""
+    meta = event.get("metadata") or {}
+    stamp = event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp") or ""
+    version = str(meta.get("resourceVersion") or "0")
+    return str(stamp), int(version) if version.isdigit() else 0
 
 
 async def _main(exit_when_done: bool, workdir: Path, port: int, out: Callable[[str], None]) -> int:
