@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import random
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,9 +51,34 @@ def build_services(
 
 
 def serve_metrics(config: OperatorConfig, metrics: Metrics) -> None:
+    """Serve ``/metrics`` (METRICS_PORT) and check that the liveness port (HEALTH_PORT, served by
+    Kopf once it starts) is free; a port that is taken is a :class:`ConfigurationError` naming the
+    variable, not a traceback from deep inside Kopf's start-up."""
+    if config.health_port:
+        _check_free("HEALTH_PORT", config.bind_address, config.health_port)
     if config.metrics_port:
-        start_http_server(config.metrics_port, addr=config.bind_address, registry=metrics.registry)
+        try:
+            start_http_server(config.metrics_port, addr=config.bind_address, registry=metrics.registry)
+        except OSError as exc:
+            raise _port_error("METRICS_PORT", config.bind_address, config.metrics_port, exc) from None
         logger.info("Serving metrics on %s:%s/metrics", config.bind_address, config.metrics_port)
+
+
+def _check_free(variable: str, address: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's server does
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            raise _port_error(variable, address, port, exc) from None
+
+
+def _port_error(variable: str, address: str, port: int, exc: OSError) -> ConfigurationError:
+    return ConfigurationError(
+        f"{variable}={port}: cannot listen on {address}:{port} ({exc.strerror or exc}); expected a free port "
+        f"(another process, or another copy of the operator, is using it), or 0 to turn it off"
+    )
 
 
 async def run_operator(

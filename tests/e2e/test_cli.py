@@ -51,6 +51,27 @@ def test_invalid_configuration_stops_with_the_variable_named(tmp_path: Path) -> 
     assert secret_looking not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize("variable", ["METRICS_PORT", "HEALTH_PORT"])
+def test_a_taken_port_is_one_line_naming_the_variable(tmp_path: Path, variable: str) -> None:
+    """Another process listens on the port: the operator says which variable and port, in one line,
+    and exits 2 (a configuration error), instead of a traceback from the HTTP server or Kopf."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9")  # never reached
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"METRICS_PORT": str(_free_port()), "HEALTH_PORT": str(_free_port()), variable: str(port)}
+        result = subprocess.run(
+            [sys.executable, "-m", "oneie_operator", "run", "--kubeconfig", str(kubeconfig)],
+            env=_env(ENCRYPTION_KEY=generate_key(), BIND_ADDRESS="127.0.0.1", **ports),
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"{variable}={port}: cannot listen on 127.0.0.1:{port}" in lines[0]
+
+
 def test_keygen_prints_a_key() -> None:
     out = subprocess.run([sys.executable, "-m", "oneie_operator", "keygen"], capture_output=True, text=True,
                          check=True, timeout=60).stdout.strip()

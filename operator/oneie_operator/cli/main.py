@@ -40,7 +40,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     services = build_services(config, api_client)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.json_logs else kopf.LogFormat.PLAIN)
-    serve_metrics(config, services.metrics)
+    try:
+        serve_metrics(config, services.metrics)
+    except ConfigurationError as exc:  # a port that is taken: one line, not a traceback
+        print(f"oneie-operator: {exc}", file=sys.stderr)
+        return 2
     _tune_garbage_collector()
     try:
         _event_loop_runner(args.loop)(_run_then_close(services, args.namespace or ()))
