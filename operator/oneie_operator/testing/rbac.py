@@ -527,8 +527,8 @@ def _text(fields: Mapping[int, list[bytes | int]], number: int) -> str:
 
 
 def _message(fields: Mapping[int, list[bytes | int]], number: int) -> dict[int, list[bytes | int]] | None:
-    value = (fields.get(number) or [None])[-1]
-    return _fields(value) if isinstance(value, bytes) else None
+    values = fields.get(number)
+    return _fields(values[-1]) if values and isinstance(values[-1], bytes) else None
 
 
 def _review_from_protobuf(raw: bytes, resource: str) -> JsonDict:
@@ -537,7 +537,7 @@ def _review_from_protobuf(raw: bytes, resource: str) -> JsonDict:
     if not raw.startswith(b'k8s\x00'):
         raise ValueError('not a Kubernetes protobuf envelope')
     unknown = _fields(raw[4:])
-    review = _fields(bytes(unknown.get(2, [b''])[-1]))  # type: ignore[arg-type]
+    review = _message(unknown, 2) or {}
     spec = _message(review, 2) or {}
     out: JsonDict = {}
     if resource == 'selfsubjectrulesreviews':
