@@ -24,6 +24,7 @@ class KubeAPIError(Exception):
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"HTTP {status}: {body[:300]}")
         self.status = status
+        self.body = body
 
 
 def resource_path(api_version: str, kind_or_plural: str, namespace: str | None, name: str | None = None) -> str:
