@@ -16,11 +16,13 @@ authorizers (Node, webhook).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import ssl
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ import aiohttp
 import yaml
 from chart_support import REPO, render
 
+from oneie_operator.testing.authn import user
 from oneie_operator.testing.cluster import TLSFiles, serve_emulator
 from oneie_operator.testing.identities import CHART_RBAC, SecureCluster, secure_emulator
 
@@ -105,7 +108,10 @@ def test_readme_rows_and_columns_are_the_checked_ones() -> None:
         assert set(row) == set(COLUMNS)
 
 
-async def test_the_readme_matrix_is_what_the_api_server_enforces(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def chart_on_emulator(tmp_path: Path) -> AsyncIterator[tuple[Any, SecureCluster, aiohttp.ClientSession]]:
+    """The emulator (HTTPS, authentication and RBAC on) with the freshly rendered chart roles,
+    the example tenant's bindings and objects of each kind in tenant-acme and tenant-globex."""
     rbac_file = tmp_path / "chart-rbac.yaml"
     rbac_file.write_text(yaml.safe_dump_all(rendered_rbac(), sort_keys=False))
     tls = TLSFiles.create(tmp_path / "tls")
@@ -116,17 +122,49 @@ async def test_the_readme_matrix_is_what_the_api_server_enforces(tmp_path: Path)
                                  chart_rbac=rbac_file)
         for namespace in (OWN, OTHER):
             seed(emulator, namespace)
-        tokens = {**secure.tokens, "operator": secure.operator_token}
         async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(ssl=context)) as http:
-            observed: dict[str, dict[str, bool]] = {}
-            for row, requests in ROWS.items():
-                for column, (who, namespace) in COLUMNS.items():
-                    answers = [await allowed(http, tokens[who], namespace, r) for r in requests]
-                    assert len(set(answers)) == 1, f"{row} / {column}: mixed answers {list(zip(requests, answers))}"
-                    observed.setdefault(row, {})[column] = answers[0]
+            yield emulator, secure, http
+        assert not emulator.errors
+
+
+async def test_the_readme_matrix_is_what_the_api_server_enforces(tmp_path: Path) -> None:
+    async with chart_on_emulator(tmp_path) as (_, secure, http):
+        tokens = {**secure.tokens, "operator": secure.operator_token}
+        observed: dict[str, dict[str, bool]] = {}
+        for row, requests in ROWS.items():
+            for column, (who, namespace) in COLUMNS.items():
+                answers = [await allowed(http, tokens[who], namespace, r) for r in requests]
+                assert len(set(answers)) == 1, f"{row} / {column}: mixed answers {list(zip(requests, answers))}"
+                observed.setdefault(row, {})[column] = answers[0]
         assert observed == readme_matrix(), diff(observed, readme_matrix())
         await kubectl_and_plugin_agree(secure, tmp_path)
-        assert not emulator.errors
+
+
+async def test_chart_resources_land_in_the_built_in_admin_edit_view_roles(tmp_path: Path) -> None:
+    """rbac.tenantRoles.aggregateToDefaultRoles: the chart's aggregate-to-* ClusterRoles are
+    aggregated (label selectors, https://kubernetes.io/docs/reference/access-authn-authz/rbac/#aggregated-clusterroles)
+    into the built-in ``view`` (read organizations and connections), ``edit`` and ``admin`` (write
+    them); ``view`` still reads no Secrets."""
+    async with chart_on_emulator(tmp_path) as (emulator, secure, http):
+        for role in ("view", "edit", "admin"):
+            emulator.create_object("rbac.authorization.k8s.io/v1/rolebindings", {
+                "metadata": {"name": f"dev-{role}"}, "subjects": [
+                    {"kind": "User", "name": "developer", "apiGroup": "rbac.authorization.k8s.io"}],
+                "roleRef": {"kind": "ClusterRole", "name": role, "apiGroup": "rbac.authorization.k8s.io"}},
+                f"ns-{role}")
+            seed(emulator, f"ns-{role}")
+        token = "developer-token"
+        secure.access.authenticator.add(token, user("developer"))
+        for role, (read, write, secrets) in {"view": (True, False, False), "edit": (True, True, True),
+                                             "admin": (True, True, True)}.items():
+            ns = f"ns-{role}"
+            assert await allowed(http, token, ns, ("list", ONE_IE, "organizations", "", False)) is read
+            assert await allowed(http, token, ns, ("patch", ONE_IE, "backendconnections", "", False)) is write
+            assert await allowed(http, token, ns, ("get", "", "secrets", "", False)) is secrets, role
+        view = emulator.get_object("rbac.authorization.k8s.io/v1/clusterroles", None, "view")
+        assert {"apiGroups": ["one.ie"], "resources": ["organizations", "backendconnections"],
+                "verbs": ["get", "list", "watch"]} in view["rules"]
+        assert not [r for r in view["rules"] if "secrets" in r.get("resources", [])]
 
 
 def seed(emulator: Any, namespace: str) -> None:
