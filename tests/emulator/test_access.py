@@ -398,6 +398,7 @@ async def test_discovery_works_for_every_authenticated_identity(url: str, access
     version, ``/version`` (``kubectl api-resources`` works) and ask what it may do."""
     for path in ('/api', '/api/v1', '/apis', '/apis/test.example.com/v1', '/version'):
         assert (await call(url, 'alice', 'GET', path))[0] == 200, path
+    assert (await call(url, 'alice', 'GET', '/openapi/v2'))[0] == 404  # allowed; the emulator serves no OpenAPI
     out = await kubectl(tmp_path, url, 'alice', 'api-resources')
     assert 'widgets' in out
     assert (await kubectl(tmp_path, url, 'alice', 'auth', 'can-i', 'list', 'widgets', '-n', 'ns',
@@ -442,6 +443,27 @@ async def test_impersonation_needs_the_impersonate_verb(url: str, access: Access
     grant(access.emulator, [rule(['users'], ['impersonate'], groups=[''], resourceNames=['alice'])],
           {**ALICE, 'name': 'bob'}, namespace=None, name='bob-as-alice')
     assert (await call(url, 'bob', 'GET', WIDGETS.format(ns='ns'), headers={'Impersonate-User': 'alice'}))[0] == 200
+    # --as-group needs impersonate on groups too; the impersonated groups then count
+    as_team = {'Impersonate-User': 'alice', 'Impersonate-Group': 'team'}
+    status, body = await call(url, 'bob', 'GET', WIDGETS.format(ns='ns'), headers=as_team)
+    assert (status, body['message']) == (403, 'groups "team" is forbidden: User "bob" cannot impersonate resource '
+                                              '"groups" in API group "" at the cluster scope')
+    _, review = await call(url, 'admin', 'POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews',
+                           {'spec': {}}, headers=as_team)
+    assert review['status']['userInfo'] == {'username': 'alice', 'groups': ['team', 'system:authenticated']}
+
+
+async def test_local_subject_access_review_is_namespaced(url: str, access: AccessControl) -> None:
+    """A LocalSubjectAccessReview asks about one namespace (its own); a different
+    ``resourceAttributes.namespace`` is refused."""
+    grant(access.emulator, [rule(['widgets'], ['get'])], ALICE)
+    path = '/apis/authorization.k8s.io/v1/namespaces/ns/localsubjectaccessreviews'
+    ask = {'user': 'alice', 'resourceAttributes': {'namespace': 'ns', 'verb': 'get', 'group': 'test.example.com',
+                                                     'resource': 'widgets'}}
+    status, review = await call(url, 'admin', 'POST', path, {'spec': ask})
+    assert status == 201 and review['status']['allowed'] is True
+    ask['resourceAttributes']['namespace'] = 'other'
+    assert (await call(url, 'admin', 'POST', path, {'spec': ask}))[0] == 400
 
 
 # --- kubectl ------------------------------------------------------------------------------------
