@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import yaml
 from e2e_support import Tenant
 from org_support import apply_org, switch, wait_org, wait_used_by
+from rbac_support import UNUSED_ON_PURPOSE, grants_of
 
 from oneie_operator.demo.environment import LocalEnvironment, local_environment
 from oneie_operator.demo.scenario import leak_scan
@@ -34,21 +34,6 @@ from oneie_operator.testing.identities import CHART_RBAC, OPERATOR
 from oneie_operator.testing.kubeapi import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-#: Verbs the chart grants that no flow of this module uses, each with the reason it stays.
-UNUSED_ON_PURPOSE: dict[tuple[str, str, str], str] = {
-    ("one.ie", "organizations/finalizers", "update"): "checked by the admission plug-in "
-    "OwnerReferencesPermissionEnforcement when the operator writes an owner reference with blockOwnerDeletion "
-    "to an Organization (the binding Secret); the emulator has no admission plug-ins",
-    ("one.ie", "backendconnections/finalizers", "update"): "the same check, for the encrypted credentials "
-    "Secret owned by its BackendConnection",
-    ("one.ie", "organizations", "get"): "no code reads one Organization by name today (Kopf lists and watches); "
-    "kept because list and watch already show every Organization, so get gives no further access, and "
-    "`kubectl oneie`-style reads by the operator need no chart change",
-    ("", "secrets", "delete"): "only when the very first activation of an organization fails after its binding "
-    "Secret was written (rollback to no backend, reconcile/organizations.py); not reached by these flows",
-}
-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory, plaintexts: set[str]) -> AsyncIterator[LocalEnvironment]:
@@ -61,10 +46,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory, plaintexts: set[str]) ->
 
 def operator_grants() -> set[tuple[str, str, str]]:
     """(apiGroup, resource, verb) of the chart's operator ClusterRole, as rendered."""
-    docs = [d for d in yaml.safe_load_all(CHART_RBAC.read_text()) if d]
-    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "oneie-operator")
-    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-            for v in rule["verbs"]}
+    return grants_of(CHART_RBAC)
 
 
 def refused(env: LocalEnvironment, code: int) -> list[str]:

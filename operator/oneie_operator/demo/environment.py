@@ -19,7 +19,7 @@ from oneie_operator.platform_default import env_name
 from oneie_operator.running import build_services, run_operator
 from oneie_operator.testing.cluster import TLSFiles, serve_emulator_in_thread, write_kubeconfig
 from oneie_operator.testing.emulator import FixedKubernetesEmulator
-from oneie_operator.testing.identities import SecureCluster, secure_emulator
+from oneie_operator.testing.identities import CHART_RBAC, SecureCluster, secure_emulator
 from oneie_operator.testing.kubeapi import KubeAPI
 from oneie_operator.testing.provider_servers import ProviderServers
 from oneie_operator.vault import generate_key
@@ -107,6 +107,7 @@ async def local_environment(
     start_operator: bool = True,
     platform_default: str | None = None,
     rbac: bool = False,
+    chart_rbac: Path | None = None,
 ) -> AsyncIterator[LocalEnvironment]:
     """Start everything; ``platform_default`` names a provider whose fake server becomes the
     operator's platform default backend (``BACKEND_PROVIDER`` and its variables).
@@ -115,7 +116,8 @@ async def local_environment(
     roles and the example tenant's bindings loaded (:mod:`oneie_operator.testing.identities`):
     ``kubeconfig``'s default context is a cluster admin (also the test client ``api``), with one
     more context per identity, and the operator runs as its service account with the chart's
-    ClusterRole (its own ``operator-kubeconfig``)."""
+    ClusterRole (its own ``operator-kubeconfig``); ``chart_rbac`` replaces the chart's rendered
+    roles (e.g. rendered with ``watch.namespaces``)."""
     root = repository_root()
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, at start-up)
     logs = LogCapture()
@@ -130,7 +132,8 @@ async def local_environment(
         providers = await stack.enter_async_context(ProviderServers())
         secure = None
         if tls is not None:
-            secure = secure_emulator(emulator, url, tls.cert, workdir, [root / "examples" / "tenant" / "rbac.yaml"])
+            secure = secure_emulator(emulator, url, tls.cert, workdir, [root / "examples" / "tenant" / "rbac.yaml"],
+                                     chart_rbac=chart_rbac or CHART_RBAC)
             kubeconfig, operator_kubeconfig = secure.kubeconfig, secure.operator_kubeconfig
         else:
             kubeconfig = operator_kubeconfig = write_kubeconfig(workdir / "kubeconfig", url)
