@@ -29,11 +29,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 REPO = Path(__file__).resolve().parents[2]
 HELM = Path(os.environ.get("ONEIE_TOOLS", "/var/tmp/oneie-tools")) / "bin" / "helm"
 WATCHED = "t-watched"
-#: Found by this test: the operator disables Kopf's scanning (handlers/lifecycle.py), so Kopf never
-#: lists or watches namespaces: WATCH_NAMESPACES entries are exact names (a glob would not match).
+#: Found by this test: Kopf never lists or watches namespaces here. The chart can only render exact
+#: names (a Role needs a real namespace), and the operator disables Kopf's scanning
+#: (handlers/lifecycle.py), which is also why a glob in WATCH_NAMESPACES silently matches nothing.
 UNUSED_NAMESPACED = {
-    ("", "namespaces", "list"): "Kopf's scanning is disabled: namespaces are never listed (globs unsupported)",
-    ("", "namespaces", "watch"): "Kopf's scanning is disabled: namespaces are never watched (globs unsupported)",
+    ("", "namespaces", "list"): "exact namespace names need no listing; Kopf's scanning is disabled",
+    ("", "namespaces", "watch"): "exact namespace names need no watching; Kopf's scanning is disabled",
 }
 
 
