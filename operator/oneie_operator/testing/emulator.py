@@ -80,18 +80,17 @@ what stock kmock 0.8 does instead):
   access reviews for ``kubectl auth can-i``, impersonation, bootstrap roles).
 
 Not emulated: schema validation and defaulting (any body is accepted), CEL rules, the RBAC
-escalation checks (``escalate``/``bind``) and other authenticators and authorizers (client
-certificates, OIDC, webhooks; see :mod:`~oneie_operator.testing.rbac`), admission webhooks,
-conversion webhooks (all versions of a CRD share the objects, only ``apiVersion`` is
-rewritten), removing a CRD's resource when the CRD is deleted, field management
-(``managedFields``) and apply conflicts, watch bookmarks (except the "initial events end"
-bookmark when ``sendInitialEvents=true``), pagination, ``Table`` output (plain JSON is
-returned and kubectl prints NAME/AGE columns), protobuf bodies (415: kubectl's typed
-generators such as ``kubectl create secret generic`` send protobuf -- use ``kubectl apply
--f``), subresources other than ``status`` (``scale``, ``finalize``...), and kmock's own state
-(``emulator.objects`` stays empty; kmock's reaction DSL ``emulator[...] << ...`` only applies
-to non-resource paths). Inspect the state from tests with
-:meth:`FixedKubernetesEmulator.get_object` and :meth:`~FixedKubernetesEmulator.list_objects`;
+escalation checks and authentication other than bearer tokens (see ``testing.rbac``),
+admission webhooks, conversion webhooks (all versions
+of a CRD share the objects, only ``apiVersion`` is rewritten), removing a CRD's resource when
+the CRD is deleted, field management (``managedFields``) and apply conflicts, watch bookmarks
+(except the "initial events end" bookmark when ``sendInitialEvents=true``), pagination,
+``Table`` output (plain JSON is returned and kubectl prints NAME/AGE columns), protobuf bodies
+(415: kubectl's typed generators such as ``kubectl create secret generic`` send protobuf --
+use ``kubectl apply -f``), subresources other than ``status`` (``scale``, ``finalize``...),
+and kmock's own state (``emulator.objects`` stays empty; kmock's reaction DSL
+``emulator[...] << ...`` only applies to non-resource paths). Inspect the state from tests
+with :meth:`FixedKubernetesEmulator.get_object` and :meth:`~FixedKubernetesEmulator.list_objects`;
 ``emulator.errors`` lists the exceptions of requests the emulator failed to serve (bugs).
 """
 
