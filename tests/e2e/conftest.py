@@ -1,7 +1,8 @@
 """End-to-end fixtures: the real operator (Kopf) over real HTTP against the Kubernetes emulator.
 
 What the emulator cannot check (and these tests therefore do not claim): CRD schema and CEL
-validation (see tests/crds), RBAC, admission, watch bookmarks/expiry. Everything else here is
+validation (see tests/crds), admission, watch bookmarks/expiry. RBAC is off here; the operator
+under the chart's RBAC is test_rbac_operator.py. Everything else here is
 the real operator code path: watches, patches, finalizers, Events, Secrets, owner references.
 """
 

@@ -17,8 +17,9 @@ from oneie_operator.handlers.services import Services
 from oneie_operator.kube.client import load_api_client
 from oneie_operator.platform_default import env_name
 from oneie_operator.running import build_services, run_operator
-from oneie_operator.testing.cluster import serve_emulator_in_thread, write_kubeconfig
+from oneie_operator.testing.cluster import TLSFiles, serve_emulator_in_thread, write_kubeconfig
 from oneie_operator.testing.emulator import FixedKubernetesEmulator
+from oneie_operator.testing.identities import CHART_RBAC, SecureCluster, secure_emulator
 from oneie_operator.testing.kubeapi import KubeAPI
 from oneie_operator.testing.provider_servers import ProviderServers
 from oneie_operator.vault import generate_key
@@ -58,6 +59,8 @@ class LocalEnvironment:
     api: KubeAPI
     services: Services
     logs: LogCapture
+    #: With ``rbac=True``: the access control, tokens and kubeconfigs of each identity.
+    secure: SecureCluster | None = None
     operator: asyncio.Task[None] | None = None
     stop_flag: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -103,9 +106,18 @@ async def local_environment(
     config_env: Mapping[str, str] | None = None,
     start_operator: bool = True,
     platform_default: str | None = None,
+    rbac: bool = False,
+    chart_rbac: Path | None = None,
 ) -> AsyncIterator[LocalEnvironment]:
     """Start everything; ``platform_default`` names a provider whose fake server becomes the
-    operator's platform default backend (``BACKEND_PROVIDER`` and its variables)."""
+    operator's platform default backend (``BACKEND_PROVIDER`` and its variables).
+
+    ``rbac=True`` serves the emulator over HTTPS with authentication and RBAC on, the chart's
+    roles and the example tenant's bindings loaded (:mod:`oneie_operator.testing.identities`):
+    ``kubeconfig``'s default context is a cluster admin (also the test client ``api``), with one
+    more context per identity, and the operator runs as its service account with the chart's
+    ClusterRole (its own ``operator-kubeconfig``); ``chart_rbac`` replaces the chart's rendered
+    roles (e.g. rendered with ``watch.namespaces``)."""
     root = repository_root()
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, at start-up)
     logs = LogCapture()
@@ -114,14 +126,25 @@ async def local_environment(
         stack.callback(logging.getLogger().removeHandler, logs)
         # The emulator serves from its own thread and loop, like a real API server would:
         # Kopf's shutdown then has no server tasks of ours to wait for.
-        emulator, url = stack.enter_context(serve_emulator_in_thread(sorted((root / "crds").glob("*.yaml")), port=port))
+        tls = TLSFiles.create(workdir / "tls") if rbac else None
+        crds = sorted((root / "crds").glob("*.yaml"))
+        emulator, url = stack.enter_context(serve_emulator_in_thread(crds, port=port, tls=tls))
         providers = await stack.enter_async_context(ProviderServers())
-        kubeconfig = write_kubeconfig(workdir / "kubeconfig", url)
+        secure = None
+        if tls is not None:
+            secure = secure_emulator(emulator, url, tls.cert, workdir, [root / "examples" / "tenant" / "rbac.yaml"],
+                                     chart_rbac=chart_rbac or CHART_RBAC)
+            kubeconfig, operator_kubeconfig = secure.kubeconfig, secure.operator_kubeconfig
+        else:
+            kubeconfig = operator_kubeconfig = write_kubeconfig(workdir / "kubeconfig", url)
         environ = demo_config_env({**platform_default_env(providers, platform_default), **(config_env or {})})
         config = load_config(environ)
-        services = build_services(config, load_api_client(str(kubeconfig)), environ=environ)
+        services = build_services(config, load_api_client(str(operator_kubeconfig)), environ=environ)
         stack.push_async_callback(services.close)
-        api = KubeAPI(url)
+        if secure is not None:
+            api = KubeAPI(url, token=secure.tokens["emulator"], verify=str(tls.cert) if tls else True)
+        else:
+            api = KubeAPI(url)
         stack.push_async_callback(api.aclose)
         env = LocalEnvironment(
             workdir=workdir,
@@ -132,6 +155,7 @@ async def local_environment(
             api=api,
             services=services,
             logs=logs,
+            secure=secure,
         )
         stack.push_async_callback(env_stop_operator, env)
         if start_operator:
@@ -173,7 +197,8 @@ async def restart_operator(env: LocalEnvironment, config_env: Mapping[str, str] 
         old = env.services
         environ = {**demo_config_env(), **config_env}
         config = load_config(environ)
-        env.services = build_services(config, load_api_client(str(env.kubeconfig)), metrics=old.metrics,
+        kubeconfig = env.secure.operator_kubeconfig if env.secure is not None else env.kubeconfig
+        env.services = build_services(config, load_api_client(str(kubeconfig)), metrics=old.metrics,
                                       environ=environ)
         await old.close()
     await env_start_operator(env)

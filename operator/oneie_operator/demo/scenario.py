@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import signal
 import sys
@@ -23,7 +24,7 @@ import yaml
 
 from oneie_operator.demo.environment import LocalEnvironment, local_environment, repository_root
 from oneie_operator.reconcile.connections import owned_secret_name
-from oneie_operator.testing.kubeapi import condition, wait_for
+from oneie_operator.testing.kubeapi import KubeAPI, KubeAPIError, condition, wait_for
 
 NS = "tenant-acme"
 BC = ("one.ie/v1alpha1", "BackendConnection")
@@ -376,7 +377,7 @@ async def print_overview(env: LocalEnvironment, out: Callable[[str], None]) -> N
 
 
 def _event_order(event: dict[str, Any]) -> tuple[str, int]:
-    """When an Event happened: its timestamp (second resolution), then its resourceVersion, which
+    """When an Event happened: its timestamp (Kopf writes microseconds), then its resourceVersion, which
     the emulator assigns in write order (a real API server's is opaque; this is the demo's own)."""
     meta = event.get("metadata") or {}
     stamp = event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp") or ""
@@ -384,19 +385,56 @@ def _event_order(event: dict[str, Any]) -> tuple[str, int]:
     return str(stamp), int(version) if version.isdigit() else 0
 
 
+async def show_access(env: LocalEnvironment, out: Callable[[str], None]) -> bool:
+    """Who may do what (README): an organization user may not change a connection, its owner may."""
+    if env.secure is None:
+        return True
+    connections = await env.api.items(*BC, NS)
+    if not connections:
+        return True
+    name = connections[0]["metadata"]["name"]
+    out("\nWho may do what (RBAC on, the chart's roles; README 'Who may do what'):")
+    ok = True
+    patch = {"metadata": {"annotations": {"one.ie/demo": "access-check"}}}
+    for context, expected in (("org-user", 403), ("org-owner", 200), ("platform-owner", 200)):
+        token = env.secure.tokens[context]
+        api = KubeAPI(env.url, token=token, verify=str(env.workdir / "tls" / "emulator.crt"))
+        try:
+            await api.patch(*BC, NS, name, patch)
+            status, message = 200, "allowed"
+        except KubeAPIError as exc:
+            status, message = exc.status, str(exc)
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                message = f"{exc.status} {json.loads(exc.body)['message']}"
+        finally:
+            await api.aclose()
+        ok = ok and status == expected
+        out(f"  {'ok ' if status == expected else 'BAD'} {context:15} patch backendconnection {NS}/{name}: "
+            f"{message[:200]}")
+    return ok
+
+
 async def _main(exit_when_done: bool, workdir: Path, port: int, out: Callable[[str], None]) -> int:
-    async with local_environment(workdir, port=port) as env:
-        out(f"Kubernetes emulator at {env.url}; kubeconfig: {env.kubeconfig}")
+    async with local_environment(workdir, port=port, rbac=True) as env:
+        out(f"Kubernetes emulator at {env.url} (HTTPS, authentication and RBAC on); kubeconfig: {env.kubeconfig}")
         out("Provider servers: " + ", ".join(f"{s}={env.providers[s].base_url}" for s in PROVIDERS))
         step = await scenario(env, out)
         await print_overview(env, out)
+        access_ok = await show_access(env, out)
         out(f"\n{step.count - len(step.failures)} of {step.count} steps went as expected.")
         if not exit_when_done:
             out(
                 f"\nThe operator keeps running. Look around with kubectl:\n"
                 f"  export KUBECONFIG={env.kubeconfig.resolve()}\n"
-                f"  kubectl get bconn -A\n"
+                f"  kubectl get bconn -A                       # the default context is a cluster admin\n"
                 f"  kubectl get events -n {NS}\n"
+                f"Each role of the chart has its own context (README 'Who may do what'):\n"
+                f"  kubectl --context platform-owner get org -A           # every namespace, no Secrets\n"
+                f"  kubectl --context org-owner -n {NS} get secrets       # their namespace, Secrets too\n"
+                f"  kubectl --context org-user -n {NS} get bconn          # read only:\n"
+                f"  kubectl --context org-user -n {NS} annotate bconn acme-notion note=x  # refused (403)\n"
+                f"  kubectl oneie --context org-user -n {NS} probe acme-notion             # refused (403)\n"
+                f"  kubectl --context org-user auth can-i --list -n {NS}\n"
                 f"Press Ctrl-C to stop."
             )
             stop = asyncio.Event()
@@ -404,7 +442,7 @@ async def _main(exit_when_done: bool, workdir: Path, port: int, out: Callable[[s
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
-        return 1 if step.failures else 0
+        return 1 if step.failures or not access_ok else 0
 
 
 def run_demo(*, exit_when_done: bool, workdir: str, port: int = 0, verbose: bool = False) -> int:

@@ -97,10 +97,11 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """Kopf connects with the same credentials as our own API client (one source of truth)."""
     services: Services = memo["services"]
     cfg = services.api_client.configuration
-    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-    scheme, token = (auth.split(" ", 1) if auth and " " in auth else ("Bearer", auth)) if auth else (None, None)
-    if auth is None and cfg.refresh_api_key_hook is not None:
-        cfg.refresh_api_key_hook(cfg)
+    # The refreshing accessor: it runs the client's refresh hook (re-reads a rotated service-account
+    # token, re-runs an exec plug-in) before reading the key, so a login after a 401 gets the new
+    # token, not the one that was just refused.
+    auth = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+    scheme, token = (auth.split(" ", 1) if " " in auth else ("Bearer", auth)) if auth else (None, None)
     return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,

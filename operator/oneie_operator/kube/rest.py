@@ -110,21 +110,29 @@ class KubeREST:
         body: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        """One request; the decoded JSON answer, or :class:`KubeAPIError`."""
-        headers = self._headers()
-        data = None
-        if body is not None:
-            data = json.dumps(body, separators=(",", ":")).encode()
-            headers["Content-Type"] = content_type
-        try:
-            async with self._client().request(
-                method, self._host + path, data=data, headers=headers, proxy=self._cfg.proxy or None
-            ) as response:
-                raw = await response.read()
-                status = response.status
-                http_reason = response.reason or ""
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise KubeConnectionError(f"{method} {path}: {type(exc).__name__}") from None
+        """One request; the decoded JSON answer, or :class:`KubeAPIError`.
+
+        A 401 (the token was rotated or expired) re-reads the credentials from the configuration
+        (its refresh hook) and tries once more with them."""
+        for attempt in (1, 2):
+            headers = self._headers()
+            data = None
+            if body is not None:
+                data = json.dumps(body, separators=(",", ":")).encode()
+                headers["Content-Type"] = content_type
+            try:
+                async with self._client().request(
+                    method, self._host + path, data=data, headers=headers, proxy=self._cfg.proxy or None
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
+                    http_reason = response.reason or ""
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise KubeConnectionError(f"{method} {path}: {type(exc).__name__}") from None
+            if status == 401 and attempt == 1:
+                self._auth_at = -AUTH_REFRESH_SECONDS  # ask the configuration (and its refresh hook) again
+                continue
+            break
         try:
             answer = json.loads(raw) if raw else {}
         except ValueError:

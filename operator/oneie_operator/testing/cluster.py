@@ -9,6 +9,10 @@ Typical use in tests, benchmarks and the demo::
 
     with serve_emulator_in_thread(crd_paths) as (emulator, url):  # own loop, e.g. for kopf.operator()
         ...
+
+With authentication on (:func:`oneie_operator.testing.rbac.enable_access_control`), serve over
+TLS (``tls=TLSFiles.create(dir)``; ``write_kubeconfig(..., ca_file=tls.cert)``): kubectl (client-go)
+sends no bearer token to a plain ``http://`` server.
 """
 
 from __future__ import annotations
@@ -16,16 +20,27 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime
+import functools
+import ipaddress
+import ssl
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import aiohttp.test_utils
+import attrs
 import kmock
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from oneie_operator.testing.emulator import FixedKubernetesEmulator
 
-__all__ = ['load_crds', 'serve_emulator', 'serve_emulator_in_thread', 'write_kubeconfig']
+__all__ = ['TLSFiles', 'load_crds', 'serve_emulator', 'serve_emulator_in_thread', 'write_kubeconfig']
 
 _CRDS = 'apiextensions.k8s.io/v1/customresourcedefinitions'
 
@@ -45,6 +60,54 @@ def load_crds(emulator: FixedKubernetesEmulator, paths: Iterable[Path]) -> None:
                     emulator.create_object(_CRDS, doc)
 
 
+@attrs.frozen
+class TLSFiles:
+    """A self-signed serving certificate for 127.0.0.1/localhost (it is its own CA) and its key."""
+
+    cert: Path
+    key: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> TLSFiles:
+        """Write ``emulator.crt`` and ``emulator.key`` (a new EC P-256 key) into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'oneie-emulator')])
+        now = datetime.datetime.now(tz=datetime.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address('127.0.0.1')), x509.DNSName('localhost')]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        files = cls(directory / 'emulator.crt', directory / 'emulator.key')
+        files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+        files.key.chmod(0o600)
+        return files
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+class _TLSServer(aiohttp.test_utils.RawTestServer):
+    """kmock's server class, listening with TLS."""
+
+    def __init__(self, handler: Any, *, ssl_context: ssl.SSLContext, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._tls = ssl_context
+
+    async def start_server(self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
+        await super().start_server(loop=loop, ssl=self._tls, **kwargs)
+
+
 @contextlib.asynccontextmanager
 async def serve_emulator(
         crd_paths: Iterable[Path] = (),
@@ -52,17 +115,21 @@ async def serve_emulator(
         port: int = 0,
         host: str = '127.0.0.1',
         emulator: FixedKubernetesEmulator | None = None,
+        tls: TLSFiles | None = None,
 ) -> AsyncIterator[tuple[FixedKubernetesEmulator, str]]:
-    """Serve an emulator (a new one unless given) over HTTP; yield it and its URL.
+    """Serve an emulator (a new one unless given) over HTTP (HTTPS with ``tls``); yield it and its URL.
 
     ``port=0`` picks a free port. The server runs in the current event loop: run blocking
     clients (``kubectl``, the synchronous ``kubernetes`` client) in subprocesses or threads.
     """
     emulator = emulator if emulator is not None else FixedKubernetesEmulator()
     load_crds(emulator, crd_paths)
-    async with emulator, kmock.Server(emulator, host=host, port=port or None) as server:
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        extra['server_cls'] = functools.partial(_TLSServer, ssl_context=tls.server_context())
+    async with emulator, kmock.Server(emulator, host=host, port=port or None, **extra) as server:
         try:
-            yield emulator, f'http://{server.host}:{server.port}'
+            yield emulator, f'{"https" if tls else "http"}://{server.host}:{server.port}'
         finally:
             emulator.close_watches()
 
@@ -74,6 +141,7 @@ def serve_emulator_in_thread(
         port: int = 0,
         host: str = '127.0.0.1',
         emulator: FixedKubernetesEmulator | None = None,
+        tls: TLSFiles | None = None,
 ) -> Iterator[tuple[FixedKubernetesEmulator, str]]:
     """Like :func:`serve_emulator`, but in a thread with its own event loop.
 
@@ -88,7 +156,7 @@ def serve_emulator_in_thread(
 
     async def serve() -> None:
         try:
-            async with serve_emulator(crd_paths, port=port, host=host, emulator=emulator) as result:
+            async with serve_emulator(crd_paths, port=port, host=host, emulator=emulator, tls=tls) as result:
                 served.set_result(result)
                 await stop.wait()
         except BaseException as e:
@@ -106,15 +174,25 @@ def serve_emulator_in_thread(
         loop.close()
 
 
-def write_kubeconfig(path: Path, url: str, namespace: str = 'default', token: str = 'emulator') -> Path:  # noqa: S107
-    """Write a kubeconfig for ``url`` (plain http, any bearer token) usable by kubectl, kubernetes, Kopf."""
+def write_kubeconfig(path: Path, url: str, namespace: str = 'default', token: str = 'emulator',  # noqa: S107
+                     *, ca_file: Path | None = None, users: Mapping[str, str] | None = None) -> Path:
+    """Write a kubeconfig for ``url`` usable by kubectl, kubernetes and Kopf.
+
+    Its current context ``emulator`` uses the bearer ``token``; ``users`` (context name ->
+    token) adds one more context per identity (``kubectl --context NAME``). ``ca_file`` is the
+    CA of an HTTPS emulator (:class:`TLSFiles`).
+    """
+    cluster: dict[str, Any] = {'server': url}
+    if ca_file is not None:
+        cluster['certificate-authority'] = str(Path(ca_file).resolve())
+    identities = {'emulator': token, **(users or {})}
     config = {
         'apiVersion': 'v1',
         'kind': 'Config',
-        'clusters': [{'name': 'emulator', 'cluster': {'server': url}}],
-        'users': [{'name': 'emulator', 'user': {'token': token}}],
-        'contexts': [{'name': 'emulator',
-                      'context': {'cluster': 'emulator', 'user': 'emulator', 'namespace': namespace}}],
+        'clusters': [{'name': 'emulator', 'cluster': cluster}],
+        'users': [{'name': name, 'user': {'token': secret}} for name, secret in identities.items()],
+        'contexts': [{'name': name, 'context': {'cluster': 'emulator', 'user': name, 'namespace': namespace}}
+                     for name in identities],
         'current-context': 'emulator',
         'preferences': {},
     }

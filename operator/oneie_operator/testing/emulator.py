@@ -72,8 +72,16 @@ what stock kmock 0.8 does instead):
   ``watch_queue_limit`` events behind is disconnected (it resumes from its resourceVersion);
   requests are not recorded (kmock's ``RawHandler`` keeps and re-scans every request).
 
-Not emulated: schema validation and defaulting (any body is accepted), CEL rules, RBAC and
-authentication (any token works), admission webhooks, conversion webhooks (all versions
+* **Authentication and RBAC**, off by default (any token, or none, works):
+  :func:`oneie_operator.testing.rbac.enable_access_control` turns on bearer-token
+  authentication (:mod:`~oneie_operator.testing.authn`: users, groups, service accounts,
+  rotation, 401) and RBAC authorization from the emulator's own Role/ClusterRole/binding
+  objects (:mod:`~oneie_operator.testing.rbac`: 403 in the real wording, aggregation,
+  access reviews for ``kubectl auth can-i``, impersonation, bootstrap roles).
+
+Not emulated: schema validation and defaulting (any body is accepted), CEL rules, the RBAC
+escalation checks and authentication other than bearer tokens (see ``testing.rbac``),
+admission webhooks, conversion webhooks (all versions
 of a CRD share the objects, only ``apiVersion`` is rewritten), removing a CRD's resource when
 the CRD is deleted, field management (``managedFields``) and apply conflicts, watch bookmarks
 (except the "initial events end" bookmark when ``sendInitialEvents=true``), pagination,
@@ -100,7 +108,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp.web
 import attrs
@@ -121,6 +129,12 @@ _SERVER_FIELDS = ('uid', 'name', 'namespace', 'creationTimestamp', 'deletionTime
 _NAME_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789'  # the alphabet of Kubernetes' generateName
 _NAMESPACES: StoreKey = ('', 'namespaces')
 _CRDS: StoreKey = ('apiextensions.k8s.io', 'customresourcedefinitions')
+
+
+class AccessHook(Protocol):
+    """Authentication and authorization in front of the emulator (``testing.rbac.AccessControl``)."""
+
+    async def __call__(self, request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse | None: ...
 
 
 class KubernetesApiError(Exception):
@@ -448,6 +462,9 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
     watch_history: int = 1000  # events kept per resource for watches resuming from a resourceVersion
     watch_queue_limit: int = 10_000  # events queued for one slow watcher before its stream is closed
     kept_requests: int = 100  # requests kept by kmock's reactions (discovery only)
+    #: Called before every request (authentication, RBAC: ``testing.rbac.enable_access_control``);
+    #: it answers (401, 403, an access review) or returns None to let the request be served.
+    access: AccessHook | None = None
 
     _stores: dict[StoreKey, _Store] = attrs.field(factory=dict, init=False)
     _rv: int = attrs.field(default=0, init=False)
@@ -486,6 +503,12 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         kind = self._resolve_str(resource)
         return self._create(kind, namespace or _meta(body).get('namespace'), body, dry_run=False)
 
+    def replace_object(self, resource: str, body: JsonDict) -> JsonDict:
+        """Replace an object directly (no HTTP), as a PUT of ``body`` would (a no-op if unchanged)."""
+        kind = self._resolve_str(resource)
+        namespace, name = _meta(body).get('namespace'), _meta(body)['name']
+        return self._update(kind, namespace, name, None, lambda old: body, dry_run=False)
+
     def get_object(self, resource: str, namespace: str | None, name: str) -> JsonDict | None:
         """The current state of an object, e.g. ``get_object('test.example.com/v1/widgets', 'ns', 'w')``."""
         kind = self._resolve_str(resource)
@@ -509,6 +532,8 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         """Serve one request; unlike kmock's ``RawHandler.__call__``, record nothing."""
         try:
+            if self.access is not None and (answer := await self.access(raw_request)) is not None:
+                return answer
             target = _parse_path(raw_request.path)
             if target is None or target.plural is None:
                 return await self._delegate(raw_request)

@@ -24,6 +24,7 @@ class KubeAPIError(Exception):
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"HTTP {status}: {body[:300]}")
         self.status = status
+        self.body = body
 
 
 def resource_path(api_version: str, kind_or_plural: str, namespace: str | None, name: str | None = None) -> str:
@@ -39,8 +40,11 @@ def resource_path(api_version: str, kind_or_plural: str, namespace: str | None, 
 
 
 class KubeAPI:
-    def __init__(self, server: str, token: str = "demo") -> None:  # noqa: S107  (the emulator takes any token)
-        self._client = httpx.AsyncClient(base_url=server, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+    def __init__(self, server: str, token: str = "demo", verify: str | bool = True) -> None:  # noqa: S107
+        """``token``: any, unless the emulator authenticates; ``verify``: the CA file of an HTTPS emulator."""
+        self._client = httpx.AsyncClient(
+            base_url=server, headers={"Authorization": f"Bearer {token}"}, timeout=30.0, verify=verify
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

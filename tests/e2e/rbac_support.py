@@ -1,0 +1,47 @@
+"""What the chart grants the operator, and the grants no end-to-end flow uses (with the reason)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from oneie_operator.testing.identities import OPERATOR
+
+Grant = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
+
+#: Verbs the chart grants that no flow of this module uses, each with the reason it stays.
+UNUSED_ON_PURPOSE: dict[Grant, str] = {
+    ("one.ie", "organizations/finalizers", "update"): "checked by the admission plug-in "
+    "OwnerReferencesPermissionEnforcement when the operator writes an owner reference with blockOwnerDeletion "
+    "to an Organization (the binding Secret); the emulator has no admission plug-ins",
+    ("one.ie", "backendconnections/finalizers", "update"): "the same check, for the encrypted credentials "
+    "Secret owned by its BackendConnection",
+    ("one.ie", "organizations", "get"): "no code reads one Organization by name today (Kopf lists and watches); "
+    "kept because list and watch already show every Organization, so get gives no further access, and "
+    "`kubectl oneie`-style reads by the operator need no chart change",
+    ("", "secrets", "delete"): "only when the very first activation of an organization fails after its binding "
+    "Secret was written (rollback to no backend, reconcile/organizations.py); not reached by these flows",
+}
+
+
+
+
+def grants_of(rendered: Path) -> set[Grant]:
+    """Every (apiGroup, resource, verb) a rendered chart's roles bind to the operator's ServiceAccount."""
+    docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs
+             if d["kind"] in ("Role", "ClusterRole")}
+    out: set[Grant] = set()
+    sa = OPERATOR.service_account
+    for binding in docs:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if not any(s.get("kind") == "ServiceAccount" and (s.get("namespace"), s.get("name")) == sa
+                   for s in binding.get("subjects") or []):
+            continue
+        ref = binding["roleRef"]
+        namespace = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
+        for rule in roles[(ref["kind"], namespace, ref["name"])]["rules"]:
+            out |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return out
