@@ -7,12 +7,15 @@ from typing import Any
 
 import kopf
 
+from oneie_operator.errors import OneieError
 from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, post_events
 from oneie_operator.handlers.services import Services
 from oneie_operator.reconcile.connections import GROUP, VERSION
 from oneie_operator.reconcile.organizations import OrgObject, binding_name, connection_ref, reconcile_organization
 
 PLURAL = "organizations"
+#: After a reconcile that could not finish (API server unreachable, binding undetermined).
+RETRY_DELAY_SECONDS = 5
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -43,7 +46,11 @@ async def reconcile(
         annotations=dict(meta.annotations),
         managed_fields=tuple(meta.get("managedFields") or ()),
     )
-    result = await reconcile_organization(obj, services.org_deps())
+    try:
+        result = await reconcile_organization(obj, services.org_deps())
+    except OneieError as exc:  # typed, its text safe: Kopf retries later (status left as it was)
+        services.metrics.reconcile_errors.labels("Organization", exc.reason).inc()
+        raise kopf.TemporaryError(f"{exc.reason}: {exc}", delay=RETRY_DELAY_SECONDS) from None
     for key, value in result.status.items():
         patch.status[key] = value
     post_events(body, result.events)

@@ -24,7 +24,7 @@ from oneie_operator.reconcile.usage import UsedByWriter
 from oneie_operator.vault import Keyring
 
 #: The switch steps reported in ``status.switching`` (the ones that wait on a provider).
-PROGRESS_STEPS = frozenset({"validate", "test", "healthGate"})
+PROGRESS_STEPS = frozenset({"resolve", "test", "healthGate"})
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Services:
     def org_deps(self) -> OrgDeps:
         async def progress(obj: OrgObject, target: str, step: str) -> None:
             if step not in PROGRESS_STEPS:
-                return  # encrypt and activate take milliseconds: not worth a write and a watch event each
+                return  # activate and rollback take milliseconds: not worth a write and a watch event each
             await self.objects.patch_status(
                 "organizations", obj.namespace, obj.name, {"switching": {"to": target, "step": step}}
             )
