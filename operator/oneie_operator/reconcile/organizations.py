@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from oneie_operator.errors import (
+    APIServerUnavailableError,
     ConnectionNotFoundError,
     ConnectionNotReadyError,
+    DependencyTimeoutError,
     NoBackendError,
     OneieError,
 )
@@ -162,6 +164,8 @@ class OrgResult:
     #: (connection, organization is now using it?) — for ``status.usedBy`` of connections.
     usage: list[tuple[str, bool]] = field(default_factory=list)
     unchanged: bool = False
+    #: Seconds after which to reconcile again (a switch failed because the API server did not answer).
+    retry_after: float | None = None
 
 
 def _now() -> str:
@@ -427,6 +431,7 @@ async def _steady(
     # usedBy: reported on every reconcile (Kopf resumes all at start-up), written only if it differs.
     previous = obj.status.get("previousConnection") or None
     usage = [(active, True)] + ([(previous, False)] if previous and previous != active else [])
+    usage += [(c, False) for c in _listed_in_error(obj, deps, active, previous)]
     usage = [(c, u) for c, u in usage if c != PLATFORM_DEFAULT]
     current = {k: obj.status.get(k) for k in status}
     if current == status and not events:
@@ -464,6 +469,19 @@ class _Progress:
 
     async def step(self, name: str) -> None:
         await self._progress.on_step(name)
+
+
+def _listed_in_error(obj: OrgObject, deps: OrgDeps, active: str, previous: str | None) -> list[str]:
+    """Connections whose ``usedBy`` (as the watch last showed it) names this organization although
+    it uses another: left by a switch whose status write was lost (the API server away or
+    refusing), after which status still named the connection the switch had left."""
+    return [
+        conn
+        for (namespace, conn), seen in deps.known_connections.items()
+        if namespace == obj.namespace
+        and conn not in (active, previous)
+        and obj.name in ((seen.get("status") or {}).get("usedBy") or ())
+    ]
 
 
 async def _switch(
@@ -618,6 +636,11 @@ def _history(obj: OrgObject, record: SwitchRecord) -> list[dict[str, Any]]:
     return [entry, *list(obj.status.get("history") or [])][:HISTORY_LIMIT]
 
 
+#: Failures of the cluster itself, not of the tenant's backend: the switch is tried again.
+RETRIED_FAILURES = (APIServerUnavailableError, DependencyTimeoutError)
+RETRY_AFTER_SECONDS = 5.0
+
+
 def _failed(
     obj: OrgObject,
     outcome: SwitchOutcome[Target],
@@ -630,6 +653,10 @@ def _failed(
 ) -> OrgResult:
     serving = outcome.serving_target
     message = failure.message
+    retried = isinstance(failure.error, RETRIED_FAILURES)
+    if retried:
+        # Not "nothing changed since": an empty attempt key lets the retry run the switch again.
+        attempt = ""
     if outcome.restore_error is not None:
         message += f"; putting {active or 'nothing'} back failed too ({outcome.restore_error}), nothing was changed"
     elif outcome.result == "RolledBack":
@@ -638,6 +665,8 @@ def _failed(
         message += f"; autoRollback is off: {outcome.serving} stays active"
     elif outcome.serving is None:
         message += "; no backend is active"
+    if retried:
+        message += f"; retrying in {RETRY_AFTER_SECONDS:g}s"
     record = SwitchRecord(
         source=active,
         target=desired_name,
@@ -675,4 +704,6 @@ def _failed(
         f"switch from {active or 'nothing'} to {desired_name} failed at step "
         f"{failure.step} ({failure.reason}): {message}",
     )
-    return OrgResult(status=status, events=[event], switch=record, usage=usage)
+    return OrgResult(
+        status=status, events=[event], switch=record, usage=usage, retry_after=RETRY_AFTER_SECONDS if retried else None
+    )
