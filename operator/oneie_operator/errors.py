@@ -20,7 +20,14 @@
     ├── SwitchTargetError             an organization's desired backend cannot be used
     │   ├── ConnectionNotFoundError   no such BackendConnection in the namespace
     │   ├── ConnectionNotReadyError   it exists but is not Ready (its own reason in the message)
-    │   └── NoBackendError            no connectionRef and no platform default configured
+    │   ├── NoBackendError            no connectionRef and no platform default configured
+    │   ├── SwitchDeadlineError       the switch did not finish within spec.switchPolicy.timeoutSeconds
+    │   └── BindingIndeterminateError a failed switch could not put the previous binding back
+    ├── APIServerError                the Kubernetes API server did not do what was asked
+    │   ├── APIServerUnavailableError unreachable, 429, 5xx, conflict: try again later
+    │   └── APIWriteRefusedError      a request refused for good (403, 422, ...)
+    ├── DependencyTimeoutError        a call timed out (not the switch's own deadline)
+    ├── UnexpectedError               any other exception, typed; its text withheld (may hold credentials)
     ├── VaultError                    encrypted credentials cannot be used
     │   ├── KeyNotFoundError          a ciphertext names a key id the keyring lacks
     │   └── DecryptionError           authentication failed: tampered, wrong key or wrong binding
@@ -136,6 +143,59 @@ class ConnectionNotReadyError(SwitchTargetError):
 
 class NoBackendError(SwitchTargetError):
     reason = "NoBackend"
+
+
+class SwitchDeadlineError(SwitchTargetError):
+    reason = "SwitchDeadlineExceeded"
+    transient = True
+
+
+class BindingIndeterminateError(SwitchTargetError):
+    reason = "BindingIndeterminate"
+    transient = True
+
+
+class APIServerError(OneieError):
+    reason = "APIServerError"
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class APIServerUnavailableError(APIServerError):
+    reason = "APIServerUnavailable"
+    transient = True
+
+
+class APIWriteRefusedError(APIServerError):
+    reason = "APIWriteRefused"
+
+
+class DependencyTimeoutError(OneieError):
+    reason = "Timeout"
+    transient = True
+
+
+class UnexpectedError(OneieError):
+    """Any exception that is not one of ours. Only its type is kept: library messages may quote
+    request data (a credential in a header, repr-escaped), so their text never reaches status."""
+
+    reason = "UnexpectedError"
+
+
+def as_typed_error(exc: BaseException) -> OneieError:
+    """``exc`` as a :class:`OneieError` (API server errors are typed in ``reconcile.failures``)."""
+    if isinstance(exc, OneieError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return DependencyTimeoutError("the call timed out")
+    if isinstance(exc, UnicodeError | ValueError):
+        return UnexpectedError(
+            f"{type(exc).__name__}: a value could not be sent or read (a credential or setting with a"
+            " control character or a non-ASCII character?)"
+        )
+    return UnexpectedError(f"{type(exc).__name__} (details withheld)")
 
 
 class VaultError(OneieError):

@@ -157,9 +157,8 @@ SWITCH = {
     "result": "Succeeded",
     "totalMilliseconds": 842,
     "steps": [
-        {"name": "validate", "milliseconds": 2, "result": "Succeeded"},
-        {"name": "testCredentials", "milliseconds": 312, "result": "Succeeded"},
-        {"name": "encryptAndSave", "milliseconds": 20, "result": "Succeeded"},
+        {"name": "resolve", "milliseconds": 2, "result": "Succeeded"},
+        {"name": "test", "milliseconds": 312, "result": "Succeeded"},
         {"name": "activate", "milliseconds": 8, "result": "Succeeded"},
         {"name": "healthGate", "milliseconds": 500, "result": "Succeeded"},
     ],

@@ -96,7 +96,7 @@ async def _settled(api: KubeAPI, active: str, result: str) -> dict[str, Any] | N
     return obj if ok else None
 
 
-@pytest.mark.parametrize("kill_at", ["validate", "test", "activated", "healthGate"])
+@pytest.mark.parametrize("kill_at", ["resolve", "test", "activated", "healthGate"])
 async def test_killed_mid_switch_converges(world: tuple[KubeAPI, ProviderServers, Operator], kill_at: str) -> None:
     api, servers, operator = world
     await _setup(api, servers)
@@ -110,7 +110,7 @@ async def test_killed_mid_switch_converges(world: tuple[KubeAPI, ProviderServers
     servers["supabase"].fault = "slow:1.5"  # every step that calls the provider takes 1.5 s
     await api.patch(*ORG, NS, "org", {"spec": {"backend": {"connectionRef": {"name": "new"}}}})
 
-    order = ["validate", "test", "encrypt", "activate", "healthGate"]
+    order = ["resolve", "test", "activate", "healthGate"]
 
     async def reached() -> bool:
         if kill_at == "activated":  # the commit point passed, status not yet written

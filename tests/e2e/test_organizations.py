@@ -14,7 +14,7 @@ from oneie_operator.testing.kubeapi import condition, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-STEPS = ["validate", "test", "encrypt", "activate", "healthGate"]
+STEPS = ["resolve", "test", "activate", "healthGate"]
 
 
 async def test_switch_reports_every_step(tenant: Tenant) -> None:
@@ -73,14 +73,13 @@ async def test_explicit_rollback_uses_previous_connection(tenant: Tenant) -> Non
     back = await wait_org(tenant, "org", active="a", result="Succeeded", to="a")
     assert back["status"]["previousConnection"] == "b"
     assert back["status"]["lastSwitch"]["totalMilliseconds"] < 10_000
-    # a's encrypted credentials are the ones that served the tenant before: no test, no encrypt.
+    # a's encrypted credentials are the ones that served the tenant before: no test.
     steps = {s["name"]: s["result"] for s in back["status"]["lastSwitch"]["steps"]}
-    assert steps == {"validate": "Succeeded", "test": "Skipped", "encrypt": "Skipped", "activate": "Succeeded",
-                     "healthGate": "Succeeded"}
+    assert steps == {"resolve": "Succeeded", "test": "Skipped", "activate": "Succeeded", "healthGate": "Succeeded"}
     assert back["status"]["activeCredentialsVersion"] == (await tenant.get("a"))["status"]["credentials"][
         "resourceVersion"]
     rolled = await tenant.wait_event("org", "ProviderRolledBack")
-    assert "test skipped, encrypt skipped" in rolled["message"], rolled["message"]
+    assert "test skipped, activate" in rolled["message"], rolled["message"]
     assert 'oneie_rollbacks_total{kind="explicit"}' in generate_latest(env.services.metrics.registry).decode()
     await assert_consistent(tenant, "org")
 
@@ -136,7 +135,7 @@ async def _org_on_good(tenant: Tenant, **policy: object) -> None:
 async def test_missing_target_rolls_back(tenant: Tenant) -> None:
     await _org_on_good(tenant)
     await switch(tenant, "org", "nowhere")
-    obj = await _auto_rollback(tenant, "org", "nowhere", "ConnectionNotFound", "validate")
+    obj = await _auto_rollback(tenant, "org", "nowhere", "ConnectionNotFound", "resolve")
     assert "spec.backend.connectionRef.name" in obj["status"]["lastSwitch"]["message"]
 
 
@@ -145,7 +144,7 @@ async def test_target_in_another_namespace_is_not_found(tenant: Tenant) -> None:
     await other.good("elsewhere", "notion")
     await _org_on_good(tenant)
     await switch(tenant, "org", "elsewhere")
-    await _auto_rollback(tenant, "org", "elsewhere", "ConnectionNotFound", "validate")
+    await _auto_rollback(tenant, "org", "elsewhere", "ConnectionNotFound", "resolve")
 
 
 async def test_target_not_ready_rolls_back_then_retries_when_it_becomes_ready(tenant: Tenant) -> None:
@@ -155,7 +154,7 @@ async def test_target_not_ready_rolls_back_then_retries_when_it_becomes_ready(te
     await tenant.connection("later", "notion")
     await tenant.wait_ready("later", "False", "CredentialsRejected")
     await switch(tenant, "org", "later")
-    obj = await _auto_rollback(tenant, "org", "later", "ConnectionNotReady", "validate")
+    obj = await _auto_rollback(tenant, "org", "later", "ConnectionNotReady", "resolve")
     generation = obj["metadata"]["generation"]
     # No retry loop: the failed attempt stays the last one while nothing changes.
     await asyncio.sleep(0)  # nothing to wait for; the next check is immediate

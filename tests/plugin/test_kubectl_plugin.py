@@ -31,9 +31,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 API = "one.ie/v1alpha1"
 ORG, BC = (API, "Organization"), (API, "BackendConnection")
-STEPS = ["validate", "test", "encrypt", "activate", "healthGate"]
+STEPS = ["resolve", "test", "activate", "healthGate"]
 #: The steps the operator reports live in status.switching (those that wait on a provider).
-LIVE_STEPS = ["validate", "test", "healthGate"]
+LIVE_STEPS = ["resolve", "test", "healthGate"]
 
 
 @dataclass
@@ -240,7 +240,7 @@ async def test_switch_wait_prints_live_steps_times_out_and_attaches(env: LocalEn
         early = await plugin(env, "switch", "acme", "--to", "next", "--wait", "--timeout", "0.5", "-n", ns.name)
         assert early.code == 3, early
         assert "timed out" in early.err and "last step seen: test" in early.err
-        assert live_steps(early.out) == ["validate", "test"]
+        assert live_steps(early.out) == ["resolve", "test"]
         # The same command again attaches to the running switch and reports its end.
         attached = await plugin(env, "switch", "acme", "--to", "next", "--wait", "-n", ns.name)
         assert attached.code == 0, attached
@@ -304,8 +304,8 @@ async def test_failed_switch_exits_1_with_the_reason_then_retry(env: LocalEnviro
     assert "RolledBack" in failed.err and "ConnectionNotReady" in failed.err and "good stays active" in failed.err
     assert "WARNING: BackendConnection bad is not Ready" in failed.err
     assert "good → bad: RolledBack" in failed.out
-    assert [line.split()[:2] for line in failed.out.splitlines() if line.split()[:1] == ["validate"]][-1] == \
-        ["validate", "Failed"]
+    assert [line.split()[:2] for line in failed.out.splitlines() if line.split()[:1] == ["resolve"]][-1] == \
+        ["resolve", "Failed"]
     again, as_json, calm = await asyncio.gather(
         plugin(env, "switch", "org", "--to", "bad", "--wait", "-n", ns.name),
         plugin(env, "status", "org", "-n", ns.name, "-o", "json"),
@@ -368,14 +368,13 @@ async def test_rollback_warns_under_gitops(env: LocalEnvironment) -> None:
     back = r["plain"]
     assert back.code == 0, back
     assert "WARNING" not in back.err
-    # Back to the connection that served it, with the same encrypted credentials: verified and
-    # encrypted already, so no test and no encrypt step (Skipped), straight to activation.
+    # Back to the connection that served it, with the same encrypted credentials: verified
+    # already, so no test (Skipped), straight to activation.
     assert back.out.splitlines()[0] == "Rollback p-rollback/plain: b → a"
-    assert live_steps(back.out) == ["validate", "healthGate"]
+    assert live_steps(back.out) == ["resolve", "healthGate"]
     obj = await ns.get_org("plain")
     steps = {step["name"]: step["result"] for step in obj["status"]["lastSwitch"]["steps"]}
-    assert steps == {"validate": "Succeeded", "test": "Skipped", "encrypt": "Skipped", "activate": "Succeeded",
-                     "healthGate": "Succeeded"}
+    assert steps == {"resolve": "Succeeded", "test": "Skipped", "activate": "Succeeded", "healthGate": "Succeeded"}
     assert obj["status"]["activeConnection"] == "a" and obj["status"]["previousConnection"] == "b"
     assert obj["metadata"]["annotations"]["one.ie/rollback"].endswith("Z")
     assert obj["status"].get("lastRollback") == obj["metadata"]["annotations"]["one.ie/rollback"]

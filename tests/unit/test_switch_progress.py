@@ -32,7 +32,7 @@ class Recorder:
 async def test_a_fast_switch_writes_nothing() -> None:
     recorder = Recorder()
     progress = DelayedProgress(recorder.write, delay=DELAY)
-    for step in ("validate", "test", "healthGate"):
+    for step in ("resolve", "test", "healthGate"):
         await progress.on_step(step)
     await progress.close()
     await asyncio.sleep(QUIET)
@@ -43,7 +43,7 @@ async def test_a_fast_switch_writes_nothing() -> None:
 async def test_a_slow_switch_shows_the_step_it_is_in_then_every_step() -> None:
     recorder = Recorder()
     progress = DelayedProgress(recorder.write, delay=DELAY)
-    await progress.on_step("validate")
+    await progress.on_step("resolve")
     await progress.on_step("test")  # the provider hangs here
     await asyncio.wait_for(recorder.wrote.wait(), timeout=5)
     assert recorder.steps == ["test"], "the step the switch is in when the delay passes"
@@ -58,10 +58,10 @@ async def test_a_slow_switch_shows_the_step_it_is_in_then_every_step() -> None:
 async def test_zero_delay_writes_every_step() -> None:
     recorder = Recorder()
     progress = DelayedProgress(recorder.write, delay=0)
-    for step in ("validate", "test", "healthGate"):
+    for step in ("resolve", "test", "healthGate"):
         await progress.on_step(step)
     await progress.close()
-    assert recorder.steps == ["validate", "test", "healthGate"]
+    assert recorder.steps == ["resolve", "test", "healthGate"]
 
 
 async def test_close_waits_for_a_write_under_way_and_nothing_lands_after_it() -> None:
@@ -79,7 +79,7 @@ async def test_close_waits_for_a_write_under_way_and_nothing_lands_after_it() ->
 async def test_close_before_the_delay_cancels_the_timer() -> None:
     recorder = Recorder()
     progress = DelayedProgress(recorder.write, delay=DELAY)
-    await progress.on_step("validate")
+    await progress.on_step("resolve")
     await progress.close()
     await asyncio.sleep(QUIET)
     assert recorder.steps == []

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
+from oneie_operator.cli.up import add_arguments as add_up_arguments
 from oneie_operator.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -102,32 +103,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(exit_when_done=args.exit, workdir=args.workdir, port=args.port, verbose=args.verbose)
 
 
-def _cluster_reachable(kubeconfig: str | None) -> bool:
-    from oneie_operator.kube.client import load_api_client
-
-    try:
-        import kubernetes.client
-
-        client = load_api_client(kubeconfig)
-        client.configuration.retries = 0
-        kubernetes.client.VersionApi(client).get_code(_request_timeout=3)
-        return True
-    except Exception:  # any failure means "no usable cluster"
-        return False
-
-
 def _cmd_up(args: argparse.Namespace) -> int:
-    if _cluster_reachable(args.kubeconfig):
-        print("oneie-operator: a cluster is reachable in the current context; running the operator against it.")
-        args.context = None
-        args.namespace = []
-        args.json_logs = False
+    from pathlib import Path
+
+    from oneie_operator.cli.up import decide
+
+    decision = decide(args.kubeconfig, args.context, Path(args.workdir))
+    print(decision.message, flush=True)
+    if decision.action == "run":
         return _cmd_run(args)
-    print("oneie-operator: no reachable cluster in the current context; running the local demo instead.")
-    args.exit = False
-    args.workdir = ".oneie-demo"
-    args.port = 0
-    return _cmd_demo(args)
+    if decision.action == "demo":
+        args.exit = False
+        return _cmd_demo(args)
+    return 0
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -142,19 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the operator against the current kube context")
-    run.add_argument(
+    # What `run` and `up` share: where the cluster is and how the operator runs there.
+    running = argparse.ArgumentParser(add_help=False)
+    running.add_argument(
         "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
     )
-    run.add_argument("--context", default=None, help="kubeconfig context")
-    run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all")
-    run.add_argument("--json-logs", action="store_true", help="log as JSON lines")
-    run.add_argument(
+    running.add_argument("--context", default=None, help="kubeconfig context")
+    running.add_argument(
+        "-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all"
+    )
+    running.add_argument("--json-logs", action="store_true", help="log as JSON lines")
+    running.add_argument(
         "--loop",
         choices=("uvloop", "asyncio"),
         default="uvloop",
         help="event loop: uvloop (default; ~20%% less CPU per switch in benchmarks/switch.py) or asyncio",
     )
+    run = sub.add_parser("run", parents=[running], help="run the operator against the current kube context")
     run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="run everything locally: Kubernetes emulator, fake providers, the operator")
@@ -165,8 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=0, help="emulator port (0: any free port)")
     demo.set_defaults(func=_cmd_demo)
 
-    up = sub.add_parser("up", help="`run` when a cluster is reachable, otherwise `demo`")
-    up.add_argument("--kubeconfig", default=None)
+    up = sub.add_parser(
+        "up",
+        parents=[running],
+        help="`run` when an API server answers in the current context, else `demo` (unless a demo already runs)",
+    )
+    add_up_arguments(up)
     up.set_defaults(func=_cmd_up)
 
     keygen = sub.add_parser("keygen", help="print a new ENCRYPTION_KEY (64 hex characters)")

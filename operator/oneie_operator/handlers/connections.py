@@ -11,6 +11,7 @@ from oneie_operator.handlers.health import ensure_running
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
+from oneie_operator.kube.rest import KubeAPIError
 from oneie_operator.kube.secrets import MANAGED_BY
 from oneie_operator.platform_default import PLATFORM_DEFAULT
 from oneie_operator.reconcile import conditions
@@ -78,7 +79,10 @@ async def reconcile(
         status=dict(status),
         labels=dict(meta.get("labels") or {}),
     )
-    result = await reconcile_connection(obj, services.connection_deps())
+    try:
+        result = await reconcile_connection(obj, services.connection_deps())
+    except KubeAPIError as exc:  # the API server away or refusing: soon again, not after Kopf's 60 s
+        raise kopf.TemporaryError(f"the API server answered {exc.status or 'nothing'} {exc.reason}", delay=5) from None
     apply_result(result, patch)
     post_events(body, result.events)
     metrics = services.metrics

@@ -20,6 +20,7 @@ class LeanStatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
     history, conditions, Kopf's own bookkeeping) is most of the object, so the copy grew with the
     history (``benchmarks/switch.py``). Only the tracked parts are handed to Kopf's own builder
     here; with extra fields (field handlers, which we do not use) Kopf's full path is kept.
+    ``metadata.generation`` is part of the essence (see :meth:`build`).
     """
 
     def build(
@@ -29,7 +30,10 @@ class LeanStatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
             return super().build(body=body, extra_fields=extra_fields)
         meta = body.get("metadata") or {}
         lean: dict[str, Any] = {k: v for k, v in body.items() if k not in ("status", "metadata")}
-        lean["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
+        # The generation too: a spec changed and changed back (A → B → A) while a handler of it
+        # waited for its retry (the API server away) must still differ from the last handled
+        # one, or Kopf finds no change, drops the retry, and status stays stale (tests/e2e/test_api_faults.py).
+        lean["metadata"] = {k: meta[k] for k in ("labels", "annotations", "generation") if k in meta}
         return super().build(body=cast(kopf.Body, lean))
 
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import kopf
 
+from oneie_operator.errors import OneieError
 from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, post_events
 from oneie_operator.handlers.services import Services
 from oneie_operator.reconcile.connections import GROUP, VERSION
 from oneie_operator.reconcile.organizations import OrgObject, binding_name, connection_ref, reconcile_organization
 
 PLURAL = "organizations"
+logger = logging.getLogger(__name__)
+#: After a reconcile that could not finish (API server unreachable, binding undetermined).
+RETRY_DELAY_SECONDS = 5
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -43,7 +48,13 @@ async def reconcile(
         annotations=dict(meta.annotations),
         managed_fields=tuple(meta.get("managedFields") or ()),
     )
-    result = await reconcile_organization(obj, services.org_deps())
+    try:
+        result = await reconcile_organization(obj, services.org_deps())
+    except OneieError as exc:  # typed, its text safe; status left as it was, we run again later
+        services.metrics.reconcile_errors.labels("Organization", exc.reason).inc()
+        services.retrigger.schedule(PLURAL, ns, name, RETRY_DELAY_SECONDS if exc.transient else 60.0)
+        logger.warning("organization %s/%s: %s: %s; trying again later", ns, name, exc.reason, exc)
+        return
     for key, value in result.status.items():
         patch.status[key] = value
     post_events(body, result.events)
@@ -57,6 +68,8 @@ async def reconcile(
         metrics.count_security_events(ns, [result.switch.reason])
         if result.switch.result != "Succeeded":
             metrics.reconcile_errors.labels("Organization", result.switch.reason).inc()
+    if result.retry_after is not None:  # the API server stopped the switch: run it again later
+        services.retrigger.schedule(PLURAL, ns, name, result.retry_after)
 
 
 @kopf.index(GROUP, VERSION, PLURAL)

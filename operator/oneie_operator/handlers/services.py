@@ -19,12 +19,13 @@ from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps, ValidSpec
 from oneie_operator.reconcile.organizations import VALID_SPECS, OrgDeps, OrgObject
+from oneie_operator.reconcile.retrigger import Retrigger
 from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.usage import UsedByWriter
 from oneie_operator.vault import Keyring
 
 #: The switch steps reported in ``status.switching`` (the ones that wait on a provider).
-PROGRESS_STEPS = frozenset({"validate", "test", "healthGate"})
+PROGRESS_STEPS = frozenset({"resolve", "test", "healthGate"})
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Services:
     objects: CustomObjects
     rest: KubeREST
     usage: UsedByWriter
+    #: Reconciles to run again later (a switch the API server's faults stopped).
+    retrigger: Retrigger
     platform_default: PlatformDefault | None = None
     probe_engine: ProbeEngine | None = None
     #: The last ``one.ie/probe`` annotation value acted on, per connection.
@@ -88,6 +91,7 @@ class Services:
             objects=objects,
             rest=rest,
             usage=UsedByWriter(objects),
+            retrigger=Retrigger(objects),
             platform_default=platform_default,
         )
 
@@ -104,7 +108,7 @@ class Services:
     def org_deps(self) -> OrgDeps:
         async def progress(obj: OrgObject, target: str, step: str) -> None:
             if step not in PROGRESS_STEPS:
-                return  # encrypt and activate take milliseconds: not worth a write and a watch event each
+                return  # activate and rollback take milliseconds: not worth a write and a watch event each
             await self.objects.patch_status(
                 "organizations", obj.namespace, obj.name, {"switching": {"to": target, "step": step}}
             )
@@ -125,6 +129,7 @@ class Services:
         )
 
     async def close(self) -> None:
+        await self.retrigger.aclose()
         await self.usage.aclose()
         await self.http.aclose()
         await self.rest.aclose()

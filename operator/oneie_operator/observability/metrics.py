@@ -136,7 +136,7 @@ class Metrics:
             self.switch_duration.labels(result)
         for kind in ("automatic", "explicit"):
             self.rollbacks.labels(kind)
-        for step in ("validate", "test", "encrypt", "activate", "healthGate"):
+        for step in ("resolve", "test", "activate", "healthGate", "rollback"):
             self.switch_step_duration.labels(step)
         for kind in ("BackendConnection", "Organization"):
             self.reconcile_duration.labels(kind)

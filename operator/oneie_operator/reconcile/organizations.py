@@ -3,10 +3,11 @@
 * **Steady state** (desired == active): keep the Service Binding Secret exactly as it should be
   (restored if deleted or edited by hand, updated when the active connection's credentials
   rotate) and mirror the active connection's health.
-* **Switch** (desired != active): validate → test → encrypt → activate → healthGate, timed, under
-  ``spec.switchPolicy.timeoutSeconds``. A failure leaves (or puts back) the previous backend in
-  the binding, sets ``Stalled`` and is not retried until the spec, the target connection or its
-  credentials change, or the ``one.ie/retry`` annotation changes.
+* **Switch** (desired != active): resolve → test → activate → healthGate, timed, under
+  ``spec.switchPolicy.timeoutSeconds`` (the state machine in ``reconcile.switch_machine``; this
+  module adapts it to Kubernetes objects). Any failure leaves (or puts back) the previous backend
+  in the binding, sets ``Stalled`` and is not retried until the spec, the target connection or
+  its credentials change, or the ``one.ie/retry`` annotation changes.
 * **Crash safety**: the binding Secret is the commit point. It is written in one atomic
   replace, annotated with the connection it serves. Status is written after it. An operator
   killed anywhere re-runs the switch from the start (every step is idempotent); a health gate
@@ -16,14 +17,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from oneie_operator.errors import (
+    APIServerUnavailableError,
     ConnectionNotFoundError,
     ConnectionNotReadyError,
+    DependencyTimeoutError,
     NoBackendError,
     OneieError,
 )
@@ -44,9 +48,10 @@ from oneie_operator.reconcile.connections import (
     validate_spec,
 )
 from oneie_operator.reconcile.events import EventNote
+from oneie_operator.reconcile.failures import as_typed_error
 from oneie_operator.reconcile.progress import DelayedProgress
 from oneie_operator.reconcile.sealedcache import SealedCache
-from oneie_operator.reconcile.switching import STEPS, SwitchClock, SwitchFailed
+from oneie_operator.reconcile.switch_machine import StepFailure, SwitchDeps, SwitchOutcome, SwitchPlan, run_switch
 from oneie_operator.vault import Keyring, keyed_digest, unseal
 
 BINDING_CONNECTION_ANNOTATION = "one.ie/connection"
@@ -159,6 +164,8 @@ class OrgResult:
     #: (connection, organization is now using it?) — for ``status.usedBy`` of connections.
     usage: list[tuple[str, bool]] = field(default_factory=list)
     unchanged: bool = False
+    #: Seconds after which to reconcile again (a switch failed because the API server did not answer).
+    retry_after: float | None = None
 
 
 def _now() -> str:
@@ -343,6 +350,20 @@ def _base_status(obj: OrgObject, target: Target | None, active: str | None) -> d
 
 
 async def reconcile_organization(obj: OrgObject, deps: OrgDeps) -> OrgResult:
+    """The organization's new status, Events and usage; raises only typed errors (and cancellation).
+
+    Whatever fails, once this returns the binding Secret serves what the returned status names as
+    active. When it raises (a :class:`OneieError`, transient: the API server or the binding could
+    not be reached), status is not written, and the next attempt converges."""
+    try:
+        return await _reconcile(obj, deps)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise as_typed_error(exc) from None
+
+
+async def _reconcile(obj: OrgObject, deps: OrgDeps) -> OrgResult:
     desired = desired_connection(obj)
     desired_name = desired or PLATFORM_DEFAULT
     active = obj.status.get("activeConnection") or None
@@ -410,11 +431,57 @@ async def _steady(
     # usedBy: reported on every reconcile (Kopf resumes all at start-up), written only if it differs.
     previous = obj.status.get("previousConnection") or None
     usage = [(active, True)] + ([(previous, False)] if previous and previous != active else [])
+    usage += [(c, False) for c in _listed_in_error(obj, deps, active, previous)]
     usage = [(c, u) for c, u in usage if c != PLATFORM_DEFAULT]
     current = {k: obj.status.get(k) for k in status}
     if current == status and not events:
         return OrgResult(unchanged=True, usage=usage)
     return OrgResult(status=status, events=events, usage=usage)
+
+
+class _OrgSwitchDeps:
+    """The switch machine's dependencies for one organization (see ``reconcile.switch_machine``)."""
+
+    def __init__(self, obj: OrgObject, deps: OrgDeps, desired: str | None, fetched: Mapping[str, Any] | None) -> None:
+        self._obj, self._deps, self._desired, self._fetched = obj, deps, desired, fetched
+
+    async def resolve(self, name: str | None, *, require_ready: bool) -> Target:
+        fetched = self._fetched if name is not None and name == self._desired else None
+        target, _ = await resolve(self._obj, name, self._deps, require_ready=require_ready, fetched=fetched)
+        return target
+
+    async def test(self, target: Target) -> None:
+        await target.provider.test_credentials(target.settings, target.credentials, self._deps.http)
+
+    async def check(self, target: Target) -> None:
+        await target.provider.probe(target.settings, target.credentials, self._deps.http)
+
+    async def write(self, target: Target) -> None:
+        await write_binding(self._obj, target, self._deps)
+
+    async def clear(self) -> None:
+        await self._deps.secrets.delete(self._obj.namespace, binding_name(self._obj.name))
+
+
+class _Progress:
+    def __init__(self, progress: DelayedProgress) -> None:
+        self._progress = progress
+
+    async def step(self, name: str) -> None:
+        await self._progress.on_step(name)
+
+
+def _listed_in_error(obj: OrgObject, deps: OrgDeps, active: str, previous: str | None) -> list[str]:
+    """Connections whose ``usedBy`` (as the watch last showed it) names this organization although
+    it uses another: left by a switch whose status write was lost (the API server away or
+    refusing), after which status still named the connection the switch had left."""
+    return [
+        conn
+        for (namespace, conn), seen in deps.known_connections.items()
+        if namespace == obj.namespace
+        and conn not in (active, previous)
+        and obj.name in ((seen.get("status") or {}).get("usedBy") or ())
+    ]
 
 
 async def _switch(
@@ -430,18 +497,21 @@ async def _switch(
     attempt = attempt_key(obj, desired, conn_now)
     last = obj.status.get("lastSwitch") or {}
     if last.get("attempt") == attempt and last.get("result") in ("RolledBack", "Failed"):
-        if active is not None:
-            served, intact = _binding_state(await deps.secrets.read(obj.namespace, binding_name(obj.name)), deps)
-            if served != active or not intact:
-                restored = await _restore_binding(obj, deps, active)
-                if restored:
-                    return OrgResult(events=[restored])
-        return OrgResult(unchanged=True)
+        return await _keep_after_failure(obj, deps, active)
 
-    timeout = float(((obj.spec.get("switchPolicy") or {}).get("timeoutSeconds")) or 30)
     policy = obj.spec.get("switchPolicy") or {}
-    health_gate = policy.get("healthGate", True) is not False
-    auto_rollback = policy.get("autoRollback", True) is not False
+    explicit = _explicit_rollback(obj, desired_name)
+    previous = obj.status.get("previousConnection") or None
+    plan = SwitchPlan(
+        source=active,
+        target=desired,
+        deadline_seconds=float(policy.get("timeoutSeconds") or 30),
+        health_gate=policy.get("healthGate", True) is not False,
+        auto_rollback=policy.get("autoRollback", True) is not False,
+        verified=(previous, str(obj.status.get("previousCredentialsVersion") or ""))
+        if explicit and previous
+        else None,
+    )
     started_at = _now()
 
     async def write_progress(step: str) -> None:
@@ -449,48 +519,21 @@ async def _switch(
             await deps.on_step(obj, desired_name, step)
 
     progress = DelayedProgress(write_progress, delay=deps.progress_delay_seconds)
-    clock = SwitchClock(deadline_seconds=timeout, on_step=progress.on_step)
-    target: Target | None = None
-    activated = False
-    explicit = _explicit_rollback(obj, desired_name)
+    parts = _OrgSwitchDeps(obj, deps, desired, conn_now)
     try:
-        async with clock.step("validate"):
-            target, _ = await resolve(obj, desired, deps, require_ready=True, fetched=conn_now)
-        if explicit and _verified_while_active(obj, target):
-            # An explicit rollback to the connection that served the tenant just before, with
-            # the very same encrypted credentials (same Secret version): verified and encrypted
-            # already, so straight to activation.
-            clock.skip("test")
-            clock.skip("encrypt")
-        else:
-            async with clock.step("test"):
-                await target.provider.test_credentials(target.settings, target.credentials, deps.http)
-            async with clock.step("encrypt"):
-                # The credentials are kept encrypted by the connection; the binding's keyed digest
-                # is computed now so that activation is one write.
-                binding_data(target)
-        async with clock.step("activate"):
-            await write_binding(obj, target, deps)
-            activated = True
-        if health_gate:
-            async with clock.step("healthGate"):
-                await target.provider.probe(target.settings, target.credentials, deps.http)
-        else:
-            clock.skip("healthGate")
-    except SwitchFailed as failure:
-        return await _failed(
-            obj, deps, clock, failure, desired_name, active, activated, auto_rollback, started_at, attempt
-        )
+        outcome = await run_switch(plan, SwitchDeps(parts, parts, parts, parts, _Progress(progress)))
     finally:
         await progress.close()  # before the final status: no progress write may land after it
-
+    if outcome.failure is not None:
+        return _failed(obj, outcome, outcome.failure, desired_name, active, plan, started_at, attempt)
+    target = outcome.target
     assert target is not None
     record = SwitchRecord(
         source=active,
         target=desired_name,
         result="Succeeded",
-        seconds=clock.elapsed,
-        steps=[s.as_status() for s in clock.steps],
+        seconds=outcome.seconds,
+        steps=[s.as_status() for s in outcome.steps],
         reason="Switched",
         message=f"switched from {active or 'nothing'} to {desired_name}",
         started_at=started_at,
@@ -499,16 +542,7 @@ async def _switch(
         explicit_rollback=explicit,
     )
     status = {
-        **_base_status(obj, target, desired_name),
-        "previousConnection": active or obj.status.get("previousConnection") or "",
-        "activeCredentialsVersion": target.credentials_version,
-        "previousCredentialsVersion": str(
-            obj.status.get("activeCredentialsVersion" if active else "previousCredentialsVersion") or ""
-        ),
-        "switchedAt": record.finished_at,
-        "lastSwitch": record.as_status(),
-        "history": _history(obj, record),
-        "switching": None,
+        **_serving_status(obj, target, active, record),
         "conditions": conditions.merge_conditions(
             obj.status.get("conditions"),
             [
@@ -531,13 +565,47 @@ async def _switch(
         f"from {active or 'nothing'} to {desired_name} ({target.provider.name}) in "
         f"{record.seconds * 1000:.0f} ms: {steps}" + (f"; changed by {who}" if who else "")
     )
-    usage = [(desired_name, True)] + ([(active, False)] if active and active != desired_name else [])
     return OrgResult(
         status=status,
         events=[EventNote("Normal", verb, message)],
         switch=record,
-        usage=[(c, u) for c, u in usage if c != PLATFORM_DEFAULT],
+        usage=_usage_after_switch(desired_name, active),
     )
+
+
+def _usage_after_switch(now: str, before: str | None) -> list[tuple[str, bool]]:
+    usage = [(now, True)] + ([(before, False)] if before and before != now else [])
+    return [(c, u) for c, u in usage if c != PLATFORM_DEFAULT]
+
+
+def _serving_status(obj: OrgObject, target: Target, active: str | None, record: SwitchRecord) -> dict[str, Any]:
+    """Status of a switch that left ``target`` serving in place of ``active``."""
+    return {
+        **_base_status(obj, target, target.name),
+        "previousConnection": active or obj.status.get("previousConnection") or "",
+        "activeCredentialsVersion": target.credentials_version,
+        "previousCredentialsVersion": str(
+            obj.status.get("activeCredentialsVersion" if active else "previousCredentialsVersion") or ""
+        ),
+        "switchedAt": record.finished_at,
+        "lastSwitch": record.as_status(),
+        "history": _history(obj, record),
+        "switching": None,
+    }
+
+
+async def _keep_after_failure(obj: OrgObject, deps: OrgDeps, active: str | None) -> OrgResult:
+    """After a failed switch that nothing has changed since: keep the binding serving ``active``."""
+    served, intact = _binding_state(await deps.secrets.read(obj.namespace, binding_name(obj.name)), deps)
+    if active is None:
+        if served is not None:
+            await deps.secrets.delete(obj.namespace, binding_name(obj.name))
+        return OrgResult(unchanged=True)
+    if served != active or not intact:
+        restored = await _restore_binding(obj, deps, active)
+        if restored:
+            return OrgResult(events=[restored])
+    return OrgResult(unchanged=True)
 
 
 async def _restore_binding(obj: OrgObject, deps: OrgDeps, active: str) -> EventNote | None:
@@ -550,15 +618,6 @@ async def _restore_binding(obj: OrgObject, deps: OrgDeps, active: str) -> EventN
         "Warning",
         "BindingRestored",
         f"binding Secret '{binding_name(obj.name)}' was deleted or edited; restored for {active}",
-    )
-
-
-def _verified_while_active(obj: OrgObject, target: Target) -> bool:
-    """Whether ``target`` has the same encrypted credentials as when it last served this tenant."""
-    return (
-        target.name == (obj.status.get("previousConnection") or None)
-        and bool(target.credentials_version)
-        and target.credentials_version == obj.status.get("previousCredentialsVersion")
     )
 
 
@@ -577,50 +636,43 @@ def _history(obj: OrgObject, record: SwitchRecord) -> list[dict[str, Any]]:
     return [entry, *list(obj.status.get("history") or [])][:HISTORY_LIMIT]
 
 
-async def _failed(
+#: Failures of the cluster itself, not of the tenant's backend: the switch is tried again.
+RETRIED_FAILURES = (APIServerUnavailableError, DependencyTimeoutError)
+RETRY_AFTER_SECONDS = 5.0
+
+
+def _failed(
     obj: OrgObject,
-    deps: OrgDeps,
-    clock: SwitchClock,
-    failure: SwitchFailed,
+    outcome: SwitchOutcome[Target],
+    failure: StepFailure,
     desired_name: str,
     active: str | None,
-    activated: bool,
-    auto_rollback: bool,
+    plan: SwitchPlan,
     started_at: str,
     attempt: str,
 ) -> OrgResult:
-    for name in STEPS[len(clock.steps) :]:
-        clock.skip(name)
-    restored: Target | None = None
-    restore_error: str | None = None
-    if activated or (active is not None):
-        # Put (or keep) the previous backend in the binding.
-        try:
-            if active is not None:
-                restored, _ = await resolve(
-                    obj, None if active == PLATFORM_DEFAULT else active, deps, require_ready=False
-                )
-                if activated and auto_rollback:
-                    await write_binding(obj, restored, deps)
-            elif activated and auto_rollback:
-                await deps.secrets.delete(obj.namespace, binding_name(obj.name))
-        except OneieError as exc:
-            restore_error = str(exc)
-    rolled_back = active is not None and restore_error is None and (auto_rollback or not activated)
-    result = "RolledBack" if rolled_back else "Failed"
-    message = str(failure)
-    if rolled_back:
+    serving = outcome.serving_target
+    message = failure.message
+    retried = isinstance(failure.error, RETRIED_FAILURES)
+    if retried:
+        # Not "nothing changed since": an empty attempt key lets the retry run the switch again.
+        attempt = ""
+    if outcome.restore_error is not None:
+        message += f"; putting {active or 'nothing'} back failed too ({outcome.restore_error}), nothing was changed"
+    elif outcome.result == "RolledBack":
         message += f"; {active} stays active"
-    elif restore_error:
-        message += f"; restoring {active} failed too: {restore_error}"
-    elif active is None:
+    elif outcome.serving is not None and outcome.serving != active:
+        message += f"; autoRollback is off: {outcome.serving} stays active"
+    elif outcome.serving is None:
         message += "; no backend is active"
+    if retried:
+        message += f"; retrying in {RETRY_AFTER_SECONDS:g}s"
     record = SwitchRecord(
         source=active,
         target=desired_name,
-        result=result,
-        seconds=clock.elapsed,
-        steps=[s.as_status() for s in clock.steps],
+        result=outcome.result,
+        seconds=outcome.seconds,
+        steps=[s.as_status() for s in outcome.steps],
         reason=failure.reason,
         message=message,
         started_at=started_at,
@@ -630,7 +682,7 @@ async def _failed(
     conds = [
         *conditions.stalled(failure.reason, message),
         conditions.Condition("Switching", "False", failure.reason, ""),
-        _healthy(restored),
+        _healthy(serving),
     ]
     status: dict[str, Any] = {
         "observedGeneration": obj.generation,
@@ -638,13 +690,20 @@ async def _failed(
         "lastSwitch": record.as_status(),
         "history": _history(obj, record),
         "switching": None,
-        "conditions": conditions.merge_conditions(obj.status.get("conditions"), conds, generation=obj.generation),
     }
-    reason = "SwitchRolledBack" if rolled_back else "SwitchFailed"
+    usage: list[tuple[str, bool]] = []
+    if serving is not None and outcome.serving != active:
+        # autoRollback off: the target serves now, and status names it (binding == status).
+        status.update(_serving_status(obj, serving, active, record))
+        usage = _usage_after_switch(serving.name, active)
+    status["conditions"] = conditions.merge_conditions(obj.status.get("conditions"), conds, generation=obj.generation)
+    reason = "SwitchRolledBack" if outcome.result == "RolledBack" else "SwitchFailed"
     event = EventNote(
         "Warning",
         reason,
         f"switch from {active or 'nothing'} to {desired_name} failed at step "
         f"{failure.step} ({failure.reason}): {message}",
     )
-    return OrgResult(status=status, events=[event], switch=record)
+    return OrgResult(
+        status=status, events=[event], switch=record, usage=usage, retry_after=RETRY_AFTER_SECONDS if retried else None
+    )
