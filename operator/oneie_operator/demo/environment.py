@@ -119,7 +119,10 @@ async def local_environment(
     ClusterRole (its own ``operator-kubeconfig``); ``chart_rbac`` replaces the chart's rendered
     roles (e.g. rendered with ``watch.namespaces``)."""
     root = repository_root()
-    workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, at start-up)
+    # Absolute from here on: the kubeconfigs name files in it (certificate, token) and are read
+    # from other directories (kubectl, the operator's credential plug-in, `up`).
+    workdir = workdir.resolve()  # noqa: ASYNC240  (once, at start-up)
+    workdir.mkdir(parents=True, exist_ok=True)
     logs = LogCapture()
     logging.getLogger().addHandler(logs)
     async with contextlib.AsyncExitStack() as stack:
