@@ -3,8 +3,9 @@
 :class:`FixedKubernetesEmulator` is a thin subclass of kmock 0.8's ``KubernetesEmulator``.
 It keeps kmock's scaffold for everything that is not a resource request (API discovery
 ``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``, ``/version``; 404 for
-``/openapi/v2`` and ``/openapi/v3`` so that ``kubectl --validate=false`` works) and serves
-every request on a declared resource from its own dict-based store. Each fix below
+``/openapi/v2``), serves OpenAPI v3 (``/openapi/v3``, built by :mod:`.openapi` from the CRDs
+and the published Kubernetes schemas: kubectl's default validation and ``kubectl explain``
+need it) and serves every request on a declared resource from its own dict-based store. Each fix below
 reproduces the behaviour of a real API server (see ``/work/shared/EMULATOR-NOTES.md`` for
 what stock kmock 0.8 does instead):
 
@@ -61,9 +62,9 @@ what stock kmock 0.8 does instead):
 * **CustomResourceDefinitions** created or updated through the API (or :meth:`declare_crd`)
   declare their resources for serving and discovery, as the real server does.
 * **Discovery for kubectl**: kmock's answers, fixed where kubectl chokes: ``groupVersion: v1``
-  (not ``/v1``) for the core group, and no short names or categories on subresources. With
-  ``--validate=false``, ``kubectl apply`` (client- and server-side), ``get`` (``-A``, ``-l``,
-  ``-o json``, ``-w``), ``replace``, ``patch``, ``delete`` work.
+  (not ``/v1``) for the core group, and no short names or categories on subresources.
+  ``kubectl apply`` (client- and server-side, default validation), ``explain``, ``get``
+  (``-A``, ``-l``, ``-o json``, ``-w``), ``replace``, ``patch``, ``delete`` work.
 * **Events** work in both ``v1`` and ``events.k8s.io/v1``, but as two separate stores
   (the real server shows one set of objects through both APIs).
 * **Cost and memory.** Each request costs O(1) (O(objects of the resource) for lists and
@@ -106,6 +107,8 @@ import aiohttp.web
 import attrs
 import kmock
 import yaml
+
+from oneie_operator.testing import openapi
 
 __all__ = ['FixedKubernetesEmulator', 'KubernetesApiError']
 
@@ -453,6 +456,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
     _rv: int = attrs.field(default=0, init=False)
     _uids: set[str] = attrs.field(factory=set, init=False)
     _dependents: dict[str, set[tuple[StoreKey, ObjectKey]]] = attrs.field(factory=dict, init=False)
+    _openapi: openapi.OpenApiV3 | None = attrs.field(default=None, init=False)  # built when first asked
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -465,6 +469,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         """Declare the served versions of a ``CustomResourceDefinition`` for serving and discovery."""
         spec = crd.get('spec') or {}
         names = spec.get('names') or {}
+        self._openapi = None
         for version in spec.get('versions') or [{'name': spec.get('version')}]:
             if not version.get('served', True):
                 continue
@@ -510,6 +515,8 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         """Serve one request; unlike kmock's ``RawHandler.__call__``, record nothing."""
         try:
             target = _parse_path(raw_request.path)
+            if raw_request.path.startswith('/openapi/'):
+                return self._serve_openapi(raw_request.path)
             if target is None or target.plural is None:
                 return await self._delegate(raw_request)
             return await self._serve(raw_request, target)
@@ -537,6 +544,21 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             self._requests.remove(request)  # keep the history empty: matching scans all of it
             for payload in self._payloads:  # kmock's reactions record their requests: keep a few
                 del payload._requests[:-self.kept_requests]
+
+    def _serve_openapi(self, path: str) -> aiohttp.web.StreamResponse:
+        """``/openapi/v3`` and its group-version documents (see :mod:`.openapi`); v2 is a 404."""
+        if self._openapi is None:
+            resources = [openapi.ApiResource(r.group or '', r.version or '', r.plural or '', info.kind or '',
+                                             info.namespaced is not False, frozenset(info.subresources))
+                         for r, info in ((r, self.resources[r]) for r in self.resources) if info.kind]
+            crds = list(self._stores[_CRDS].objects.values()) if _CRDS in self._stores else []
+            self._openapi = openapi.OpenApiV3.build(resources, crds)
+        if path.rstrip('/') == '/openapi/v3':
+            return aiohttp.web.json_response(self._openapi.index())
+        document = self._openapi.documents.get(path.removeprefix('/openapi/v3/').strip('/'))
+        if document is None or not path.startswith('/openapi/v3/'):
+            raise KubernetesApiError(404, 'NotFound', 'the server could not find the requested resource')
+        return aiohttp.web.json_response(document)
 
     async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
         """kmock's discovery of a group version, with ``groupVersion: v1`` (not ``/v1``) for core."""
