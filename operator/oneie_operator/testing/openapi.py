@@ -21,8 +21,9 @@ Schemas come from each CRD's ``openAPIV3Schema`` (``metadata`` replaced by a ref
 ``ObjectMeta``, as the real server does) and, for built-in kinds, from the Kubernetes schemas
 bundled by the ``kubernetes-validate`` package (JSON Schema of Kubernetes :data:`KUBERNETES_VERSION`,
 converted back to OpenAPI: ``type: [T, "null"]`` becomes ``type: T``, ``#/$defs/`` references
-become ``#/components/schemas/``). A built-in kind missing from that bundle gets an open
-schema (``x-kubernetes-preserve-unknown-fields``). Operations carry only what kubectl reads
+become ``#/components/schemas/``; an optional dependency, the ``emulator`` extra). A built-in
+kind missing from that bundle (or all of them, without the package) gets an open schema
+(``x-kubernetes-preserve-unknown-fields``). Operations carry only what kubectl reads
 (operation ids, actions, kinds, query parameters, a response schema); not emulated: OpenAPI v2
 (``/openapi/v2``, protobuf), the protobuf form of v3, ``ETag``/``304`` answers.
 """
@@ -101,8 +102,17 @@ def _to_openapi(schema: Any) -> Any:
 
 @functools.cache
 def builtin_definitions(version: str = KUBERNETES_VERSION) -> Mapping[str, JsonDict]:
-    """The OpenAPI schemas of the built-in Kubernetes types, by definition name (loaded once)."""
-    folder = importlib.resources.files('kubernetes_validate') / 'kubernetes-json-schema' / f'v{version}-local'
+    """The OpenAPI schemas of the built-in Kubernetes types, by definition name (loaded once).
+
+    Without the optional ``kubernetes-validate`` package (the ``emulator`` extra, 100 MB of
+    schemas) only ``ObjectMeta`` is known, as an open object: built-in kinds then get open
+    schemas, which still lets kubectl validate on the server side, but explains nothing.
+    """
+    try:
+        folder = importlib.resources.files('kubernetes_validate') / 'kubernetes-json-schema' / f'v{version}-local'
+    except ModuleNotFoundError:
+        return {f'{_META}ObjectMeta': {'type': 'object', 'x-kubernetes-preserve-unknown-fields': True,
+                                       'description': 'Standard object metadata.'}}
     defs = json.loads((folder / '_definitions.json').read_text(encoding='utf-8'))['$defs']
     return {name: _to_openapi(schema) for name, schema in defs.items()}
 
