@@ -65,6 +65,10 @@ what stock kmock 0.8 does instead):
   (not ``/v1``) for the core group, and no short names or categories on subresources.
   ``kubectl apply`` (client- and server-side, default validation), ``explain``, ``get``
   (``-A``, ``-l``, ``-o json``, ``-w``), ``replace``, ``patch``, ``delete`` work.
+* **Tables for kubectl get**: a request whose ``Accept`` asks for a ``meta.k8s.io`` Table (list,
+  single object, watch) gets one, built by :mod:`.tables` from the CRD's
+  ``additionalPrinterColumns`` or Kubernetes' columns for Secrets, ConfigMaps, Namespaces and
+  Events; ``includeObject`` is honoured.
 * **Events** work in both ``v1`` and ``events.k8s.io/v1``, but as two separate stores
   (the real server shows one set of objects through both APIs).
 * **Cost and memory.** Each request costs O(1) (O(objects of the resource) for lists and
@@ -78,7 +82,7 @@ authentication (any token works), admission webhooks, conversion webhooks (all v
 of a CRD share the objects, only ``apiVersion`` is rewritten), removing a CRD's resource when
 the CRD is deleted, field management (``managedFields``) and apply conflicts, watch bookmarks
 (except the "initial events end" bookmark when ``sendInitialEvents=true``), pagination,
-``Table`` output (plain JSON is returned and kubectl prints NAME/AGE columns), protobuf bodies
+the printers of built-in kinds other than those :mod:`.tables` lists, protobuf bodies
 (415: kubectl's typed generators such as ``kubectl create secret generic`` send protobuf --
 use ``kubectl apply -f``), subresources other than ``status`` (``scale``, ``finalize``...),
 and kmock's own state (``emulator.objects`` stays empty; kmock's reaction DSL
@@ -108,7 +112,7 @@ import attrs
 import kmock
 import yaml
 
-from oneie_operator.testing import openapi
+from oneie_operator.testing import openapi, tables
 
 __all__ = ['FixedKubernetesEmulator', 'KubernetesApiError']
 
@@ -433,6 +437,17 @@ def _key(obj: JsonDict) -> ObjectKey:
     return _meta(obj).get('namespace') or '', _meta(obj)['name']
 
 
+_TableMaker = Callable[[list[JsonDict], str | None], JsonDict]  # (objects, resourceVersion) -> Table
+
+
+def _encode_event(event: JsonDict, table: _TableMaker | None) -> bytes:
+    """A watch event as a JSON line; its object as a one-row Table if the watcher asked for tables."""
+    if table is not None and event['type'] in {'ADDED', 'MODIFIED', 'DELETED'}:
+        rv = _meta(event['object']).get('resourceVersion')
+        event = {**event, 'object': table([event['object']], rv)}
+    return json.dumps(event).encode() + b'\n'
+
+
 def _owner_uids(obj: JsonDict | None) -> set[str]:
     refs = _meta(obj or {}).get('ownerReferences') or []
     return {ref['uid'] for ref in refs if isinstance(ref, dict) and ref.get('uid')}
@@ -584,11 +599,15 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         method, name = raw_request.method, target.name
 
         if method == 'GET':
+            table = self._table_maker(kind, raw_request)  # None unless a Table is asked for
             if target.watch or query.get('watch') in {'true', '1'}:
-                return await self._watch(raw_request, kind, namespace, name)
+                return await self._watch(raw_request, kind, namespace, name, table)
             if name is None:
-                return aiohttp.web.json_response(self._list(kind, namespace, query))
-            return aiohttp.web.json_response(self._out(self._lookup(kind, namespace, name), kind))
+                listed = self._list(kind, namespace, query)
+                return aiohttp.web.json_response(
+                    listed if table is None else table(listed['items'], listed['metadata']['resourceVersion']))
+            obj = self._out(self._lookup(kind, namespace, name), kind)
+            return aiohttp.web.json_response(obj if table is None else table([obj], None))
 
         body = await self._decode(raw_request)
         if method == 'POST' and name is None:
@@ -867,8 +886,24 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             'items': [self._out(obj, kind) for _, obj in sorted(objects.items()) if match(obj)],
         }
 
+    def _table_maker(self, kind: _Kind, raw_request: aiohttp.web.BaseRequest) -> _TableMaker | None:
+        """How to answer as a ``Table`` (see :mod:`.tables`) if the request's ``Accept`` asks for one."""
+        version = tables.requested_table_version(raw_request.headers.get('Accept', ''))
+        if version is None:
+            return None
+        columns: list[JsonDict] | None = None
+        crd = self._stores[_CRDS].objects.get(('', f'{kind.plural}.{kind.group}')) if kind.group else None
+        if crd is not None:
+            spec = crd.get('spec') or {}
+            served = [v for v in spec.get('versions') or [] if v.get('name') == kind.version]
+            columns = (served[0] if served else {}).get('additionalPrinterColumns') or \
+                spec.get('additionalPrinterColumns') or []
+        renderer = tables.TableRenderer(kind.group, kind.plural, columns)
+        include = raw_request.query.get('includeObject', 'Metadata')
+        return lambda objects, rv: renderer.table(objects, version=version, include=include, resource_version=rv)
+
     async def _watch(self, raw_request: aiohttp.web.BaseRequest, kind: _Kind, namespace: str | None,
-                     name: str | None) -> aiohttp.web.StreamResponse:
+                     name: str | None, table: _TableMaker | None = None) -> aiohttp.web.StreamResponse:
         query = raw_request.query
         match = self._matcher(namespace, name, query)
         store = self._store(kind)
@@ -900,7 +935,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         try:
             await response.prepare(raw_request)
             for event in backlog:
-                await response.write(json.dumps(event).encode() + b'\n')
+                await response.write(_encode_event(event, table))
             deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
             while watcher is not None:
                 remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
@@ -911,7 +946,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
                 if item is None:
                     break
                 if (seen := self._watch_event(item, match, kind)) is not None:
-                    await response.write(json.dumps(seen).encode() + b'\n')
+                    await response.write(_encode_event(seen, table))
             await response.write_eof()
         except ConnectionError:
             pass  # the client has gone
