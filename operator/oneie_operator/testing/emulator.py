@@ -65,6 +65,8 @@ what stock kmock 0.8 does instead):
   (not ``/v1``) for the core group, and no short names or categories on subresources.
   ``kubectl apply`` (client- and server-side, default validation), ``explain``, ``get``
   (``-A``, ``-l``, ``-o json``, ``-w``), ``replace``, ``patch``, ``delete`` work.
+* **Protobuf requests**: ``kubectl create secret|configmap|namespace`` send
+  ``application/vnd.kubernetes.protobuf``; :mod:`.protobuf` decodes those three kinds.
 * **Tables for kubectl get**: a request whose ``Accept`` asks for a ``meta.k8s.io`` Table (list,
   single object, watch) gets one, built by :mod:`.tables` from the CRD's
   ``additionalPrinterColumns`` or Kubernetes' columns for Secrets, ConfigMaps, Namespaces and
@@ -82,9 +84,9 @@ authentication (any token works), admission webhooks, conversion webhooks (all v
 of a CRD share the objects, only ``apiVersion`` is rewritten), removing a CRD's resource when
 the CRD is deleted, field management (``managedFields``) and apply conflicts, watch bookmarks
 (except the "initial events end" bookmark when ``sendInitialEvents=true``), pagination,
-the printers of built-in kinds other than those :mod:`.tables` lists, protobuf bodies
-(415: kubectl's typed generators such as ``kubectl create secret generic`` send protobuf --
-use ``kubectl apply -f``), subresources other than ``status`` (``scale``, ``finalize``...),
+the printers of built-in kinds other than those :mod:`.tables` lists, protobuf bodies of
+kinds other than Secret, ConfigMap and Namespace (415 saying to send JSON; protobuf and CBOR
+answers are never sent: clients accept JSON), subresources other than ``status`` (``scale``, ``finalize``...),
 and kmock's own state (``emulator.objects`` stays empty; kmock's reaction DSL
 ``emulator[...] << ...`` only applies to non-resource paths). Inspect the state from tests
 with :meth:`FixedKubernetesEmulator.get_object` and :meth:`~FixedKubernetesEmulator.list_objects`;
@@ -112,7 +114,7 @@ import attrs
 import kmock
 import yaml
 
-from oneie_operator.testing import openapi, tables
+from oneie_operator.testing import openapi, protobuf, tables
 
 __all__ = ['FixedKubernetesEmulator', 'KubernetesApiError']
 
@@ -657,7 +659,14 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         raw = await raw_request.read()
         if not raw:
             return None
-        if raw_request.content_type in {'application/vnd.kubernetes.protobuf', 'application/cbor'}:
+        if raw_request.content_type == 'application/vnd.kubernetes.protobuf':
+            try:
+                return protobuf.decode(raw)
+            except protobuf.UnsupportedKind as e:
+                raise KubernetesApiError(415, 'UnsupportedMediaType', str(e)) from e
+            except protobuf.ProtobufError as e:
+                raise _bad_request(f'the body could not be decoded: {e}') from e
+        if raw_request.content_type == 'application/cbor':
             raise KubernetesApiError(415, 'UnsupportedMediaType', 'the body of the request was in an '
                                      f'unknown format: {raw_request.content_type}')
         try:
