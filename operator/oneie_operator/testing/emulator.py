@@ -65,6 +65,14 @@ what stock kmock 0.8 does instead):
   (not ``/v1``) for the core group, and no short names or categories on subresources.
   ``kubectl apply`` (client- and server-side, default validation), ``explain``, ``get``
   (``-A``, ``-l``, ``-o json``, ``-w``), ``replace``, ``patch``, ``delete`` work.
+* **Validation of custom resources** (``schema_validation=True``, the default; benchmarks turn it
+  off; it needs jsonschema and cel-python, the ``emulator`` extra -- without them a warning is
+  logged and nothing is validated): every create, update and patch of a custom resource -- main object and ``status`` --
+  is pruned, defaulted and validated against its CRD's schema and CEL rules with
+  :mod:`.schema` (the offline CRD tests use the same code); refusals are 422 ``Invalid`` (or a
+  400 strict decoding error with ``fieldValidation=Strict``) in the API server's format, and
+  pruned fields are reported in ``Warning`` headers with ``Warn`` (see :mod:`.validation`).
+* **``/version``** (and ``/version/``) answers the Kubernetes version whose schemas are served.
 * **Protobuf requests**: ``kubectl create secret|configmap|namespace`` send
   ``application/vnd.kubernetes.protobuf``; :mod:`.protobuf` decodes those three kinds.
 * **Tables for kubectl get**: a request whose ``Accept`` asks for a ``meta.k8s.io`` Table (list,
@@ -79,9 +87,10 @@ what stock kmock 0.8 does instead):
   ``watch_queue_limit`` events behind is disconnected (it resumes from its resourceVersion);
   requests are not recorded (kmock's ``RawHandler`` keeps and re-scans every request).
 
-Not emulated: schema validation and defaulting (any body is accepted), CEL rules, RBAC and
-authentication (any token works), admission webhooks, conversion webhooks (all versions
-of a CRD share the objects, only ``apiVersion`` is rewritten), removing a CRD's resource when
+Not emulated: validation of built-in kinds (any Secret or Event body is accepted), CEL cost
+limits, ``messageExpression`` and ratcheting (see :mod:`.schema`), RBAC and authentication
+(any token works), admission webhooks, conversion webhooks (all versions of a CRD share the
+objects, only ``apiVersion`` is rewritten), removing a CRD's resource when
 the CRD is deleted, field management (``managedFields``) and apply conflicts, watch bookmarks
 (except the "initial events end" bookmark when ``sendInitialEvents=true``), pagination,
 the printers of built-in kinds other than those :mod:`.tables` lists, protobuf bodies of
@@ -114,7 +123,7 @@ import attrs
 import kmock
 import yaml
 
-from oneie_operator.testing import openapi, protobuf, tables
+from oneie_operator.testing import openapi, protobuf, tables, validation
 
 __all__ = ['FixedKubernetesEmulator', 'KubernetesApiError']
 
@@ -468,15 +477,21 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
     watch_history: int = 1000  # events kept per resource for watches resuming from a resourceVersion
     watch_queue_limit: int = 10_000  # events queued for one slow watcher before its stream is closed
     kept_requests: int = 100  # requests kept by kmock's reactions (discovery only)
+    schema_validation: bool = True  # validate, prune, default custom resources (.validation); off: benchmarks
 
     _stores: dict[StoreKey, _Store] = attrs.field(factory=dict, init=False)
     _rv: int = attrs.field(default=0, init=False)
     _uids: set[str] = attrs.field(factory=set, init=False)
     _dependents: dict[str, set[tuple[StoreKey, ObjectKey]]] = attrs.field(factory=dict, init=False)
     _openapi: openapi.OpenApiV3 | None = attrs.field(default=None, init=False)  # built when first asked
+    _validator: validation.Validator = attrs.field(factory=validation.Validator, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        if self.schema_validation and not validation.available():
+            logger.warning('The emulator does NOT validate custom resources: jsonschema and cel-python are '
+                           "missing (pip install 'oneie-operator[emulator]')")
+            self.schema_validation = False
         self.resources.load_bundled()
         self.create_object('v1/namespaces', {'metadata': {'name': 'default'}})
 
@@ -534,6 +549,8 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             target = _parse_path(raw_request.path)
             if raw_request.path.startswith('/openapi/'):
                 return self._serve_openapi(raw_request.path)
+            if raw_request.path in {'/version', '/version/'}:
+                return aiohttp.web.json_response(openapi.version_info())
             if target is None or target.plural is None:
                 return await self._delegate(raw_request)
             return await self._serve(raw_request, target)
@@ -589,6 +606,17 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
 
     async def _serve(self, raw_request: aiohttp.web.BaseRequest,
                      target: _Target) -> aiohttp.web.StreamResponse:
+        """Serve a resource request with its ``fieldValidation``; answer its warnings as headers."""
+        validation.FIELD_VALIDATION.set(raw_request.query.get('fieldValidation') or 'Warn')
+        warnings: list[str] = []
+        validation.WARNINGS.set(warnings)
+        response = await self._serve_resource(raw_request, target)
+        for warning in warnings:
+            response.headers.add('Warning', f'299 - {json.dumps(warning)}')
+        return response
+
+    async def _serve_resource(self, raw_request: aiohttp.web.BaseRequest,
+                              target: _Target) -> aiohttp.web.StreamResponse:
         kind = self._resolve(target.group, target.version, target.plural or '')
         query = raw_request.query
         namespace = target.namespace
@@ -752,6 +780,16 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             obj['status'] = {'phase': 'Active'}
         return obj
 
+    def _admit(self, kind: _Kind, obj: JsonDict, old: JsonDict | None) -> JsonDict:
+        """Validate, prune and default a custom resource against its CRD (see :mod:`.validation`)."""
+        crd = self._stores[_CRDS].objects.get(('', f'{kind.plural}.{kind.group}')) if kind.group else None
+        if not self.schema_validation or crd is None:
+            return obj
+        try:
+            return self._validator.admit(crd, kind.version, obj, old)
+        except validation.Refusal as e:
+            raise KubernetesApiError(e.code, e.reason, e.message, e.details) from None
+
     # --- Verbs ------------------------------------------------------------------------------------
 
     def _create(self, kind: _Kind, namespace: str | None, body: Any, dry_run: bool) -> JsonDict:
@@ -784,7 +822,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         obj = {**body, 'metadata': meta}
         if kind.has_status:
             obj.pop('status', None)
-        obj = self._normalize(kind, obj)
+        obj = self._admit(kind, self._normalize(kind, obj), None)
         if dry_run:
             return obj
         if kind.namespaced and namespace:
@@ -814,6 +852,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             new = {k: v for k, v in old.items() if k != 'status'}
             if 'status' in candidate:
                 new['status'] = candidate['status']
+            new = self._admit(kind, new, old)
         else:
             new = dict(candidate)
             meta = {k: v for k, v in cand_meta.items() if k not in _SERVER_FIELDS}
@@ -822,11 +861,11 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             new.pop('status', None)
             if 'status' in (old if kind.has_status else candidate):
                 new['status'] = (old if kind.has_status else candidate)['status']
-            new = self._normalize(kind, new)
+            new = self._admit(kind, self._normalize(kind, new), old)
             ignored = {'apiVersion', 'kind', 'metadata', 'status' if kind.has_status else 'metadata'}
             if {k: v for k, v in new.items() if k not in ignored} != \
                     {k: v for k, v in old.items() if k not in ignored}:
-                meta['generation'] = old_meta.get('generation', 0) + 1
+                _meta(new)['generation'] = old_meta.get('generation', 0) + 1
         new['metadata'] = {**_meta(new), 'resourceVersion': old_meta['resourceVersion']}
         if new == old or dry_run:  # a no-op: no new resourceVersion, no event
             return new

@@ -40,7 +40,8 @@ from typing import Any
 
 import attrs
 
-__all__ = ['KUBERNETES_VERSION', 'ApiResource', 'OpenApiV3', 'builtin_definitions', 'crd_schema_name']
+__all__ = ['KUBERNETES_VERSION', 'ApiResource', 'OpenApiV3', 'builtin_definitions', 'crd_schema_name',
+           'version_info']
 
 JsonDict = dict[str, Any]
 
@@ -69,6 +70,14 @@ class ApiResource:
     @property
     def gvk(self) -> JsonDict:
         return {'group': self.group, 'version': self.version, 'kind': self.kind}
+
+
+def version_info() -> JsonDict:
+    """The ``/version`` answer: the Kubernetes release whose schemas are served."""
+    major, minor, _ = KUBERNETES_VERSION.split('.')
+    return {'major': major, 'minor': minor, 'gitVersion': f'v{KUBERNETES_VERSION}', 'gitCommit': '',
+            'gitTreeState': 'clean', 'buildDate': '', 'goVersion': '', 'compiler': 'gc',
+            'platform': 'linux/amd64'}
 
 
 def _to_openapi(schema: Any) -> Any:

@@ -44,6 +44,7 @@ import base64
 import binascii
 import copy
 import datetime as dt
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,16 @@ class Violation:
     path: str  # e.g. "spec.convex.url" ("" for the root)
     message: str
     source: str  # "unknown-field", "schema", "list", "metadata" or "cel"
+    #: As the API server reports it in ``details.causes``: ``reason`` and the text after the path.
+    reason: str = "FieldValueInvalid"
+    detail: str = ""
+    field: str | None = None  # the cause's field when it differs from path (a missing required one)
+
+    @property
+    def cause(self) -> dict[str, str]:
+        """The ``details.causes[]`` entry of a 422 Invalid answer."""
+        return {"reason": self.reason, "message": self.detail or self.message,
+                "field": (self.field if self.field is not None else self.path) or "<nil>"}
 
     def __str__(self) -> str:
         return f"{self.path or '<root>'}: {self.message}"
@@ -453,6 +464,7 @@ class CompiledRule:
     field_path: str
     uses_old_self: bool
     program: Any
+    reason: str = "FieldValueInvalid"
 
 
 def _static_field_check(node: Mapping[str, Any], rule: str, schema_path: str, root: bool) -> None:
@@ -503,9 +515,72 @@ def compile_rules(schema: Mapping[str, Any]) -> dict[str, list[CompiledRule]]:
                     field_path=spec.get("fieldPath", ""),
                     uses_old_self=bool(re.search(r"\boldSelf\b", _STRING_LITERAL.sub("''", rule))),
                     program=program,
+                    reason=spec.get("reason") or "FieldValueInvalid",
                 )
             )
     return compiled
+
+
+_CEL_DETAIL = {
+    "FieldValueInvalid": 'Invalid value: "{type}": {message}',
+    "FieldValueRequired": "Required value: {message}",
+    "FieldValueForbidden": "Forbidden: {message}",
+    "FieldValueDuplicate": "Duplicate value: {message}",
+}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _go_type(value: Any) -> str:
+    """The type name the API server prints for a value (``Invalid value: "object"``)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else "null"
+
+
+def _k8s_detail(error: Any, path: str) -> tuple[str, str, str]:
+    """(reason, detail, field) of a jsonschema error, worded as the API server words it."""
+    value, where = error.instance, path or "<root>"
+    match error.validator:
+        case "required":
+            m = re.match(r"^'(.+)' is a required property$", error.message)
+            return "FieldValueRequired", "Required value", _join(path, m[1]) if m else path
+        case "enum":
+            allowed = ", ".join(_json(v) for v in error.validator_value)
+            return "FieldValueNotSupported", f"Unsupported value: {_json(value)}: supported values: {allowed}", path
+        case "type" | "anyOf":
+            expected = error.validator_value if error.validator == "type" else "integer or string"
+            return ("FieldValueTypeInvalid", f'Invalid value: "{_go_type(value)}": {where} in body must be of type '
+                    f"{expected}: {_json(value)}", path)
+        case "pattern":
+            return "FieldValueInvalid", f"Invalid value: {_json(value)}: {where} in body should match " \
+                f"'{error.validator_value}'", path
+        case "maxLength" | "maxItems" | "maxProperties":
+            unit = {"maxLength": " bytes", "maxItems": " items", "maxProperties": " properties"}[error.validator]
+            return "FieldValueTooLong", f"Too long: may not be more than {error.validator_value}{unit}", path
+        case "minLength":
+            return "FieldValueInvalid", f"Invalid value: {_json(value)}: {where} in body should be at least " \
+                f"{error.validator_value} chars long", path
+        case "minimum":
+            return "FieldValueInvalid", f"Invalid value: {_json(value)}: {where} in body should be greater than " \
+                f"or equal to {error.validator_value}", path
+        case "maximum":
+            return "FieldValueInvalid", f"Invalid value: {_json(value)}: {where} in body should be less than " \
+                f"or equal to {error.validator_value}", path
+        case "format":
+            return "FieldValueInvalid", f"Invalid value: {_json(value)}: {where} in body must be of type " \
+                f"{error.validator_value}: {_json(value)}", path
+    return "FieldValueInvalid", f"Invalid value: {_json(value)}: {error.message}", path
 
 
 def _evaluate(rule: CompiledRule, activation: dict[str, Any], where: str) -> bool:
@@ -578,7 +653,11 @@ class CRD:
         name = (work.get("metadata") or {}).get("name")
         if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name) or len(name) > 253:
             violations.append(
-                Violation("metadata.name", f"Invalid value: {name!r}: must be a DNS subdomain", "metadata")
+                Violation("metadata.name", f"Invalid value: {name!r}: must be a DNS subdomain", "metadata",
+                          "FieldValueInvalid",
+                          f"Invalid value: {_json(name)}: a lowercase RFC 1123 subdomain must consist of lower "
+                          "case alphanumeric characters, '-' or '.', and must start and end with an "
+                          "alphanumeric character")
             )
 
         unknown: list[str] = []
@@ -596,7 +675,8 @@ class CRD:
             path = ""
             for part in error.absolute_path:
                 path = _join(path, part)
-            violations.append(Violation(path, error.message, "schema"))
+            reason, detail, cause_field = _k8s_detail(error, path)
+            violations.append(Violation(path, error.message, "schema", reason, detail, cause_field))
             if error.validator in {"type", "enum"}:
                 blocking = True  # field.ErrorTypeTypeInvalid / ErrorTypeNotSupported
         violations.extend(self._list_violations(work, self.schema, ""))
@@ -609,6 +689,9 @@ class CRD:
                     "some validation rules were not checked because the object was invalid; "
                     "correct the existing errors to complete validation",
                     "cel",
+                    "FieldValueInvalid",
+                    'Invalid value: "null": some validation rules were not checked because the object was '
+                    "invalid; correct the existing errors to complete validation",
                 )
             )
         else:
@@ -641,7 +724,8 @@ class CRD:
                     key = None
                 if key is not None:
                     if key in seen:
-                        out.append(Violation(_join(path, i), f"Duplicate value: {key!r}", "list"))
+                        out.append(Violation(_join(path, i), f"Duplicate value: {key!r}", "list",
+                                             "FieldValueDuplicate", f"Duplicate value: {_json(item)}"))
                     seen.add(key)
                 out.extend(self._list_violations(item, schema["items"], _join(path, i)))
         return out
@@ -667,7 +751,9 @@ class CRD:
             passed = _evaluate(rule, activation, path or "<root>")
             result.evaluated.append((schema_path, rule.rule, passed))
             if not passed:
-                result.violations.append(Violation(path + rule.field_path, rule.message, "cel"))
+                result.violations.append(Violation(
+                    path + rule.field_path, rule.message, "cel", rule.reason,
+                    _CEL_DETAIL[rule.reason].format(type=_go_type(value), message=rule.message)))
         if isinstance(value, dict):
             props = schema.get("properties", {})
             for key, child in value.items():
