@@ -25,8 +25,10 @@ what stock kmock 0.8 does instead):
   (``application/json-patch+json``, RFC 6902, used by Kopf for finalizers with a ``test`` op
   on ``resourceVersion``; a failed op is a 422, as Kopf expects), strategic merge patch
   treated as a merge patch (``$``-directives dropped: lists are replaced, not merged), and
-  server-side apply (``application/apply-patch+yaml``) treated as a merge patch of the
-  applied object that creates the object when missing -- no field ownership, no conflicts.
+  server-side apply (``application/apply-patch+yaml`` with ``fieldManager``; creates the object
+  when missing) with field ownership in ``managedFields``, 409 conflicts, ``force=true`` and
+  removal of dropped fields, as :mod:`.apply` describes (lists are replaced whole, not merged
+  by key; Update entries are recorded only on objects that were server-side applied).
 * **Optimistic concurrency.** A ``metadata.resourceVersion`` in a PUT/PATCH body (or produced
   by a JSON patch) that differs from the current one is a 409 Conflict; so is a failed
   ``preconditions`` of a DELETE.
@@ -91,7 +93,7 @@ Not emulated: validation of built-in kinds (any Secret or Event body is accepted
 limits, ``messageExpression`` and ratcheting (see :mod:`.schema`), RBAC and authentication
 (any token works), admission webhooks, conversion webhooks (all versions of a CRD share the
 objects, only ``apiVersion`` is rewritten), removing a CRD's resource when
-the CRD is deleted, field management (``managedFields``) and apply conflicts, watch bookmarks
+the CRD is deleted, the parts of server-side apply that :mod:`.apply` lists, watch bookmarks
 (except the "initial events end" bookmark when ``sendInitialEvents=true``), pagination,
 the printers of built-in kinds other than those :mod:`.tables` lists, protobuf bodies of
 kinds other than Secret, ConfigMap and Namespace (415 saying to send JSON; protobuf and CBOR
@@ -123,7 +125,7 @@ import attrs
 import kmock
 import yaml
 
-from oneie_operator.testing import openapi, protobuf, tables, validation
+from oneie_operator.testing import apply, openapi, protobuf, tables, validation
 
 __all__ = ['FixedKubernetesEmulator', 'KubernetesApiError']
 
@@ -608,6 +610,8 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
                      target: _Target) -> aiohttp.web.StreamResponse:
         """Serve a resource request with its ``fieldValidation``; answer its warnings as headers."""
         validation.FIELD_VALIDATION.set(raw_request.query.get('fieldValidation') or 'Warn')
+        apply.MANAGER.set(raw_request.query.get('fieldManager')
+                          or raw_request.headers.get('User-Agent', 'unknown').split('/')[0])
         warnings: list[str] = []
         validation.WARNINGS.set(warnings)
         response = await self._serve_resource(raw_request, target)
@@ -646,17 +650,26 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         if method == 'PUT' and name is not None:
             if not isinstance(body, dict):
                 raise _bad_request('the body must be an object')
-            result = self._update(kind, namespace, name, target.subresource, lambda old: body, dry_run)
+            result = self._update(kind, namespace, name, target.subresource,
+                                  self._recording(kind, target.subresource, lambda old: body), dry_run)
             return aiohttp.web.json_response(self._out(result, kind))
         if method == 'PATCH' and name is not None:
             content_type = raw_request.content_type
-            if content_type == 'application/apply-patch+yaml' and self._find(kind, namespace, name) is None:
+            make: Callable[[JsonDict], Any]
+            if content_type == 'application/apply-patch+yaml' and target.subresource is None:
                 if not isinstance(body, dict) or _meta(body).get('name') not in {None, name}:
                     raise _bad_request('the applied object must have the name of the URL')
-                body = merge_patch(body, {'metadata': {'name': name}})
-                created = self._create(kind, namespace, body, dry_run)
-                return aiohttp.web.json_response(self._out(created, kind), status=201)
-            make: Callable[[JsonDict], Any]
+                if not query.get('fieldManager'):
+                    raise _invalid('PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
+                                   'required for apply patch')
+                make = functools.partial(self._apply, body=merge_patch(body, {'metadata': {'name': name}}),
+                                         manager=query['fieldManager'], force=query.get('force') == 'true',
+                                         api_version=kind.api_version)
+                if self._find(kind, namespace, name) is None:
+                    created = self._create(kind, namespace, make(None), dry_run)
+                    return aiohttp.web.json_response(self._out(created, kind), status=201)
+                result = self._update(kind, namespace, name, None, make, dry_run)
+                return aiohttp.web.json_response(self._out(result, kind))
             if content_type == 'application/json-patch+json':
                 make = functools.partial(json_patch, ops=body)
             elif content_type == 'application/strategic-merge-patch+json':
@@ -666,7 +679,8 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             else:
                 raise KubernetesApiError(415, 'UnsupportedMediaType',
                                          f'the body of the request was in an unknown format: {content_type}')
-            result = self._update(kind, namespace, name, target.subresource, make, dry_run)
+            result = self._update(kind, namespace, name, target.subresource,
+                                  self._recording(kind, target.subresource, make), dry_run)
             return aiohttp.web.json_response(self._out(result, kind))
         if method == 'DELETE':
             options = body if isinstance(body, dict) else {}
@@ -779,6 +793,27 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         elif kind.store_key == _NAMESPACES:
             obj['status'] = {'phase': 'Active'}
         return obj
+
+    @staticmethod
+    def _apply(old: JsonDict | None, body: JsonDict, manager: str, force: bool, api_version: str) -> JsonDict:
+        """Server-side apply of ``body`` by ``manager`` (see :mod:`.apply`); conflicts are a 409."""
+        try:
+            return apply.apply(old, body, manager, force, api_version)
+        except apply.ApplyConflict as e:
+            raise KubernetesApiError(409, 'Conflict', e.message, {'causes': e.causes}) from None
+
+    @staticmethod
+    def _recording(kind: _Kind, subresource: str | None,
+                   make: Callable[[JsonDict], Any]) -> Callable[[JsonDict], Any]:
+        """``make``, then the Update of the request's field manager recorded in managedFields."""
+        if subresource is not None:
+            return make
+
+        def made(old: JsonDict) -> Any:
+            new = make(old)
+            return apply.record_update(old, new, apply.MANAGER.get(), kind.api_version) \
+                if isinstance(new, dict) else new
+        return made
 
     def _admit(self, kind: _Kind, obj: JsonDict, old: JsonDict | None) -> JsonDict:
         """Validate, prune and default a custom resource against its CRD (see :mod:`.validation`)."""
