@@ -617,6 +617,7 @@ class CRD:
         jsonschema.Draft4Validator.check_schema(self.json_schema)
         self.validator = jsonschema.Draft4Validator(self.json_schema, format_checker=_FORMATS)
         self.rules = compile_rules(self.schema)
+        self._outcomes: dict[tuple[str, str, str, str], bool] = {}
 
     def all_rules(self) -> list[CompiledRule]:
         return [rule for rules in self.rules.values() for rule in rules]
@@ -742,13 +743,25 @@ class CRD:
     ) -> None:
         if value is None:
             return
+        value_key = ""
         for rule in self.rules.get(schema_path, []):
             if rule.uses_old_self and old is None:
                 continue  # a transition rule: only evaluated on updates where the old value exists
-            activation = {"self": to_cel(value, schema, root=root)}
-            if rule.uses_old_self:
-                activation["oldSelf"] = to_cel(old, schema, root=root)
-            passed = _evaluate(rule, activation, path or "<root>")
+            # A rule is a pure function of self (and oldSelf): remember outcomes by value, so a
+            # status write does not re-run celpy's slow interpreter over an unchanged spec.
+            value_key = value_key or json.dumps(value, sort_keys=True, default=str)
+            key = (schema_path, rule.rule, value_key,
+                   json.dumps(old, sort_keys=True, default=str) if rule.uses_old_self else "")
+            outcome = self._outcomes.get(key)
+            if outcome is None:
+                activation = {"self": to_cel(value, schema, root=root)}
+                if rule.uses_old_self:
+                    activation["oldSelf"] = to_cel(old, schema, root=root)
+                outcome = _evaluate(rule, activation, path or "<root>")
+                if len(self._outcomes) >= 4096:
+                    self._outcomes.clear()
+                self._outcomes[key] = outcome
+            passed = outcome
             result.evaluated.append((schema_path, rule.rule, passed))
             if not passed:
                 result.violations.append(Violation(
