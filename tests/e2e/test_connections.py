@@ -11,7 +11,7 @@ from e2e_support import Tenant
 
 from oneie_operator.demo.environment import LocalEnvironment
 from oneie_operator.demo.scenario import leak_scan
-from oneie_operator.testing.kubeapi import condition, wait_for
+from oneie_operator.testing.kubeapi import KubeAPIError, condition, wait_for
 from oneie_operator.vault import unseal
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -67,7 +67,8 @@ async def _rejected_change(tenant: Tenant, name: str, reason: str, field: str | 
 def _spec_changes() -> list[tuple[str, str, dict[str, Any], str, str]]:
     # (id, provider of the good connection, new spec fields, expected reason, field named)
     return [
-        ("unknown-provider", "convex", {"provider": "oracle", "oracle": {"url": "https://x.example.com"}},
+        ("unknown-provider", "convex",
+         {"provider": "oracle", "convex": None, "oracle": {"url": "https://x.example.com"}},
          "UnknownProvider", "spec.provider"),
         ("no-provider-block", "convex", {"convex": None}, "InvalidSpec", "spec.convex"),
         ("wrong-block", "convex", {"convex": None, "notion": {"apiUrl": "https://api.notion.com"}},
@@ -89,6 +90,13 @@ def _spec_changes() -> list[tuple[str, str, dict[str, Any], str, str]]:
     ]
 
 
+#: Changes that the CRD's schema and CEL rules already refuse: the API server answers 422 (400 for
+#: unknown fields with fieldValidation=Strict, as kubectl sends), the operator never sees them.
+#: (spec.provider is immutable: an unknown provider reaches the operator only on create, below.)
+SERVER_REFUSED = {"unknown-provider": 422, "no-provider-block": 422, "wrong-block": 422, "malformed-url": 422,
+                  "bad-scheme": 422, "unknown-setting": 400, "cross-namespace-secret": 400}
+
+
 @pytest.mark.parametrize("case", [c[0] for c in _spec_changes()])
 async def test_bad_spec_change_keeps_last_good_state(tenant: Tenant, case: str) -> None:
     _, provider, change, reason, field = next(c for c in _spec_changes() if c[0] == case)
@@ -101,8 +109,18 @@ async def test_bad_spec_change_keeps_last_good_state(tenant: Tenant, case: str) 
             spec.pop(key, None)
         else:
             spec[key] = value
-    await tenant.env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "conn",
-                               {"spec": {k: change.get(k) for k in change} | {k: spec[k] for k in spec}})
+    patch = {"spec": {k: change.get(k) for k in change} | {k: spec[k] for k in spec}}
+    if case in SERVER_REFUSED:
+        with pytest.raises(KubeAPIError) as refused:
+            await tenant.env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "conn", patch,
+                                       field_validation="Strict")
+        assert refused.value.status == SERVER_REFUSED[case] and field is not None and field in str(refused.value)
+        obj = await tenant.env.api.get("one.ie/v1alpha1", "BackendConnection", tenant.ns, "conn")
+        assert obj is not None and obj["spec"] == good["spec"], "a refused change is not stored"
+        assert condition(obj, "Ready")["status"] == "True"
+        assert (await tenant.owned("conn"))["data"] == owned_before["data"]
+        return
+    await tenant.env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "conn", patch)
     obj = await _rejected_change(tenant, "conn", reason, field)
 
     assert obj["status"]["credentials"] == good["status"]["credentials"], "status.credentials must stay"
@@ -110,6 +128,15 @@ async def test_bad_spec_change_keeps_last_good_state(tenant: Tenant, case: str) 
     if reason in ("InvalidSpec", "UnknownProvider", "DestinationForbidden"):
         assert condition(obj, "Stalled")["status"] == "True"
     assert "stay in force" in condition(obj, "Ready")["message"]
+
+
+async def test_unknown_provider_on_create_is_stalled(tenant: Tenant) -> None:
+    """A provider no plug-in registers passes the CRD (plug-ins bring their own blocks) and is
+    refused by the operator, naming spec.provider."""
+    await tenant.secret("odd-creds", {"token": "x"})
+    await tenant.connection("odd", "oracle", {"url": "https://x.example.com"})
+    obj = await _rejected_change(tenant, "odd", "UnknownProvider", "spec.provider")
+    assert condition(obj, "Stalled")["status"] == "True"
 
 
 @pytest.mark.parametrize(

@@ -78,3 +78,6 @@ def url(cluster: tuple[FixedKubernetesEmulator, str]) -> str:
 async def http(url: str) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield session
+
+
+from kubectl_support import kubectl  # noqa: E402,F401  (the fixture of the tests that run kubectl)

@@ -3,8 +3,9 @@
 :class:`FixedKubernetesEmulator` is a thin subclass of kmock 0.8's ``KubernetesEmulator``.
 It keeps kmock's scaffold for everything that is not a resource request (API discovery
 ``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``, ``/version``; 404 for
-``/openapi/v2`` and ``/openapi/v3`` so that ``kubectl --validate=false`` works) and serves
-every request on a declared resource from its own dict-based store. Each fix below
+``/openapi/v2``), serves OpenAPI v3 (``/openapi/v3``, built by :mod:`.openapi` from the CRDs
+and the published Kubernetes schemas: kubectl's default validation and ``kubectl explain``
+need it) and serves every request on a declared resource from its own dict-based store. Each fix below
 reproduces the behaviour of a real API server (see ``/work/shared/EMULATOR-NOTES.md`` for
 what stock kmock 0.8 does instead):
 
@@ -24,8 +25,10 @@ what stock kmock 0.8 does instead):
   (``application/json-patch+json``, RFC 6902, used by Kopf for finalizers with a ``test`` op
   on ``resourceVersion``; a failed op is a 422, as Kopf expects), strategic merge patch
   treated as a merge patch (``$``-directives dropped: lists are replaced, not merged), and
-  server-side apply (``application/apply-patch+yaml``) treated as a merge patch of the
-  applied object that creates the object when missing -- no field ownership, no conflicts.
+  server-side apply (``application/apply-patch+yaml`` with ``fieldManager``; creates the object
+  when missing) with field ownership in ``managedFields``, 409 conflicts, ``force=true`` and
+  removal of dropped fields, as :mod:`.apply` describes (lists are replaced whole, not merged
+  by key; Update entries are recorded only on objects that were server-side applied).
 * **Optimistic concurrency.** A ``metadata.resourceVersion`` in a PUT/PATCH body (or produced
   by a JSON patch) that differs from the current one is a 409 Conflict; so is a failed
   ``preconditions`` of a DELETE.
@@ -61,9 +64,23 @@ what stock kmock 0.8 does instead):
 * **CustomResourceDefinitions** created or updated through the API (or :meth:`declare_crd`)
   declare their resources for serving and discovery, as the real server does.
 * **Discovery for kubectl**: kmock's answers, fixed where kubectl chokes: ``groupVersion: v1``
-  (not ``/v1``) for the core group, and no short names or categories on subresources. With
-  ``--validate=false``, ``kubectl apply`` (client- and server-side), ``get`` (``-A``, ``-l``,
-  ``-o json``, ``-w``), ``replace``, ``patch``, ``delete`` work.
+  (not ``/v1``) for the core group, and no short names or categories on subresources.
+  ``kubectl apply`` (client- and server-side, default validation), ``explain``, ``get``
+  (``-A``, ``-l``, ``-o json``, ``-w``), ``replace``, ``patch``, ``delete`` work.
+* **Validation of custom resources** (``schema_validation=True``, the default; benchmarks turn it
+  off; it needs jsonschema and cel-python, the ``emulator`` extra -- without them a warning is
+  logged and nothing is validated): every create, update and patch of a custom resource -- main object and ``status`` --
+  is pruned, defaulted and validated against its CRD's schema and CEL rules with
+  :mod:`.schema` (the offline CRD tests use the same code); refusals are 422 ``Invalid`` (or a
+  400 strict decoding error with ``fieldValidation=Strict``) in the API server's format, and
+  pruned fields are reported in ``Warning`` headers with ``Warn`` (see :mod:`.validation`).
+* **``/version``** (and ``/version/``) answers the Kubernetes version whose schemas are served.
+* **Protobuf requests**: ``kubectl create secret|configmap|namespace`` send
+  ``application/vnd.kubernetes.protobuf``; :mod:`.protobuf` decodes those three kinds.
+* **Tables for kubectl get**: a request whose ``Accept`` asks for a ``meta.k8s.io`` Table (list,
+  single object, watch) gets one, built by :mod:`.tables` from the CRD's
+  ``additionalPrinterColumns`` or Kubernetes' columns for Secrets, ConfigMaps, Namespaces and
+  Events; ``includeObject`` is honoured.
 * **Events** work in both ``v1`` and ``events.k8s.io/v1``, but as two separate stores
   (the real server shows one set of objects through both APIs).
 * **Cost and memory.** Each request costs O(1) (O(objects of the resource) for lists and
@@ -79,15 +96,17 @@ what stock kmock 0.8 does instead):
   objects (:mod:`~oneie_operator.testing.rbac`: 403 in the real wording, aggregation,
   access reviews for ``kubectl auth can-i``, impersonation, bootstrap roles).
 
-Not emulated: schema validation and defaulting (any body is accepted), CEL rules, the RBAC
-escalation checks and authentication other than bearer tokens (see ``testing.rbac``),
-admission webhooks, conversion webhooks (all versions
-of a CRD share the objects, only ``apiVersion`` is rewritten), removing a CRD's resource when
-the CRD is deleted, field management (``managedFields``) and apply conflicts, watch bookmarks
+
+Not emulated: validation of built-in kinds (any Secret or Event body is accepted), CEL cost
+limits, ``messageExpression`` and ratcheting (see :mod:`.schema`), the RBAC escalation checks
+and authentication other than bearer tokens (see ``testing.rbac``), admission webhooks,
+conversion webhooks (all versions of a CRD share the objects, only ``apiVersion`` is
+rewritten), removing a CRD's resource when
+the CRD is deleted, the parts of server-side apply that :mod:`.apply` lists, watch bookmarks
 (except the "initial events end" bookmark when ``sendInitialEvents=true``), pagination,
-``Table`` output (plain JSON is returned and kubectl prints NAME/AGE columns), protobuf bodies
-(415: kubectl's typed generators such as ``kubectl create secret generic`` send protobuf --
-use ``kubectl apply -f``), subresources other than ``status`` (``scale``, ``finalize``...),
+the printers of built-in kinds other than those :mod:`.tables` lists, protobuf bodies of
+kinds other than Secret, ConfigMap and Namespace (415 saying to send JSON; protobuf and CBOR
+answers are never sent: clients accept JSON), subresources other than ``status`` (``scale``, ``finalize``...),
 and kmock's own state (``emulator.objects`` stays empty; kmock's reaction DSL
 ``emulator[...] << ...`` only applies to non-resource paths). Inspect the state from tests
 with :meth:`FixedKubernetesEmulator.get_object` and :meth:`~FixedKubernetesEmulator.list_objects`;
@@ -114,6 +133,8 @@ import aiohttp.web
 import attrs
 import kmock
 import yaml
+
+from oneie_operator.testing import apply, openapi, protobuf, tables, validation
 
 __all__ = ['FixedKubernetesEmulator', 'KubernetesApiError']
 
@@ -444,6 +465,17 @@ def _key(obj: JsonDict) -> ObjectKey:
     return _meta(obj).get('namespace') or '', _meta(obj)['name']
 
 
+_TableMaker = Callable[[list[JsonDict], str | None], JsonDict]  # (objects, resourceVersion) -> Table
+
+
+def _encode_event(event: JsonDict, table: _TableMaker | None) -> bytes:
+    """A watch event as a JSON line; its object as a one-row Table if the watcher asked for tables."""
+    if table is not None and event['type'] in {'ADDED', 'MODIFIED', 'DELETED'}:
+        rv = _meta(event['object']).get('resourceVersion')
+        event = {**event, 'object': table([event['object']], rv)}
+    return json.dumps(event).encode() + b'\n'
+
+
 def _owner_uids(obj: JsonDict | None) -> set[str]:
     refs = _meta(obj or {}).get('ownerReferences') or []
     return {ref['uid'] for ref in refs if isinstance(ref, dict) and ref.get('uid')}
@@ -465,14 +497,21 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
     #: Called before every request (authentication, RBAC: ``testing.rbac.enable_access_control``);
     #: it answers (401, 403, an access review) or returns None to let the request be served.
     access: AccessHook | None = None
+    schema_validation: bool = True  # validate, prune, default custom resources (.validation); off: benchmarks
 
     _stores: dict[StoreKey, _Store] = attrs.field(factory=dict, init=False)
     _rv: int = attrs.field(default=0, init=False)
     _uids: set[str] = attrs.field(factory=set, init=False)
     _dependents: dict[str, set[tuple[StoreKey, ObjectKey]]] = attrs.field(factory=dict, init=False)
+    _openapi: openapi.OpenApiV3 | None = attrs.field(default=None, init=False)  # built when first asked
+    _validator: validation.Validator = attrs.field(factory=validation.Validator, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        if self.schema_validation and not validation.available():
+            logger.warning('The emulator does NOT validate custom resources: jsonschema and cel-python are '
+                           "missing (pip install 'oneie-operator[emulator]')")
+            self.schema_validation = False
         self.resources.load_bundled()
         self.create_object('v1/namespaces', {'metadata': {'name': 'default'}})
 
@@ -482,6 +521,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         """Declare the served versions of a ``CustomResourceDefinition`` for serving and discovery."""
         spec = crd.get('spec') or {}
         names = spec.get('names') or {}
+        self._openapi = None
         for version in spec.get('versions') or [{'name': spec.get('version')}]:
             if not version.get('served', True):
                 continue
@@ -535,6 +575,10 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             if self.access is not None and (answer := await self.access(raw_request)) is not None:
                 return answer
             target = _parse_path(raw_request.path)
+            if raw_request.path.startswith('/openapi/'):
+                return self._serve_openapi(raw_request.path)
+            if raw_request.path in {'/version', '/version/'}:
+                return aiohttp.web.json_response(openapi.version_info())
             if target is None or target.plural is None:
                 return await self._delegate(raw_request)
             return await self._serve(raw_request, target)
@@ -563,6 +607,21 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             for payload in self._payloads:  # kmock's reactions record their requests: keep a few
                 del payload._requests[:-self.kept_requests]
 
+    def _serve_openapi(self, path: str) -> aiohttp.web.StreamResponse:
+        """``/openapi/v3`` and its group-version documents (see :mod:`.openapi`); v2 is a 404."""
+        if self._openapi is None:
+            resources = [openapi.ApiResource(r.group or '', r.version or '', r.plural or '', info.kind or '',
+                                             info.namespaced is not False, frozenset(info.subresources))
+                         for r, info in ((r, self.resources[r]) for r in self.resources) if info.kind]
+            crds = list(self._stores[_CRDS].objects.values()) if _CRDS in self._stores else []
+            self._openapi = openapi.OpenApiV3.build(resources, crds)
+        if path.rstrip('/') == '/openapi/v3':
+            return aiohttp.web.json_response(self._openapi.index())
+        document = self._openapi.documents.get(path.removeprefix('/openapi/v3/').strip('/'))
+        if document is None or not path.startswith('/openapi/v3/'):
+            raise KubernetesApiError(404, 'NotFound', 'the server could not find the requested resource')
+        return aiohttp.web.json_response(document)
+
     async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
         """kmock's discovery of a group version, with ``groupVersion: v1`` (not ``/v1``) for core."""
         result = await super()._serve_version(request)
@@ -575,6 +634,19 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
 
     async def _serve(self, raw_request: aiohttp.web.BaseRequest,
                      target: _Target) -> aiohttp.web.StreamResponse:
+        """Serve a resource request with its ``fieldValidation``; answer its warnings as headers."""
+        validation.FIELD_VALIDATION.set(raw_request.query.get('fieldValidation') or 'Warn')
+        apply.MANAGER.set(raw_request.query.get('fieldManager')
+                          or raw_request.headers.get('User-Agent', 'unknown').split('/')[0])
+        warnings: list[str] = []
+        validation.WARNINGS.set(warnings)
+        response = await self._serve_resource(raw_request, target)
+        for warning in warnings:
+            response.headers.add('Warning', f'299 - {json.dumps(warning)}')
+        return response
+
+    async def _serve_resource(self, raw_request: aiohttp.web.BaseRequest,
+                              target: _Target) -> aiohttp.web.StreamResponse:
         kind = self._resolve(target.group, target.version, target.plural or '')
         query = raw_request.query
         namespace = target.namespace
@@ -587,11 +659,15 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         method, name = raw_request.method, target.name
 
         if method == 'GET':
+            table = self._table_maker(kind, raw_request)  # None unless a Table is asked for
             if target.watch or query.get('watch') in {'true', '1'}:
-                return await self._watch(raw_request, kind, namespace, name)
+                return await self._watch(raw_request, kind, namespace, name, table)
             if name is None:
-                return aiohttp.web.json_response(self._list(kind, namespace, query))
-            return aiohttp.web.json_response(self._out(self._lookup(kind, namespace, name), kind))
+                listed = self._list(kind, namespace, query)
+                return aiohttp.web.json_response(
+                    listed if table is None else table(listed['items'], listed['metadata']['resourceVersion']))
+            obj = self._out(self._lookup(kind, namespace, name), kind)
+            return aiohttp.web.json_response(obj if table is None else table([obj], None))
 
         body = await self._decode(raw_request)
         if method == 'POST' and name is None:
@@ -600,17 +676,26 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         if method == 'PUT' and name is not None:
             if not isinstance(body, dict):
                 raise _bad_request('the body must be an object')
-            result = self._update(kind, namespace, name, target.subresource, lambda old: body, dry_run)
+            result = self._update(kind, namespace, name, target.subresource,
+                                  self._recording(kind, target.subresource, lambda old: body), dry_run)
             return aiohttp.web.json_response(self._out(result, kind))
         if method == 'PATCH' and name is not None:
             content_type = raw_request.content_type
-            if content_type == 'application/apply-patch+yaml' and self._find(kind, namespace, name) is None:
+            make: Callable[[JsonDict], Any]
+            if content_type == 'application/apply-patch+yaml' and target.subresource is None:
                 if not isinstance(body, dict) or _meta(body).get('name') not in {None, name}:
                     raise _bad_request('the applied object must have the name of the URL')
-                body = merge_patch(body, {'metadata': {'name': name}})
-                created = self._create(kind, namespace, body, dry_run)
-                return aiohttp.web.json_response(self._out(created, kind), status=201)
-            make: Callable[[JsonDict], Any]
+                if not query.get('fieldManager'):
+                    raise _invalid('PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
+                                   'required for apply patch')
+                make = functools.partial(self._apply, body=merge_patch(body, {'metadata': {'name': name}}),
+                                         manager=query['fieldManager'], force=query.get('force') == 'true',
+                                         api_version=kind.api_version)
+                if self._find(kind, namespace, name) is None:
+                    created = self._create(kind, namespace, make(None), dry_run)
+                    return aiohttp.web.json_response(self._out(created, kind), status=201)
+                result = self._update(kind, namespace, name, None, make, dry_run)
+                return aiohttp.web.json_response(self._out(result, kind))
             if content_type == 'application/json-patch+json':
                 make = functools.partial(json_patch, ops=body)
             elif content_type == 'application/strategic-merge-patch+json':
@@ -620,7 +705,8 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             else:
                 raise KubernetesApiError(415, 'UnsupportedMediaType',
                                          f'the body of the request was in an unknown format: {content_type}')
-            result = self._update(kind, namespace, name, target.subresource, make, dry_run)
+            result = self._update(kind, namespace, name, target.subresource,
+                                  self._recording(kind, target.subresource, make), dry_run)
             return aiohttp.web.json_response(self._out(result, kind))
         if method == 'DELETE':
             options = body if isinstance(body, dict) else {}
@@ -641,7 +727,14 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         raw = await raw_request.read()
         if not raw:
             return None
-        if raw_request.content_type in {'application/vnd.kubernetes.protobuf', 'application/cbor'}:
+        if raw_request.content_type == 'application/vnd.kubernetes.protobuf':
+            try:
+                return protobuf.decode(raw)
+            except protobuf.UnsupportedKind as e:
+                raise KubernetesApiError(415, 'UnsupportedMediaType', str(e)) from e
+            except protobuf.ProtobufError as e:
+                raise _bad_request(f'the body could not be decoded: {e}') from e
+        if raw_request.content_type == 'application/cbor':
             raise KubernetesApiError(415, 'UnsupportedMediaType', 'the body of the request was in an '
                                      f'unknown format: {raw_request.content_type}')
         try:
@@ -727,6 +820,37 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             obj['status'] = {'phase': 'Active'}
         return obj
 
+    @staticmethod
+    def _apply(old: JsonDict | None, body: JsonDict, manager: str, force: bool, api_version: str) -> JsonDict:
+        """Server-side apply of ``body`` by ``manager`` (see :mod:`.apply`); conflicts are a 409."""
+        try:
+            return apply.apply(old, body, manager, force, api_version)
+        except apply.ApplyConflict as e:
+            raise KubernetesApiError(409, 'Conflict', e.message, {'causes': e.causes}) from None
+
+    @staticmethod
+    def _recording(kind: _Kind, subresource: str | None,
+                   make: Callable[[JsonDict], Any]) -> Callable[[JsonDict], Any]:
+        """``make``, then the Update of the request's field manager recorded in managedFields."""
+        if subresource is not None:
+            return make
+
+        def made(old: JsonDict) -> Any:
+            new = make(old)
+            return apply.record_update(old, new, apply.MANAGER.get(), kind.api_version) \
+                if isinstance(new, dict) else new
+        return made
+
+    def _admit(self, kind: _Kind, obj: JsonDict, old: JsonDict | None) -> JsonDict:
+        """Validate, prune and default a custom resource against its CRD (see :mod:`.validation`)."""
+        crd = self._stores[_CRDS].objects.get(('', f'{kind.plural}.{kind.group}')) if kind.group else None
+        if not self.schema_validation or crd is None:
+            return obj
+        try:
+            return self._validator.admit(crd, kind.version, obj, old)
+        except validation.Refusal as e:
+            raise KubernetesApiError(e.code, e.reason, e.message, e.details) from None
+
     # --- Verbs ------------------------------------------------------------------------------------
 
     def _create(self, kind: _Kind, namespace: str | None, body: Any, dry_run: bool) -> JsonDict:
@@ -759,7 +883,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         obj = {**body, 'metadata': meta}
         if kind.has_status:
             obj.pop('status', None)
-        obj = self._normalize(kind, obj)
+        obj = self._admit(kind, self._normalize(kind, obj), None)
         if dry_run:
             return obj
         if kind.namespaced and namespace:
@@ -789,6 +913,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             new = {k: v for k, v in old.items() if k != 'status'}
             if 'status' in candidate:
                 new['status'] = candidate['status']
+            new = self._admit(kind, new, old)
         else:
             new = dict(candidate)
             meta = {k: v for k, v in cand_meta.items() if k not in _SERVER_FIELDS}
@@ -797,11 +922,11 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             new.pop('status', None)
             if 'status' in (old if kind.has_status else candidate):
                 new['status'] = (old if kind.has_status else candidate)['status']
-            new = self._normalize(kind, new)
+            new = self._admit(kind, self._normalize(kind, new), old)
             ignored = {'apiVersion', 'kind', 'metadata', 'status' if kind.has_status else 'metadata'}
             if {k: v for k, v in new.items() if k not in ignored} != \
                     {k: v for k, v in old.items() if k not in ignored}:
-                meta['generation'] = old_meta.get('generation', 0) + 1
+                _meta(new)['generation'] = old_meta.get('generation', 0) + 1
         new['metadata'] = {**_meta(new), 'resourceVersion': old_meta['resourceVersion']}
         if new == old or dry_run:  # a no-op: no new resourceVersion, no event
             return new
@@ -870,8 +995,24 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
             'items': [self._out(obj, kind) for _, obj in sorted(objects.items()) if match(obj)],
         }
 
+    def _table_maker(self, kind: _Kind, raw_request: aiohttp.web.BaseRequest) -> _TableMaker | None:
+        """How to answer as a ``Table`` (see :mod:`.tables`) if the request's ``Accept`` asks for one."""
+        version = tables.requested_table_version(raw_request.headers.get('Accept', ''))
+        if version is None:
+            return None
+        columns: list[JsonDict] | None = None
+        crd = self._stores[_CRDS].objects.get(('', f'{kind.plural}.{kind.group}')) if kind.group else None
+        if crd is not None:
+            spec = crd.get('spec') or {}
+            served = [v for v in spec.get('versions') or [] if v.get('name') == kind.version]
+            columns = (served[0] if served else {}).get('additionalPrinterColumns') or \
+                spec.get('additionalPrinterColumns') or []
+        renderer = tables.TableRenderer(kind.group, kind.plural, columns)
+        include = raw_request.query.get('includeObject', 'Metadata')
+        return lambda objects, rv: renderer.table(objects, version=version, include=include, resource_version=rv)
+
     async def _watch(self, raw_request: aiohttp.web.BaseRequest, kind: _Kind, namespace: str | None,
-                     name: str | None) -> aiohttp.web.StreamResponse:
+                     name: str | None, table: _TableMaker | None = None) -> aiohttp.web.StreamResponse:
         query = raw_request.query
         match = self._matcher(namespace, name, query)
         store = self._store(kind)
@@ -903,7 +1044,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         try:
             await response.prepare(raw_request)
             for event in backlog:
-                await response.write(json.dumps(event).encode() + b'\n')
+                await response.write(_encode_event(event, table))
             deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
             while watcher is not None:
                 remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
@@ -914,7 +1055,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
                 if item is None:
                     break
                 if (seen := self._watch_event(item, match, kind)) is not None:
-                    await response.write(json.dumps(seen).encode() + b'\n')
+                    await response.write(_encode_event(seen, table))
             await response.write_eof()
         except ConnectionError:
             pass  # the client has gone

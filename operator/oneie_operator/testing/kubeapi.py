@@ -83,10 +83,14 @@ class KubeAPI:
         patch: Mapping[str, Any],
         *,
         subresource: str | None = None,
+        field_validation: str | None = None,
     ) -> dict[str, Any]:
+        """Merge-patch an object; ``field_validation`` (Strict, Warn, Ignore) as kubectl's --validate."""
         path = resource_path(api_version, kind, namespace, name) + (f"/{subresource}" if subresource else "")
+        params = {"fieldValidation": field_validation} if field_validation else {}
         return dict(
-            await self._call("PATCH", path, json=patch, headers={"Content-Type": "application/merge-patch+json"})
+            await self._call("PATCH", path, json=patch, params=params,
+                             headers={"Content-Type": "application/merge-patch+json"})
         )
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
