@@ -138,7 +138,9 @@ async def test_bad_connection_is_rejected_with_the_field(webhook: Webhook, case:
 
 async def test_the_message_is_the_one_the_operator_writes_to_status(webhook: Webhook) -> None:
     env = webhook.env
-    spec = {**GOOD, "convex": {"url": "ftp://happy-otter-123.convex.cloud"}}
+    # Valid for the CRD (an http(s) URL), refused by the provider's model (an HTTP actions URL, not
+    # the deployment URL): the API server stores it, the operator judges it.
+    spec = {**GOOD, "convex": {"url": "https://happy-otter-123.convex.site"}}
     rejected = (await webhook.review("backendconnections", connection(spec, "same")))["status"]["message"]
     await env.api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-acme"}})
     await env.api.apply(connection(spec, "same"))  # the emulator runs no webhooks: the operator judges it

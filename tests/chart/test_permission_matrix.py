@@ -169,10 +169,14 @@ async def test_chart_resources_land_in_the_built_in_admin_edit_view_roles(tmp_pa
 
 def seed(emulator: Any, namespace: str) -> None:
     """One object of each kind the rows touch, created directly (not through RBAC)."""
+    # Valid objects: the emulator validates them against the CRD's schema, as an API server does.
     emulator.create_object("one.ie/v1alpha1/backendconnections", {
-        "metadata": {"name": "acme-convex"}, "spec": {"provider": "convex"}}, namespace)
+        "metadata": {"name": "acme-convex"},
+        "spec": {"provider": "convex", "convex": {"url": "https://happy-otter-123.convex.cloud"},
+                 "credentialsSecretRef": {"name": "creds"}}}, namespace)
     emulator.create_object("one.ie/v1alpha1/backendconnections", {
-        "metadata": {"name": "acme-notion"}, "spec": {"provider": "notion"}}, namespace)
+        "metadata": {"name": "acme-notion"},
+        "spec": {"provider": "notion", "notion": {}, "credentialsSecretRef": {"name": "creds"}}}, namespace)
     emulator.create_object("one.ie/v1alpha1/organizations", {
         "metadata": {"name": "acme"}, "spec": {"backend": {"connectionRef": {"name": "acme-convex"}}}}, namespace)
     emulator.create_object("v1/secrets", {"metadata": {"name": "creds"}, "stringData": {"k": "v"}}, namespace)

@@ -23,6 +23,10 @@ local transient = {
   ProviderRateLimited = true,
   ProviderServerError = true,
   ProviderProtocolError = true,
+  SwitchDeadlineExceeded = true,
+  BindingIndeterminate = true,
+  APIServerUnavailable = true,
+  Timeout = true,
 }
 
 local function find(conditions, kind)
