@@ -14,7 +14,7 @@ application-password check at priority 90); newer WordPress determines the user 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -55,6 +55,14 @@ def chunked(password: str) -> str:
 def leak_forms(username: str, password: str) -> list[str]:
     basic = base64.b64encode(f"{username}:{password}".encode()).decode()
     return [password, chunked(password), basic]
+
+
+async def call_provider(
+    http: ProviderHTTP, provider: WordPressProvider, call: str, settings: Any, credentials: Mapping[str, str]
+) -> CheckResult:
+    """``provider.<call>`` as the operator makes it: with a client bound to provider and credentials."""
+    method = provider.test_credentials if call == "test_credentials" else provider.probe
+    return await method(settings, credentials, http.bind(provider, settings, credentials))
 
 
 @pytest.fixture
@@ -108,8 +116,8 @@ async def test_good_application_password_passes_the_credential_test(
     real_wordpress: RealWordPress, provider: WordPressProvider, http: ProviderHTTP, rest_route: bool
 ) -> None:
     wp = real_wordpress
-    result = await provider.test_credentials(
-        settings_for(wp, rest_route), credentials(wp.username, wp.app_password), http
+    result = await call_provider(
+        http, provider, "test_credentials", settings_for(wp, rest_route), credentials(wp.username, wp.app_password)
     )
     assert isinstance(result, CheckResult)
     assert result.latency_seconds >= 0
@@ -123,8 +131,8 @@ async def test_application_password_as_displayed_with_spaces_is_accepted(
 ) -> None:
     """Users paste the password the way WordPress shows it (``abcd efgh ...``)."""
     wp = real_wordpress
-    result = await provider.test_credentials(
-        settings_for(wp, True), credentials(wp.username, chunked(wp.app_password)), http
+    result = await call_provider(
+        http, provider, "test_credentials", settings_for(wp, True), credentials(wp.username, chunked(wp.app_password))
     )
     assert isinstance(result, CheckResult)
 
@@ -135,8 +143,8 @@ async def test_wrong_application_password_is_rejected_with_wordpress_code_and_no
 ) -> None:
     wp = real_wordpress
     with pytest.raises(CredentialsRejectedError) as caught:
-        await provider.test_credentials(
-            settings_for(wp, rest_route), credentials(wp.username, WRONG_PASSWORD), http
+        await call_provider(
+            http, provider, "test_credentials", settings_for(wp, rest_route), credentials(wp.username, WRONG_PASSWORD)
         )
     message = str(caught.value)
     assert any(code in message for code in WORDPRESS_AUTH_CODES), message
@@ -151,8 +159,8 @@ async def test_unknown_user_is_rejected(
 ) -> None:
     wp = real_wordpress
     with pytest.raises(CredentialsRejectedError) as caught:
-        await provider.test_credentials(
-            settings_for(wp, True), credentials("nobody-here", wp.app_password), http
+        await call_provider(
+            http, provider, "test_credentials", settings_for(wp, True), credentials("nobody-here", wp.app_password)
         )
     message = str(caught.value)
     assert any(code in message for code in WORDPRESS_AUTH_CODES), message
@@ -166,7 +174,7 @@ async def test_health_probe_succeeds(
 ) -> None:
     wp = real_wordpress
     creds = credentials(wp.username, wp.app_password)
-    result = await provider.probe(settings_for(wp, rest_route), creds, http)
+    result = await call_provider(http, provider, "probe", settings_for(wp, rest_route), creds)
     assert isinstance(result, CheckResult)
     assert result.latency_seconds >= 0
     for form in leak_forms(wp.username, wp.app_password):

@@ -3,7 +3,8 @@
 :func:`redact` replaces every secret value in the forms it can take on the wire or in an echo:
 
 * the value itself, with and without its whitespace (WordPress application passwords are shown
-  as ``abcd efgh ...`` and sent without spaces), and JSON-escaped;
+  as ``abcd efgh ...`` and sent without spaces), JSON-escaped, and escaped as Python's ``repr`` of
+  the text or of its bytes prints it (``b'...\\x0c...'`` in a parser's error message);
 * URL-encoded (``quote`` and ``quote_plus``);
 * base64 (standard and URL-safe alphabets, with and without padding);
 * any base64 token whose decoded bytes contain a secret (``Basic base64(user:password)`` and
@@ -50,6 +51,9 @@ def secret_forms(secret: str) -> set[str]:
             continue
         forms.add(v)
         forms.add(json.dumps(v)[1:-1])
+        forms.add(repr(v)[1:-1])
+        forms.add(ascii(v)[1:-1])
+        forms.add(repr(v.encode("utf-8"))[2:-1])
         forms.add(quote(v, safe=""))
         forms.add(quote_plus(v))
         forms |= _b64_forms(v.encode("utf-8"))

@@ -280,7 +280,8 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
                     check=None,
                 )
 
-        check = await valid.provider.test_credentials(valid.settings, credentials, deps.http)
+        client = deps.http.bind(valid.provider, valid.settings, credentials)
+        check = await valid.provider.test_credentials(valid.settings, credentials, client)
         events.append(
             EventNote(
                 "Normal",

@@ -464,7 +464,8 @@ async def _switch(
             clock.skip("encrypt")
         else:
             async with clock.step("test"):
-                await target.provider.test_credentials(target.settings, target.credentials, deps.http)
+                client = deps.http.bind(target.provider, target.settings, target.credentials)
+                await target.provider.test_credentials(target.settings, target.credentials, client)
             async with clock.step("encrypt"):
                 # The credentials are kept encrypted by the connection; the binding's keyed digest
                 # is computed now so that activation is one write.
@@ -474,7 +475,8 @@ async def _switch(
             activated = True
         if health_gate:
             async with clock.step("healthGate"):
-                await target.provider.probe(target.settings, target.credentials, deps.http)
+                client = deps.http.bind(target.provider, target.settings, target.credentials)
+                await target.provider.probe(target.settings, target.credentials, client)
         else:
             clock.skip("healthGate")
     except SwitchFailed as failure:
