@@ -344,7 +344,7 @@ class ProviderHTTP:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._checked_urls: LRU[str, str] = LRU(CHECKED_URLS)
+        self._checked_urls: LRU[str, tuple[str, yarl.URL]] = LRU(CHECKED_URLS)
 
     # ------------------------------------------------------------------ binding
     def bind(
@@ -470,13 +470,14 @@ class ProviderHTTP:
                 except Exception:  # a broken metrics hook must not break provider calls
                     log.exception("on_call hook failed")
 
-    def _checked(self, url: str, url_field: str) -> str:
-        host = self._checked_urls.get(url)
-        if host is None:  # the policy is fixed: a URL that passed once passes again (connect time is checked anew)
+    def _checked(self, url: str, url_field: str) -> tuple[str, yarl.URL]:
+        checked = self._checked_urls.get(url)
+        if checked is None:  # the policy is fixed: a URL that passed once passes again (connect time is checked anew)
             self.policy.check_url(url, field=url_field)
-            host = yarl.URL(url).host or ""
-            self._checked_urls.put(url, host)
-        return host
+            parsed = yarl.URL(url, encoded=True)
+            checked = (parsed.host or "", parsed)
+            self._checked_urls.put(url, checked)
+        return checked
 
     def _request_headers(
         self,
@@ -532,7 +533,7 @@ class ProviderHTTP:
         started: float,
     ) -> ProviderResponse:
         display = client.display
-        host = self._checked(url, url_field)
+        host, target = self._checked(url, url_field)
         merged = self._request_headers(client, headers, auth, body, json is not None)
         data = jsonlib.dumps(json, separators=(",", ":")).encode() if json is not None else None
         phase = "connecting"
@@ -541,7 +542,7 @@ class ProviderHTTP:
                 try:
                     response = await self._client_session().request(
                         method,
-                        yarl.URL(url, encoded=True),
+                        target,
                         params=params,
                         headers=merged,
                         data=data,

@@ -82,7 +82,9 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         reverse=True,
     )
     out = text
-    if plain:
+    # Every form of a secret is at least as long as the secret without its whitespace: a shorter
+    # text (a version string, a name) cannot hold one, and the forms need not be computed.
+    if plain and len(text) >= len(plain[-1]):
         forms = sorted(set().union(*(secret_forms(s) for s in plain)), key=len, reverse=True)
         # The marker itself must not spell a secret (a "secret" like "[REDACTE" would survive).
         marker = next((m for m in (REDACTED, "<redacted>", "#" * 6) if not any(f in m for f in forms)), "")
