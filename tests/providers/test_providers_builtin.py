@@ -76,9 +76,10 @@ async def call_provider(
     http: ProviderHTTP, provider: Provider[Any], call: str, settings: Any, credentials: Mapping[str, str]
 ) -> CheckResult:
     """``provider.<call>`` as the operator makes it: with a client bound to provider and credentials."""
-    method = provider.test_credentials if call == "test_credentials" else provider.probe
-    result: CheckResult = await method(settings, credentials, http.bind(provider, settings, credentials))
-    return result
+    assert call in ("test_credentials", "probe")
+    return await http.run(
+        provider, "test_credentials" if call == "test_credentials" else "probe", settings, credentials
+    )
 
 
 def settings_of(registry: ProviderRegistry, servers: ProviderServers, name: str, **extra: Any) -> Any:

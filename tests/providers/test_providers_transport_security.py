@@ -213,6 +213,23 @@ async def test_a_non_ascii_deploy_key_is_a_typed_error(servers: ProviderServers)
     assert "Schl" not in str(caught.value)
 
 
+# ------------------------------------------------------------------------ a provider's own failure
+async def test_a_provider_failing_in_its_own_code_is_a_typed_error_without_its_text(servers: ProviderServers) -> None:
+    """A plug-in bug (here: a KeyError quoting a credential) must still let a switch roll back."""
+    secret = "sb_secret_" + "Zz9" * 10
+
+    class Careless(type(default_registry().get("supabase"))):  # type: ignore[misc]
+        async def probe(self, settings: Any, credentials: Mapping[str, str], http: Any) -> Any:
+            raise KeyError(f"no such key {credentials['serviceRoleKey']}")
+
+    provider = Careless()
+    settings = validate_settings(provider, servers.settings("supabase"), "spec.supabase")
+    async with ProviderHTTP(policy=POLICY) as http:
+        with pytest.raises(ProviderProtocolError, match=r"probe failed inside the provider \(KeyError\)") as caught:
+            await http.probe(provider, settings, {"serviceRoleKey": secret})
+    assert "Zz9Zz9" not in str(caught.value)
+
+
 # ------------------------------------------------------------------------ library text never in messages
 SECRET = "Tok3n-Alpha\x0cBravo-9876"
 

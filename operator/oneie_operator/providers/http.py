@@ -90,7 +90,7 @@ from oneie_operator.providers.netguard import DestinationPolicy, Resolver, ip_li
 from oneie_operator.providers.redaction import redact, sanitize
 
 if TYPE_CHECKING:
-    from oneie_operator.providers.base import Provider, ProviderSettings
+    from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -362,6 +362,45 @@ class ProviderHTTP:
             url_field=f"spec.{provider.name}.{provider.base_url_field}",
             credentials=credentials,
         )
+
+    async def test_credentials(
+        self, provider: Provider[Any], settings: ProviderSettings, credentials: Mapping[str, str]
+    ) -> CheckResult:
+        """``provider.test_credentials`` with a bound client; every failure typed (see :meth:`run`)."""
+        return await self.run(provider, "test_credentials", settings, credentials)
+
+    async def probe(
+        self, provider: Provider[Any], settings: ProviderSettings, credentials: Mapping[str, str]
+    ) -> CheckResult:
+        """``provider.probe`` with a bound client; every failure typed (see :meth:`run`)."""
+        return await self.run(provider, "probe", settings, credentials)
+
+    async def run(
+        self,
+        provider: Provider[Any],
+        call: Literal["test_credentials", "probe"],
+        settings: ProviderSettings,
+        credentials: Mapping[str, str],
+    ) -> CheckResult:
+        """How the operator calls a provider: bound client, and a typed error whatever fails.
+
+        A provider (a plug-in above all) may fail in its own code, e.g. a ``KeyError`` while
+        reading an answer: that becomes a :class:`ProviderProtocolError` naming the provider and
+        the exception's type, never its text (which may quote the answer or the credentials), so
+        a switch rolls back and a probe reports it like any other failure.
+        """
+        client = self.bind(provider, settings, credentials)
+        method = provider.test_credentials if call == "test_credentials" else provider.probe
+        try:
+            result: CheckResult = await method(settings, credentials, client)
+        except OneieError:
+            raise
+        except Exception as exc:
+            log.warning("provider %s failed in its own %s code: %s", provider.name, call, type(exc).__name__)
+            raise ProviderProtocolError(
+                f"{provider.display_name} {call.replace('_', ' ')} failed inside the provider ({type(exc).__name__})"
+            ) from None
+        return result
 
     def client(
         self,
@@ -662,6 +701,9 @@ class ProviderHTTP:
                 f"{display} at {host}: the answer is too large "
                 f"({declared} bytes declared, more than the limit of {limit})"
             )
+        if not encodings and declared is not None and declared <= limit:
+            # Identity with a declared length within the limit: aiohttp reads exactly that much.
+            return await response.read()
         decoder = _Decoder(encodings, limit) if encodings else None
         chunks: list[bytes] = []
         total = 0

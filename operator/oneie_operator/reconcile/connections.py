@@ -280,8 +280,7 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
                     check=None,
                 )
 
-        client = deps.http.bind(valid.provider, valid.settings, credentials)
-        check = await valid.provider.test_credentials(valid.settings, credentials, client)
+        check = await deps.http.test_credentials(valid.provider, valid.settings, credentials)
         events.append(
             EventNote(
                 "Normal",

@@ -464,8 +464,7 @@ async def _switch(
             clock.skip("encrypt")
         else:
             async with clock.step("test"):
-                client = deps.http.bind(target.provider, target.settings, target.credentials)
-                await target.provider.test_credentials(target.settings, target.credentials, client)
+                await deps.http.test_credentials(target.provider, target.settings, target.credentials)
             async with clock.step("encrypt"):
                 # The credentials are kept encrypted by the connection; the binding's keyed digest
                 # is computed now so that activation is one write.
@@ -475,8 +474,7 @@ async def _switch(
             activated = True
         if health_gate:
             async with clock.step("healthGate"):
-                client = deps.http.bind(target.provider, target.settings, target.credentials)
-                await target.provider.probe(target.settings, target.credentials, client)
+                await deps.http.probe(target.provider, target.settings, target.credentials)
         else:
             clock.skip("healthGate")
     except SwitchFailed as failure:
