@@ -72,16 +72,6 @@ def assert_no_secret(text: str, credentials: Mapping[str, str]) -> None:
         assert form not in text, f"secret leaked into: {text}"
 
 
-async def call_provider(
-    http: ProviderHTTP, provider: Provider[Any], call: str, settings: Any, credentials: Mapping[str, str]
-) -> CheckResult:
-    """``provider.<call>`` as the operator makes it: with a client bound to provider and credentials."""
-    assert call in ("test_credentials", "probe")
-    return await http.run(
-        provider, "test_credentials" if call == "test_credentials" else "probe", settings, credentials
-    )
-
-
 def settings_of(registry: ProviderRegistry, servers: ProviderServers, name: str, **extra: Any) -> Any:
     return validate_settings(registry.get(name), {**servers.settings(name), **extra}, f"spec.{name}")
 
@@ -98,8 +88,8 @@ async def test_good_credentials_pass_test_and_probe(
     settings = settings_of(registry, servers, name)
     credentials = servers.credentials[name]
 
-    tested = await call_provider(http, provider, "test_credentials", settings, credentials)
-    probed = await call_provider(http, provider, "probe", settings, credentials)
+    tested = await http.test_credentials(provider, settings, credentials)
+    probed = await http.probe(provider, settings, credentials)
 
     for result in (tested, probed):
         assert isinstance(result, CheckResult)
@@ -122,7 +112,7 @@ async def test_wrong_credentials_are_rejected_with_the_provider_code_and_no_secr
     provider = registry.get(name)
     wrong = wrong_credentials(name, servers.credentials[name])
     with pytest.raises(CredentialsRejectedError) as caught:
-        await call_provider(http, provider, "test_credentials", settings_of(registry, servers, name), wrong)
+        await http.test_credentials(provider, settings_of(registry, servers, name), wrong)
     message = str(caught.value)
     assert REJECTION_CODES[name] in message
     assert len(message) <= 300
@@ -137,7 +127,7 @@ async def test_missing_secret_field_is_reported_without_a_request(
 ) -> None:
     provider = registry.get(name)
     with pytest.raises(SecretKeyMissingError) as caught:
-        await call_provider(http, provider, "test_credentials", settings_of(registry, servers, name), {})
+        await http.test_credentials(provider, settings_of(registry, servers, name), {})
     assert provider.secret_fields[0] in str(caught.value)
     assert servers[name].request_count == 0
 
@@ -170,7 +160,7 @@ async def test_fault_modes_map_to_the_right_error(
     provider = registry.get(name)
     servers[name].fault = fault
     with pytest.raises(expected) as caught:
-        await call_provider(http, provider, call, settings_of(registry, servers, name), servers.credentials[name])
+        await http.run(provider, call, settings_of(registry, servers, name), servers.credentials[name])
     assert_no_secret(str(caught.value), servers.credentials[name])
 
 
@@ -180,13 +170,7 @@ async def test_rate_limit_reports_retry_after(
 ) -> None:
     servers[name].fault = "429:7"
     with pytest.raises(ProviderRateLimitedError) as caught:
-        await call_provider(
-            http,
-            registry.get(name),
-            "test_credentials",
-            settings_of(registry, servers, name),
-            servers.credentials[name],
-        )
+        await http.test_credentials(registry.get(name), settings_of(registry, servers, name), servers.credentials[name])
     assert caught.value.retry_after == 7.0
     assert "retry after 7s" in str(caught.value)
 
@@ -198,9 +182,7 @@ async def test_hang_with_a_small_timeout_is_a_timeout(
     servers[name].fault = "hang"
     async with ProviderHTTP(policy=LOCAL_POLICY, timeout=0.3, on_call=lambda *c: calls.append(c)) as http:
         with pytest.raises(ProviderTimeoutError):
-            await call_provider(
-                http, registry.get(name), "probe", settings_of(registry, servers, name), servers.credentials[name]
-            )
+            await http.probe(registry.get(name), settings_of(registry, servers, name), servers.credentials[name])
     provider, call, outcome, seconds = calls[-1]
     assert (provider, call, outcome) == (name, "probe", "ProviderTimeout")
     assert 0.25 < seconds < 2.0
@@ -213,12 +195,12 @@ async def test_slow_answers_within_the_deadline_succeed_and_beyond_it_time_out(
     settings = settings_of(registry, servers, "notion")
     servers["notion"].fault = "slow:0.2"
     async with ProviderHTTP(policy=LOCAL_POLICY, timeout=3.0) as http:
-        result = await call_provider(http, provider, "probe", settings, servers.credentials["notion"])
+        result = await http.probe(provider, settings, servers.credentials["notion"])
     assert result.latency_seconds >= 0.2
     servers["notion"].fault = "slow:5"
     async with ProviderHTTP(policy=LOCAL_POLICY, timeout=0.3) as http:
         with pytest.raises(ProviderTimeoutError):
-            await call_provider(http, provider, "probe", settings, servers.credentials["notion"])
+            await http.probe(provider, settings, servers.credentials["notion"])
 
 
 async def test_fault_mode_can_be_switched_over_http_from_another_process(servers: ProviderServers) -> None:
@@ -240,10 +222,8 @@ async def test_convex_falls_back_to_check_admin_key_on_older_self_hosted_backend
 ) -> None:
     server = servers["convex"]
     server.deployment_info_route = False  # type: ignore[attr-defined]
-    result = await call_provider(
-        http,
+    result = await http.test_credentials(
         registry.get("convex"),
-        "test_credentials",
         settings_of(registry, servers, "convex"),
         servers.credentials["convex"],
     )
@@ -257,9 +237,7 @@ async def test_convex_refuses_a_deploy_key_of_another_deployment_without_sending
     provider = registry.get("convex")
     settings = validate_settings(provider, {"url": "https://tidy-seal-42.convex.cloud"}, "spec.convex")
     with pytest.raises(CredentialsError, match="different deployment"):
-        await call_provider(
-            http, provider, "test_credentials", settings, {"deployKey": "prod:happy-otter-123|abcdefabcdef"}
-        )
+        await http.test_credentials(provider, settings, {"deployKey": "prod:happy-otter-123|abcdefabcdef"})
 
 
 @pytest.mark.parametrize(
@@ -274,10 +252,8 @@ async def test_convex_malformed_deploy_key_is_refused_before_any_request(
     key: str, problem: str, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
     with pytest.raises(CredentialsError) as caught:
-        await call_provider(
-            http,
+        await http.test_credentials(
             registry.get("convex"),
-            "test_credentials",
             settings_of(registry, servers, "convex"),
             {"deployKey": key},
         )
@@ -302,8 +278,8 @@ async def test_wordpress_both_url_forms_and_password_spacing(
         credentials["applicationPassword"] = credentials["applicationPassword"].replace(" ", "")
     settings = settings_of(registry, servers, "wordpress", restRoute=rest_route)
     provider = registry.get("wordpress")
-    await call_provider(http, provider, "test_credentials", settings, credentials)
-    await call_provider(http, provider, "probe", settings, credentials)
+    await http.test_credentials(provider, settings, credentials)
+    await http.probe(provider, settings, credentials)
     requests = servers["wordpress"].requests
     if rest_route:
         assert {r.path for r in requests} == {"/"}
@@ -317,10 +293,8 @@ async def test_wordpress_unknown_user_is_reported_with_its_code(
 ) -> None:
     credentials = {**servers.credentials["wordpress"], "username": "nobody"}
     with pytest.raises(CredentialsRejectedError, match="invalid_username"):
-        await call_provider(
-            http,
+        await http.test_credentials(
             registry.get("wordpress"),
-            "test_credentials",
             settings_of(registry, servers, "wordpress"),
             credentials,
         )
@@ -331,10 +305,8 @@ async def test_wordpress_login_password_instead_of_application_password_is_refus
 ) -> None:
     credentials = {"username": "admin", "applicationPassword": "correct horse battery staple!"}
     with pytest.raises(CredentialsError) as caught:
-        await call_provider(
-            http,
+        await http.test_credentials(
             registry.get("wordpress"),
-            "test_credentials",
             settings_of(registry, servers, "wordpress"),
             credentials,
         )
@@ -348,9 +320,7 @@ async def test_wordpress_wrong_rest_prefix_is_a_protocol_error_naming_the_status
     registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
     with pytest.raises(ProviderProtocolError, match="HTTP 404"):
-        await call_provider(
-            http, registry.get("wordpress"), "probe", settings_of(registry, servers, "wordpress", restPrefix="/api"), {}
-        )
+        await http.probe(registry.get("wordpress"), settings_of(registry, servers, "wordpress", restPrefix="/api"), {})
 
 
 # --------------------------------------------------------------------------- Notion specifics
@@ -359,10 +329,8 @@ async def test_notion_overload_529_is_rate_limiting_with_retry_after(
 ) -> None:
     servers["notion"].fault = "529:3"
     with pytest.raises(ProviderRateLimitedError) as caught:
-        await call_provider(
-            http,
+        await http.probe(
             registry.get("notion"),
-            "probe",
             settings_of(registry, servers, "notion"),
             servers.credentials["notion"],
         )
@@ -375,10 +343,8 @@ async def test_notion_rate_limit_message_carries_the_documented_reason(
 ) -> None:
     servers["notion"].fault = "429:1"
     with pytest.raises(ProviderRateLimitedError, match="rate_limited") as caught:
-        await call_provider(
-            http,
+        await http.probe(
             registry.get("notion"),
-            "probe",
             settings_of(registry, servers, "notion"),
             servers.credentials["notion"],
         )
@@ -393,9 +359,7 @@ async def test_notion_malformed_token_is_refused_before_any_request(
     token: str, problem: str, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
     with pytest.raises(CredentialsError, match=problem) as caught:
-        await call_provider(
-            http, registry.get("notion"), "test_credentials", settings_of(registry, servers, "notion"), {"token": token}
-        )
+        await http.test_credentials(registry.get("notion"), settings_of(registry, servers, "notion"), {"token": token})
     assert token not in str(caught.value)
     assert servers["notion"].request_count == 0
 
@@ -413,9 +377,9 @@ async def test_supabase_legacy_jwt_keys_work(
 ) -> None:
     provider = registry.get("supabase")
     settings = settings_of(registry, legacy_supabase, "supabase")
-    result = await call_provider(http, provider, "test_credentials", settings, legacy_supabase.credentials["supabase"])
+    result = await http.test_credentials(provider, settings, legacy_supabase.credentials["supabase"])
     assert result.facts["keyType"] == "service_role"
-    await call_provider(http, provider, "probe", settings, legacy_supabase.credentials["supabase"])
+    await http.probe(provider, settings, legacy_supabase.credentials["supabase"])
 
 
 def test_supabase_new_keys_are_never_sent_as_bearer_tokens() -> None:
@@ -431,10 +395,8 @@ async def test_supabase_unprivileged_key_gets_403_with_a_hint(http: ProviderHTTP
     keys = {"serviceRoleKey": "sb_secret_" + "s" * 32, "anonKey": unprivileged}
     async with ProviderServers({"supabase": keys}, providers=["supabase"]) as running:
         with pytest.raises(CredentialsRejectedError) as caught:
-            await call_provider(
-                http,
+            await http.test_credentials(
                 registry.get("supabase"),
-                "test_credentials",
                 settings_of(registry, running, "supabase"),
                 {"serviceRoleKey": unprivileged},
             )
@@ -465,9 +427,7 @@ async def test_supabase_key_mixups_are_refused_before_any_request(
     http: ProviderHTTP,
 ) -> None:
     with pytest.raises(CredentialsError) as caught:
-        await call_provider(
-            http, registry.get("supabase"), "test_credentials", settings_of(registry, servers, "supabase"), credentials
-        )
+        await http.test_credentials(registry.get("supabase"), settings_of(registry, servers, "supabase"), credentials)
     message = str(caught.value)
     assert f"{field}: " in message and problem in message
     assert_no_secret(message, credentials)

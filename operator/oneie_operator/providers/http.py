@@ -297,6 +297,42 @@ class _GuardedResolver(aiohttp.abc.AbstractResolver):
         return None
 
 
+#: Library exceptions of a call, most specific first: our error type and our fixed phrase ("" = the
+#: OS's phrase for the exception's errno). Their own text is never used: it may quote request or
+#: answer bytes (a parser error quotes the offending header line).
+_FAILURES: tuple[tuple[type[BaseException], type[OneieError], str], ...] = (
+    (aiohttp.ClientConnectorDNSError, ProviderUnreachableError, "cannot resolve {host}"),
+    (aiohttp.ClientConnectorCertificateError, ProviderUnreachableError, "TLS certificate verification failed"),
+    (aiohttp.ClientSSLError, ProviderUnreachableError, "the TLS handshake failed"),
+    (aiohttp.ClientConnectorError, ProviderUnreachableError, ""),
+    (
+        aiohttp.ServerDisconnectedError,
+        ProviderUnreachableError,
+        "the server closed the connection without a complete answer",
+    ),
+    (aiohttp.ClientPayloadError, ProviderUnreachableError, "the answer was cut off"),
+    (
+        aiohttp.ClientResponseError,
+        ProviderProtocolError,
+        "the answer is malformed or oversized HTTP (status line or headers)",
+    ),
+    (aiohttp.ClientOSError, ProviderUnreachableError, ""),
+    (ConnectionError, ProviderUnreachableError, ""),
+    (aiohttp.ClientError, ProviderUnreachableError, "the connection failed"),
+    (OSError, ProviderUnreachableError, ""),
+)
+
+
+def _failure(exc: BaseException, display: str, host: str) -> OneieError:
+    """The typed error for a library exception raised by a call (see :data:`_FAILURES`)."""
+    for kind, error, phrase in _FAILURES:
+        if isinstance(exc, kind):
+            verb = "cannot reach" if error is ProviderUnreachableError else "cannot talk to"
+            return error(f"{verb} {display} at {host}: {phrase.replace('{host}', host) or _os_reason(exc)}")
+    log.debug("unexpected %s from a provider call to %s", type(exc).__name__, host)
+    return ProviderProtocolError(f"cannot talk to {display} at {host}: the request failed ({type(exc).__name__})")
+
+
 def _ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext | bool:
     if isinstance(verify, ssl.SSLContext):
         return verify
@@ -615,38 +651,8 @@ class ProviderHTTP:
                 f"{display} at {host} timed out {'connecting' if phase == 'connecting' else 'waiting for the answer'} "
                 f"(deadline {deadline:g}s)"
             ) from None
-        except aiohttp.ClientConnectorDNSError:
-            raise ProviderUnreachableError(f"cannot reach {display}: cannot resolve {host}") from None
-        except aiohttp.ClientConnectorCertificateError:
-            raise ProviderUnreachableError(
-                f"cannot reach {display} at {host}: TLS certificate verification failed"
-            ) from None
-        except aiohttp.ClientSSLError:
-            raise ProviderUnreachableError(f"cannot reach {display} at {host}: the TLS handshake failed") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ProviderUnreachableError(f"cannot reach {display} at {host}: {_os_reason(exc)}") from None
-        except aiohttp.ServerDisconnectedError:
-            raise ProviderUnreachableError(
-                f"cannot reach {display} at {host}: the server closed the connection without a complete answer"
-            ) from None
-        except aiohttp.ClientPayloadError:
-            raise ProviderUnreachableError(f"cannot reach {display} at {host}: the answer was cut off") from None
-        except aiohttp.ClientResponseError:
-            # Parser errors (bad status line or header, oversized headers): their text quotes the bytes.
-            raise ProviderProtocolError(
-                f"{display} at {host} answered with malformed or oversized HTTP (status line or headers)"
-            ) from None
-        except (aiohttp.ClientOSError, ConnectionError) as exc:
-            raise ProviderUnreachableError(f"cannot reach {display} at {host}: {_os_reason(exc)}") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ProviderUnreachableError(
-                f"cannot reach {display} at {host}: the connection failed ({type(exc).__name__})"
-            ) from None
-        except Exception as exc:  # whatever else a library raises: typed, and without its text
-            log.debug("unexpected %s from a provider call to %s", type(exc).__name__, host)
-            raise ProviderProtocolError(
-                f"cannot talk to {display} at {host}: the request failed ({type(exc).__name__})"
-            ) from None
+        except Exception as exc:  # whatever a library raises: typed, and never with its text
+            raise _failure(exc, display, host) from None
         raise self._error_for_status(response, raw, display, host, secrets, rate_limit_statuses, describe)
 
     async def _read_success(
