@@ -350,6 +350,27 @@ def _os_reason(exc: BaseException) -> str:
     return "the connection failed"
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One call as a provider stated it (see :meth:`ProviderClient.request`), defaults resolved."""
+
+    method: str
+    url: str
+    call: str
+    headers: Mapping[str, str] | None
+    params: Mapping[str, str] | None
+    json: Any
+    auth: tuple[str, str] | None
+    expect: Sequence[int]
+    body: BodyMode
+    deadline: float
+    limit: int
+    secrets: Iterable[str | None]
+    url_field: str
+    rate_limit_statuses: Sequence[int]
+    describe: ErrorDescriber
+
+
 # ------------------------------------------------------------------------------- the transport
 class ProviderHTTP:
     """The process's provider transport: one guarded ``aiohttp`` session, limits, error mapping.
@@ -488,48 +509,12 @@ class ProviderHTTP:
         await self.aclose()
 
     # ------------------------------------------------------------------ one call
-    async def _call(
-        self,
-        client: ProviderClient,
-        method: str,
-        url: str,
-        *,
-        call: str,
-        headers: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
-        json: Any,
-        auth: tuple[str, str] | None,
-        expect: Sequence[int],
-        body: BodyMode,
-        timeout: float | None,
-        max_response_bytes: int | None,
-        secrets: Iterable[str | None],
-        url_field: str,
-        rate_limit_statuses: Sequence[int],
-        describe_error: ErrorDescriber | None,
-    ) -> ProviderResponse:
+    async def _call(self, client: ProviderClient, request: _Request) -> ProviderResponse:
         started = time.perf_counter()
         outcome = "Error"
         try:
-            all_secrets = _collect_secrets(client.credentials, secrets, headers, auth)
-            response = await self._send(
-                client,
-                method,
-                url,
-                headers=headers,
-                params=params,
-                json=json,
-                auth=auth,
-                expect=expect,
-                body=body,
-                deadline=self.timeout if timeout is None else timeout,
-                limit=self.max_response_bytes if max_response_bytes is None else max_response_bytes,
-                secrets=all_secrets,
-                url_field=url_field,
-                rate_limit_statuses=rate_limit_statuses,
-                describe=describe_error or describe_error_body,
-                started=started,
-            )
+            secrets = _collect_secrets(client.credentials, request.secrets, request.headers, request.auth)
+            response = await self._send(client, request, secrets, started)
             outcome = "Success"
             return response
         except OneieError as exc:
@@ -541,7 +526,7 @@ class ProviderHTTP:
         finally:
             if self.on_call is not None:
                 try:
-                    self.on_call(client.provider, call, outcome, time.perf_counter() - started)
+                    self.on_call(client.provider, request.call, outcome, time.perf_counter() - started)
                 except Exception:  # a broken metrics hook must not break provider calls
                     log.exception("on_call hook failed")
 
@@ -554,22 +539,15 @@ class ProviderHTTP:
             self._checked_urls.put(url, checked)
         return checked
 
-    def _request_headers(
-        self,
-        client: ProviderClient,
-        headers: Mapping[str, str] | None,
-        auth: tuple[str, str] | None,
-        body: BodyMode,
-        json_body: bool,
-    ) -> dict[str, str]:
+    def _request_headers(self, client: ProviderClient, request: _Request) -> dict[str, str]:
         merged = {"User-Agent": self._user_agent, "Accept-Encoding": "identity"}
-        if body == "json":
+        if request.body == "json":
             merged["Accept"] = "application/json"
-        if json_body:
+        if request.json is not None:
             merged["Content-Type"] = "application/json"
-        merged.update(headers or {})
-        if auth is not None:
-            user, password = auth
+        merged.update(request.headers or {})
+        if request.auth is not None:
+            user, password = request.auth
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             merged["Authorization"] = f"Basic {token}"
         for name, value in merged.items():
@@ -588,37 +566,21 @@ class ProviderHTTP:
         return merged
 
     async def _send(
-        self,
-        client: ProviderClient,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
-        json: Any,
-        auth: tuple[str, str] | None,
-        expect: Sequence[int],
-        body: BodyMode,
-        deadline: float,
-        limit: int,
-        secrets: list[str],
-        url_field: str,
-        rate_limit_statuses: Sequence[int],
-        describe: ErrorDescriber,
-        started: float,
+        self, client: ProviderClient, request: _Request, secrets: list[str], started: float
     ) -> ProviderResponse:
         display = client.display
-        host, target = self._checked(url, url_field)
-        merged = self._request_headers(client, headers, auth, body, json is not None)
-        data = jsonlib.dumps(json, separators=(",", ":")).encode() if json is not None else None
+        host, target = self._checked(request.url, request.url_field)
+        merged = self._request_headers(client, request)
+        data = jsonlib.dumps(request.json, separators=(",", ":")).encode() if request.json is not None else None
+        deadline, limit, url_field = request.deadline, request.limit, request.url_field
         phase = "connecting"
         try:
             async with asyncio.timeout(deadline):
                 try:
                     response = await self._client_session().request(
-                        method,
+                        request.method,
                         target,
-                        params=params,
+                        params=request.params,
                         headers=merged,
                         data=data,
                         allow_redirects=False,
@@ -633,8 +595,8 @@ class ProviderHTTP:
                 phase = "reading the answer"
                 try:
                     status = response.status
-                    if status in expect:
-                        value = await self._read_success(response, body, limit, display, host, secrets)
+                    if status in request.expect:
+                        value = await self._read_success(response, request.body, limit, display, host, secrets)
                         return ProviderResponse(status, response.headers, value, time.perf_counter() - started)
                     raw = await self._read(response, ERROR_BODY_BYTES, display, host, truncate=True)
                 finally:
@@ -653,7 +615,7 @@ class ProviderHTTP:
             ) from None
         except Exception as exc:  # whatever a library raises: typed, and never with its text
             raise _failure(exc, display, host) from None
-        raise self._error_for_status(response, raw, display, host, secrets, rate_limit_statuses, describe)
+        raise self._error_for_status(response, raw, display, host, secrets, request)
 
     async def _read_success(
         self,
@@ -739,8 +701,7 @@ class ProviderHTTP:
         display: str,
         host: str,
         secrets: list[str],
-        rate_limit_statuses: Sequence[int],
-        describe: ErrorDescriber,
+        request: _Request,
     ) -> OneieError:
         status = response.status
         parsed: Any = None
@@ -752,7 +713,7 @@ class ProviderHTTP:
             # Plain-text errors are useful; HTML error pages are noise.
             parsed = text if content_type.startswith("text/plain") else None
         try:
-            detail = describe(status, parsed)
+            detail = request.describe(status, parsed)
         except Exception:  # a describer must never turn an error into a crash
             detail = None
         answer = f"HTTP {status}" + (f" ({sanitize(detail, secrets, 240)})" if detail else "")
@@ -760,7 +721,7 @@ class ProviderHTTP:
         def msg(text: str) -> str:
             return sanitize(text, secrets)
 
-        if status in rate_limit_statuses:
+        if status in request.rate_limit_statuses:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             wait = f"; retry after {retry_after:g}s" if retry_after is not None else ""
             return ProviderRateLimitedError(
@@ -887,10 +848,10 @@ class ProviderClient:
         automatically. ``describe_error`` turns an error body into ``"code: message"`` (default:
         :func:`describe_error_body`).
         """
-        return await self._http._call(
-            self,
-            method,
-            self.url(path),
+        http = self._http
+        call_request = _Request(
+            method=method,
+            url=self.url(path),
             call=call,
             headers=headers,
             params=params,
@@ -898,10 +859,11 @@ class ProviderClient:
             auth=auth,
             expect=expect,
             body=body,
-            timeout=timeout,
-            max_response_bytes=max_response_bytes,
+            deadline=http.timeout if timeout is None else timeout,
+            limit=http.max_response_bytes if max_response_bytes is None else max_response_bytes,
             secrets=secrets,
             url_field=url_field or self.url_field,
             rate_limit_statuses=rate_limit_statuses,
-            describe_error=describe_error,
+            describe=describe_error or describe_error_body,
         )
+        return await http._call(self, call_request)
