@@ -473,7 +473,12 @@ def _run_ours(job: JsonDict) -> None:
     mods = _operator_imports()
     kind = job["kind"]
     coro = _engine_job(mods, job) if kind == "engine" else _layout_job(mods, job)
-    result = asyncio.run(coro)
+    run: Callable[[Any], Any] = asyncio.run
+    if job.get("loop", "uvloop") == "uvloop":  # as the operator runs (oneie_operator.cli.main)
+        import uvloop
+
+        run = uvloop.run
+    result = run(coro)
     print("RESULT " + json.dumps(result), flush=True)
 
 

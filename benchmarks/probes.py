@@ -73,6 +73,8 @@ a fresh process, after a warm-up of twice ``--concurrency`` probes; probes/s and
 probes (median of ``--repeats`` runs of ``--layout-probes``), new TCP connections per 1,000 probes
 at the target during the measured runs, failed probes, RSS of the clients.
 
+Our worker runs on uvloop, the operator's default event loop (``--loop asyncio`` for asyncio's).
+
 Reproducible: fixed seeds (credentials, jitter), warm-ups, medians; run it twice and compare.
 Everything runs one at a time (2 cores). Cleanup: every child (target, exporter, workers, py-spy)
 is stopped at the end, also on failure, Ctrl-C or SIGTERM, and dies with this process in any case
@@ -372,6 +374,7 @@ async def part1_ours(
         "concurrency": args.concurrency,
         "per_namespace": 10,
         **layout.job(),
+        "loop": args.loop,
         "seed": args.seed,
         "marks": marks,
         "deadline": 60 + marks[-1] / args.rate * 3,
@@ -463,6 +466,7 @@ async def part2_drift(
         "concurrency": args.concurrency,
         "per_namespace": 10,
         **layout.job(),
+        "loop": args.loop,
         "seed": args.seed,
         "duration": interval * cycles,
         "deadline": interval * cycles,
@@ -518,6 +522,7 @@ async def part3_layouts(children: Children, args: argparse.Namespace, url: str) 
             "url": url,
             "concurrency": args.concurrency,
             **layout.job(),
+            "loop": args.loop,
             "probes": args.layout_probes,
             "warmup": layout_warmup(args),
             "repeats": args.repeats,
@@ -631,7 +636,7 @@ async def amain(args: argparse.Namespace) -> int:
             target_proc, tport = await start_target(children)
             path = "/close" if args.close else ""
             url = f"http://127.0.0.1:{tport}{path}"
-            say(environment_line())
+            say(environment_line() + f"; our worker's event loop: {args.loop} (the operator's default is uvloop)")
             say(f"load average before: {load_average()} (other work on this machine perturbs every figure)")
             say(f"blackbox_exporter: {await blackbox_version()}")
             say(
@@ -735,6 +740,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="part 2: intervals to run with sharded_8 (--deployed-cycles is its old name)",
     )  # fmt: skip
     parser.add_argument("--layout-probes", type=int, default=1000, help="part 3: probes per run")
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop",
+        help="our worker's event loop: uvloop, the operator's default (oneie-operator run --loop), or asyncio",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=20250601)
     parser.add_argument("--py-spy", metavar="FILE", help="sample the part-1 engine process into FILE (raw)")
     return parser.parse_args(argv)
