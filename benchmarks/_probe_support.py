@@ -17,14 +17,12 @@ this process's CPU seconds. It stops on SIGTERM or when its standard input reach
 ``ours`` -- the operator's side in a process of its own (so that its CPU and RSS are the
 operator code's alone: no aiohttp, no exporter driver in it). The JSON job names the experiment:
 
-Both experiments take a client layout. ``assign: "pool"`` is what the operator deploys: the real
-:class:`oneie_operator.health.clients.ProbeClientPool` sized ``concurrency``, a client checked out
-per probe with ``async with pool.client() as http`` exactly as ``handlers/health.py`` does.
-Otherwise ``clients`` :class:`ProviderHTTP` instances, each with a pool of ``pool`` connections
-(``None``: the default :class:`GuardedTransport`, what the operator used before the pool: one
-shared client as ``Services.build`` makes it), used ``shared`` (one client), by ``namespace``
-hash, or per ``slot`` (a LIFO free list, one client checked out per probe in flight); ``on_call``
-is wired to the operator's :class:`Metrics` in every layout.
+Both experiments take a client layout: ``clients`` :class:`ProviderHTTP` instances, each with a
+pool of ``pool`` connections (``None``: what ``Services.build`` makes, ``concurrency + 100``;
+one such shared client is what the operator deploys: ``handlers/health.py`` probes through
+``services.http``), used ``shared`` (one client), by ``namespace`` hash, or per ``slot`` (a LIFO
+free list, one client checked out per probe in flight); ``on_call`` is wired to the operator's
+:class:`Metrics` in every layout.
 
 * ``engine`` -- the real :class:`ProbeEngine` with ``connections`` registered Convex connections
   (``namespaces`` tenants), interval and initial jitter as given, probing through
@@ -52,6 +50,7 @@ import os
 import random
 import resource
 import signal
+import ssl
 import statistics
 import sys
 import time
@@ -184,20 +183,15 @@ def _operator_imports() -> dict[str, Any]:
     import httpx
 
     from oneie_operator.health.assessment import Thresholds
-    from oneie_operator.health.clients import ProbeClientPool
     from oneie_operator.health.engine import EngineSettings, ProbeEngine
     from oneie_operator.health.probing import ProbeTarget, run_probe
     from oneie_operator.observability.metrics import Metrics
     from oneie_operator.providers import DestinationPolicy, ProviderHTTP, default_registry, validate_settings
-    from oneie_operator.providers.http import DEFAULT_MAX_RESPONSE_BYTES
-    from oneie_operator.providers.netguard import GuardedTransport
     from oneie_operator.vault import Keyring, seal
 
     return {
         "httpx": httpx,
         "Thresholds": Thresholds,
-        "ProbeClientPool": ProbeClientPool,
-        "DEFAULT_MAX_RESPONSE_BYTES": DEFAULT_MAX_RESPONSE_BYTES,
         "EngineSettings": EngineSettings,
         "ProbeEngine": ProbeEngine,
         "ProbeTarget": ProbeTarget,
@@ -205,7 +199,6 @@ def _operator_imports() -> dict[str, Any]:
         "Metrics": Metrics,
         "DestinationPolicy": DestinationPolicy,
         "ProviderHTTP": ProviderHTTP,
-        "GuardedTransport": GuardedTransport,
         "default_registry": default_registry,
         "validate_settings": validate_settings,
         "Keyring": Keyring,
@@ -241,28 +234,16 @@ def _policy(mods: dict[str, Any]) -> Any:
 
 def _clients(mods: dict[str, Any], job: JsonDict, policy: Any, metrics: Any) -> list[Any]:
     """``job["clients"]`` ProviderHTTP instances; ``pool`` None = exactly what ``Services.build`` makes."""
-    clients = []
     # Several clients share one TLS context (a context per client would load the CA bundle again:
     # about 0.6 MiB and 20 ms each); unused on plain http, as here, but part of the layout's cost.
-    tls = mods["httpx"].create_ssl_context()
-    for _ in range(job.get("clients", 1)):
-        if job.get("pool") is None:  # the default GuardedTransport (100 connections, 20 kept alive)
-            clients.append(mods["ProviderHTTP"](policy=policy, timeout=10.0, on_call=metrics.observe_call))
-        else:
-            limits = mods["httpx"].Limits(max_connections=job["pool"], max_keepalive_connections=job["pool"])
-            transport = mods["GuardedTransport"](policy, limits=limits, verify=tls)
-            clients.append(
-                mods["ProviderHTTP"](policy=policy, timeout=10.0, on_call=metrics.observe_call, transport=transport)
-            )
-    return clients
-
-
-def _probe_pool(mods: dict[str, Any], job: JsonDict, policy: Any, metrics: Any) -> Any:
-    """The operator's deployed layout: a real ``ProbeClientPool`` of ``concurrency`` clients."""
-    return mods["ProbeClientPool"](
-        job["concurrency"], policy, timeout=10.0, max_response_bytes=mods["DEFAULT_MAX_RESPONSE_BYTES"],
-        on_call=metrics.observe_call,
-    )  # fmt: skip
+    tls = ssl.create_default_context()
+    pool = job.get("pool") or job["concurrency"] + 100  # Services.build: PROBE_CONCURRENCY + 100
+    return [
+        mods["ProviderHTTP"](
+            policy=policy, timeout=10.0, on_call=metrics.observe_call, verify=tls, max_connections=pool
+        )
+        for _ in range(job.get("clients", 1))
+    ]
 
 
 def _sharding(clients: list[Any]) -> Callable[[str], Any]:
@@ -278,9 +259,8 @@ async def _engine_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
     fleet = _Fleet(mods, job)
     metrics = mods["Metrics"]()
     policy = _policy(mods)
-    pool = _probe_pool(mods, job, policy, metrics) if job.get("assign") == "pool" else None
-    clients = [] if pool is not None else _clients(mods, job, policy, metrics)
-    shard = _sharding(clients) if clients else None
+    clients = _clients(mods, job, policy, metrics)
+    shard = _sharding(clients)
     free: list[Any] | None = None
     if job.get("assign") == "slot":
         if len(clients) < job["concurrency"]:
@@ -303,11 +283,7 @@ async def _engine_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
         key = (target.namespace, target.name)
         cycle = ordinal[key] = ordinal.get(key, 0) + 1
         lateness_by_cycle[min(cycle, 3)].append(engine.lateness[-1][1])
-        if pool is not None:  # as handlers/health.py does
-            async with pool.client() as http:
-                return await mods["run_probe"](target, fleet.keyring, http)
-        if free is None:
-            assert shard is not None
+        if free is None:  # handlers/health.py: run_probe(target, keyring, services.http)
             return await mods["run_probe"](target, fleet.keyring, shard(target.namespace))
         # Per-slot layout: a probe checks a client out of a LIFO free list for its duration. The
         # engine's global semaphore admits at most ``concurrency`` probes, so the list never runs dry.
@@ -368,8 +344,6 @@ async def _engine_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
         cpu_end, end_at = time.process_time(), time.monotonic()
         for client in clients:
             await client.aclose()
-        if pool is not None:
-            await pool.aclose()
     if timed_out:
         failures.insert(0, f"deadline {job['deadline']}s: {len(completed_at)} probes, marks reached {sorted(marks)}")
     interval = job["interval"]
@@ -418,17 +392,12 @@ async def _layout_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
     policy = _policy(mods)
     metrics = mods["Metrics"]()
     rss_before = rss_mb()
-    pool = _probe_pool(mods, job, policy, metrics) if job.get("assign") == "pool" else None
-    clients = [] if pool is not None else _clients(mods, job, policy, metrics)
-    if pool is not None:  # it creates its clients on demand: check all of them out once
-        async with contextlib.AsyncExitStack() as stack:
-            for _ in range(concurrency):
-                await stack.enter_async_context(pool.client())
+    clients = _clients(mods, job, policy, metrics)
     rss_clients = rss_mb()
     # Each task is one connection of a namespace of its own; the client it uses is fixed by a
     # stable hash of the namespace (as a sharded layout would pick it), or is the task's own
     # (per-slot layout: as many clients as tasks).
-    shard = _sharding(clients) if clients else None
+    shard = _sharding(clients)
     per_slot = job.get("assign") == "slot"
     remaining = [0]
     failures: list[str] = []
@@ -436,14 +405,10 @@ async def _layout_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
 
     async def worker(i: int) -> None:
         target = fleet.targets[i]
-        client = clients[i] if per_slot else shard(target.namespace) if shard is not None else None
+        client = clients[i] if per_slot else shard(target.namespace)
         while remaining[0] > 0:
             remaining[0] -= 1
-            if pool is not None:  # as handlers/health.py does: checked out per probe
-                async with pool.client() as http:
-                    outcome = await mods["run_probe"](target, fleet.keyring, http)
-            else:
-                outcome = await mods["run_probe"](target, fleet.keyring, client)
+            outcome = await mods["run_probe"](target, fleet.keyring, client)
             if not outcome.ok:
                 failed[0] += 1
                 if len(failures) < 3:
@@ -468,8 +433,6 @@ async def _layout_job(mods: dict[str, Any], job: JsonDict) -> JsonDict:
     rss_end = rss_mb()
     for client in clients:
         await client.aclose()
-    if pool is not None:
-        await pool.aclose()
     return {
         "runs": runs,
         "failures": failures,
@@ -510,7 +473,12 @@ def _run_ours(job: JsonDict) -> None:
     mods = _operator_imports()
     kind = job["kind"]
     coro = _engine_job(mods, job) if kind == "engine" else _layout_job(mods, job)
-    result = asyncio.run(coro)
+    run: Callable[[Any], Any] = asyncio.run
+    if job.get("loop", "uvloop") == "uvloop":  # as the operator runs (oneie_operator.cli.main)
+        import uvloop
+
+        run = uvloop.run
+    result = run(coro)
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -31,7 +31,7 @@ from oneie_operator.errors import (
     UnknownProviderError,
     VaultError,
 )
-from oneie_operator.providers import CheckResult, Provider, ProviderHTTP, ProviderSettings
+from oneie_operator.providers import CheckResult, Provider, ProviderClient, ProviderHTTP, ProviderSettings
 
 try:
     __version__ = version("oneie-operator")
@@ -50,6 +50,7 @@ __all__ = [
     "OneieError",
     "OperatorConfig",
     "Provider",
+    "ProviderClient",
     "ProviderError",
     "ProviderHTTP",
     "ProviderProtocolError",

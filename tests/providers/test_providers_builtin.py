@@ -88,8 +88,8 @@ async def test_good_credentials_pass_test_and_probe(
     settings = settings_of(registry, servers, name)
     credentials = servers.credentials[name]
 
-    tested = await provider.test_credentials(settings, credentials, http)
-    probed = await provider.probe(settings, credentials, http)
+    tested = await http.test_credentials(provider, settings, credentials)
+    probed = await http.probe(provider, settings, credentials)
 
     for result in (tested, probed):
         assert isinstance(result, CheckResult)
@@ -112,7 +112,7 @@ async def test_wrong_credentials_are_rejected_with_the_provider_code_and_no_secr
     provider = registry.get(name)
     wrong = wrong_credentials(name, servers.credentials[name])
     with pytest.raises(CredentialsRejectedError) as caught:
-        await provider.test_credentials(settings_of(registry, servers, name), wrong, http)
+        await http.test_credentials(provider, settings_of(registry, servers, name), wrong)
     message = str(caught.value)
     assert REJECTION_CODES[name] in message
     assert len(message) <= 300
@@ -127,7 +127,7 @@ async def test_missing_secret_field_is_reported_without_a_request(
 ) -> None:
     provider = registry.get(name)
     with pytest.raises(SecretKeyMissingError) as caught:
-        await provider.test_credentials(settings_of(registry, servers, name), {}, http)
+        await http.test_credentials(provider, settings_of(registry, servers, name), {})
     assert provider.secret_fields[0] in str(caught.value)
     assert servers[name].request_count == 0
 
@@ -160,7 +160,7 @@ async def test_fault_modes_map_to_the_right_error(
     provider = registry.get(name)
     servers[name].fault = fault
     with pytest.raises(expected) as caught:
-        await getattr(provider, call)(settings_of(registry, servers, name), servers.credentials[name], http)
+        await http.run(provider, call, settings_of(registry, servers, name), servers.credentials[name])
     assert_no_secret(str(caught.value), servers.credentials[name])
 
 
@@ -170,7 +170,7 @@ async def test_rate_limit_reports_retry_after(
 ) -> None:
     servers[name].fault = "429:7"
     with pytest.raises(ProviderRateLimitedError) as caught:
-        await registry.get(name).test_credentials(settings_of(registry, servers, name), servers.credentials[name], http)
+        await http.test_credentials(registry.get(name), settings_of(registry, servers, name), servers.credentials[name])
     assert caught.value.retry_after == 7.0
     assert "retry after 7s" in str(caught.value)
 
@@ -182,7 +182,7 @@ async def test_hang_with_a_small_timeout_is_a_timeout(
     servers[name].fault = "hang"
     async with ProviderHTTP(policy=LOCAL_POLICY, timeout=0.3, on_call=lambda *c: calls.append(c)) as http:
         with pytest.raises(ProviderTimeoutError):
-            await registry.get(name).probe(settings_of(registry, servers, name), servers.credentials[name], http)
+            await http.probe(registry.get(name), settings_of(registry, servers, name), servers.credentials[name])
     provider, call, outcome, seconds = calls[-1]
     assert (provider, call, outcome) == (name, "probe", "ProviderTimeout")
     assert 0.25 < seconds < 2.0
@@ -195,12 +195,12 @@ async def test_slow_answers_within_the_deadline_succeed_and_beyond_it_time_out(
     settings = settings_of(registry, servers, "notion")
     servers["notion"].fault = "slow:0.2"
     async with ProviderHTTP(policy=LOCAL_POLICY, timeout=3.0) as http:
-        result = await provider.probe(settings, servers.credentials["notion"], http)
+        result = await http.probe(provider, settings, servers.credentials["notion"])
     assert result.latency_seconds >= 0.2
     servers["notion"].fault = "slow:5"
     async with ProviderHTTP(policy=LOCAL_POLICY, timeout=0.3) as http:
         with pytest.raises(ProviderTimeoutError):
-            await provider.probe(settings, servers.credentials["notion"], http)
+            await http.probe(provider, settings, servers.credentials["notion"])
 
 
 async def test_fault_mode_can_be_switched_over_http_from_another_process(servers: ProviderServers) -> None:
@@ -222,8 +222,10 @@ async def test_convex_falls_back_to_check_admin_key_on_older_self_hosted_backend
 ) -> None:
     server = servers["convex"]
     server.deployment_info_route = False  # type: ignore[attr-defined]
-    result = await registry.get("convex").test_credentials(
-        settings_of(registry, servers, "convex"), servers.credentials["convex"], http
+    result = await http.test_credentials(
+        registry.get("convex"),
+        settings_of(registry, servers, "convex"),
+        servers.credentials["convex"],
     )
     assert result.facts["kind"] == "selfHosted"
     assert [r.path for r in server.requests] == ["/api/v1/deployment_info", "/api/check_admin_key"]
@@ -235,7 +237,7 @@ async def test_convex_refuses_a_deploy_key_of_another_deployment_without_sending
     provider = registry.get("convex")
     settings = validate_settings(provider, {"url": "https://tidy-seal-42.convex.cloud"}, "spec.convex")
     with pytest.raises(CredentialsError, match="different deployment"):
-        await provider.test_credentials(settings, {"deployKey": "prod:happy-otter-123|abcdefabcdef"}, http)
+        await http.test_credentials(provider, settings, {"deployKey": "prod:happy-otter-123|abcdefabcdef"})
 
 
 @pytest.mark.parametrize(
@@ -250,8 +252,10 @@ async def test_convex_malformed_deploy_key_is_refused_before_any_request(
     key: str, problem: str, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
     with pytest.raises(CredentialsError) as caught:
-        await registry.get("convex").test_credentials(
-            settings_of(registry, servers, "convex"), {"deployKey": key}, http
+        await http.test_credentials(
+            registry.get("convex"),
+            settings_of(registry, servers, "convex"),
+            {"deployKey": key},
         )
     assert problem in str(caught.value)
     assert "deployKey" in str(caught.value)
@@ -274,8 +278,8 @@ async def test_wordpress_both_url_forms_and_password_spacing(
         credentials["applicationPassword"] = credentials["applicationPassword"].replace(" ", "")
     settings = settings_of(registry, servers, "wordpress", restRoute=rest_route)
     provider = registry.get("wordpress")
-    await provider.test_credentials(settings, credentials, http)
-    await provider.probe(settings, credentials, http)
+    await http.test_credentials(provider, settings, credentials)
+    await http.probe(provider, settings, credentials)
     requests = servers["wordpress"].requests
     if rest_route:
         assert {r.path for r in requests} == {"/"}
@@ -289,7 +293,11 @@ async def test_wordpress_unknown_user_is_reported_with_its_code(
 ) -> None:
     credentials = {**servers.credentials["wordpress"], "username": "nobody"}
     with pytest.raises(CredentialsRejectedError, match="invalid_username"):
-        await registry.get("wordpress").test_credentials(settings_of(registry, servers, "wordpress"), credentials, http)
+        await http.test_credentials(
+            registry.get("wordpress"),
+            settings_of(registry, servers, "wordpress"),
+            credentials,
+        )
 
 
 async def test_wordpress_login_password_instead_of_application_password_is_refused(
@@ -297,7 +305,11 @@ async def test_wordpress_login_password_instead_of_application_password_is_refus
 ) -> None:
     credentials = {"username": "admin", "applicationPassword": "correct horse battery staple!"}
     with pytest.raises(CredentialsError) as caught:
-        await registry.get("wordpress").test_credentials(settings_of(registry, servers, "wordpress"), credentials, http)
+        await http.test_credentials(
+            registry.get("wordpress"),
+            settings_of(registry, servers, "wordpress"),
+            credentials,
+        )
     assert "applicationPassword" in str(caught.value)
     assert "24 letters and digits" in str(caught.value)
     assert "horse" not in str(caught.value)
@@ -308,7 +320,7 @@ async def test_wordpress_wrong_rest_prefix_is_a_protocol_error_naming_the_status
     registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
     with pytest.raises(ProviderProtocolError, match="HTTP 404"):
-        await registry.get("wordpress").probe(settings_of(registry, servers, "wordpress", restPrefix="/api"), {}, http)
+        await http.probe(registry.get("wordpress"), settings_of(registry, servers, "wordpress", restPrefix="/api"), {})
 
 
 # --------------------------------------------------------------------------- Notion specifics
@@ -317,8 +329,10 @@ async def test_notion_overload_529_is_rate_limiting_with_retry_after(
 ) -> None:
     servers["notion"].fault = "529:3"
     with pytest.raises(ProviderRateLimitedError) as caught:
-        await registry.get("notion").probe(
-            settings_of(registry, servers, "notion"), servers.credentials["notion"], http
+        await http.probe(
+            registry.get("notion"),
+            settings_of(registry, servers, "notion"),
+            servers.credentials["notion"],
         )
     assert caught.value.retry_after == 3.0
     assert "service_overload" in str(caught.value)
@@ -329,8 +343,10 @@ async def test_notion_rate_limit_message_carries_the_documented_reason(
 ) -> None:
     servers["notion"].fault = "429:1"
     with pytest.raises(ProviderRateLimitedError, match="rate_limited") as caught:
-        await registry.get("notion").probe(
-            settings_of(registry, servers, "notion"), servers.credentials["notion"], http
+        await http.probe(
+            registry.get("notion"),
+            settings_of(registry, servers, "notion"),
+            servers.credentials["notion"],
         )
     assert "connection_limit" in str(caught.value)
 
@@ -343,7 +359,7 @@ async def test_notion_malformed_token_is_refused_before_any_request(
     token: str, problem: str, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
     with pytest.raises(CredentialsError, match=problem) as caught:
-        await registry.get("notion").test_credentials(settings_of(registry, servers, "notion"), {"token": token}, http)
+        await http.test_credentials(registry.get("notion"), settings_of(registry, servers, "notion"), {"token": token})
     assert token not in str(caught.value)
     assert servers["notion"].request_count == 0
 
@@ -361,9 +377,9 @@ async def test_supabase_legacy_jwt_keys_work(
 ) -> None:
     provider = registry.get("supabase")
     settings = settings_of(registry, legacy_supabase, "supabase")
-    result = await provider.test_credentials(settings, legacy_supabase.credentials["supabase"], http)
+    result = await http.test_credentials(provider, settings, legacy_supabase.credentials["supabase"])
     assert result.facts["keyType"] == "service_role"
-    await provider.probe(settings, legacy_supabase.credentials["supabase"], http)
+    await http.probe(provider, settings, legacy_supabase.credentials["supabase"])
 
 
 def test_supabase_new_keys_are_never_sent_as_bearer_tokens() -> None:
@@ -379,8 +395,10 @@ async def test_supabase_unprivileged_key_gets_403_with_a_hint(http: ProviderHTTP
     keys = {"serviceRoleKey": "sb_secret_" + "s" * 32, "anonKey": unprivileged}
     async with ProviderServers({"supabase": keys}, providers=["supabase"]) as running:
         with pytest.raises(CredentialsRejectedError) as caught:
-            await registry.get("supabase").test_credentials(
-                settings_of(registry, running, "supabase"), {"serviceRoleKey": unprivileged}, http
+            await http.test_credentials(
+                registry.get("supabase"),
+                settings_of(registry, running, "supabase"),
+                {"serviceRoleKey": unprivileged},
             )
     assert "HTTP 403" in str(caught.value)
     assert "not privileged" in str(caught.value)
@@ -409,7 +427,7 @@ async def test_supabase_key_mixups_are_refused_before_any_request(
     http: ProviderHTTP,
 ) -> None:
     with pytest.raises(CredentialsError) as caught:
-        await registry.get("supabase").test_credentials(settings_of(registry, servers, "supabase"), credentials, http)
+        await http.test_credentials(registry.get("supabase"), settings_of(registry, servers, "supabase"), credentials)
     message = str(caught.value)
     assert f"{field}: " in message and problem in message
     assert_no_secret(message, credentials)

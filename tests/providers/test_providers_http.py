@@ -1,4 +1,4 @@
-"""ProviderHTTP: status mapping, limits, redaction of what providers echo, call counting."""
+"""ProviderHTTP and its bound ProviderClient: status mapping, limits, redaction of what providers echo, counting."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from oneie_operator.errors import (
     ProviderRateLimitedError,
     ProviderServerError,
 )
-from oneie_operator.providers.http import ProviderHTTP, describe_error_body, parse_retry_after
+from oneie_operator.providers.http import ProviderClient, ProviderHTTP, describe_error_body, parse_retry_after
 from oneie_operator.providers.netguard import DestinationPolicy
 
 POLICY = DestinationPolicy(allow_loopback=True, allow_plain_http=True)
@@ -90,9 +90,9 @@ async def base_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[ProviderHTTP]:
-    async with ProviderHTTP(policy=POLICY, timeout=3.0, provider="demo") as client:
-        yield client
+async def http() -> AsyncIterator[ProviderClient]:
+    async with ProviderHTTP(policy=POLICY, timeout=3.0) as transport:
+        yield transport.client("demo")
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ async def http() -> AsyncIterator[ProviderHTTP]:
     ],
 )
 async def test_credentials_echoed_by_the_provider_never_reach_the_message(
-    headers: dict[str, str], http: ProviderHTTP, base_url: str
+    headers: dict[str, str], http: ProviderClient, base_url: str
 ) -> None:
     with pytest.raises(CredentialsRejectedError) as caught:
         await http.request("GET", f"{base_url}/echo", call="test", headers=headers)
@@ -114,7 +114,7 @@ async def test_credentials_echoed_by_the_provider_never_reach_the_message(
     assert "[REDACTED]" in message
 
 
-async def test_basic_auth_echoed_in_any_form_is_removed(http: ProviderHTTP, base_url: str) -> None:
+async def test_basic_auth_echoed_in_any_form_is_removed(http: ProviderClient, base_url: str) -> None:
     with pytest.raises(CredentialsRejectedError) as caught:
         await http.request("GET", f"{base_url}/echo", call="test", auth=("admin", SECRET))
     message = str(caught.value)
@@ -122,40 +122,40 @@ async def test_basic_auth_echoed_in_any_form_is_removed(http: ProviderHTTP, base
     assert basic not in message and SECRET not in message
 
 
-async def test_a_cookie_set_for_one_tenant_never_reaches_another_request(http: ProviderHTTP, base_url: str) -> None:
+async def test_a_cookie_set_for_one_tenant_never_reaches_another_request(http: ProviderClient, base_url: str) -> None:
     """One client serves every tenant: it keeps no cookies (same host, same client, next call)."""
     await http.request("GET", f"{base_url}/set-cookie", call="test")
-    other = await http.for_provider("demo").request_json("GET", f"{base_url}/show-cookie", call="test")
-    assert other[1] == {"cookie": ""}
+    other = await http.request("GET", f"{base_url}/show-cookie", call="test")
+    assert other.body == {"cookie": ""}
 
 
-async def test_redirects_are_not_followed(http: ProviderHTTP, base_url: str) -> None:
+async def test_redirects_are_not_followed(http: ProviderClient, base_url: str) -> None:
     with pytest.raises(ProviderProtocolError, match="redirect, which is not followed"):
         await http.request("GET", f"{base_url}/redirect", call="probe")
 
 
-async def test_a_declared_oversized_body_is_refused_before_reading(http: ProviderHTTP, base_url: str) -> None:
-    with pytest.raises(ProviderProtocolError, match="more than the limit"):
+async def test_a_declared_oversized_body_is_refused_before_reading(http: ProviderClient, base_url: str) -> None:
+    with pytest.raises(ProviderProtocolError, match=r"too large .* more than the limit"):
         await http.request("GET", f"{base_url}/big", call="probe")
     answer = await http.request("GET", f"{base_url}/big", call="probe", max_response_bytes=4 * 1024 * 1024)
     assert answer.body == {}
 
 
-async def test_other_4xx_names_the_status_and_the_provider_code(http: ProviderHTTP, base_url: str) -> None:
+async def test_other_4xx_names_the_status_and_the_provider_code(http: ProviderClient, base_url: str) -> None:
     with pytest.raises(ProviderProtocolError, match=r"HTTP 404 \(rest_no_route: No route\)"):
         await http.request("GET", f"{base_url}/missing", call="probe")
     answer = await http.request("GET", f"{base_url}/missing", call="probe", expect=(200, 404))
     assert answer.status == 404 and answer.body["code"] == "rest_no_route"
 
 
-async def test_retry_after_as_an_http_date(http: ProviderHTTP, base_url: str) -> None:
+async def test_retry_after_as_an_http_date(http: ProviderClient, base_url: str) -> None:
     with pytest.raises(ProviderRateLimitedError) as caught:
         await http.request("GET", f"{base_url}/retry-date", call="probe")
     assert caught.value.retry_after is not None
     assert 100 < caught.value.retry_after <= 120
 
 
-async def test_html_error_pages_are_not_quoted(http: ProviderHTTP, base_url: str) -> None:
+async def test_html_error_pages_are_not_quoted(http: ProviderClient, base_url: str) -> None:
     with pytest.raises(ProviderServerError) as caught:
         await http.request("GET", f"{base_url}/bad-gateway", call="probe")
     assert "HTTP 502" in str(caught.value)
@@ -165,13 +165,13 @@ async def test_html_error_pages_are_not_quoted(http: ProviderHTTP, base_url: str
 async def test_every_call_is_counted_and_a_broken_hook_breaks_nothing(base_url: str) -> None:
     seen: list[tuple[str, str, str, float]] = []
     async with ProviderHTTP(policy=POLICY, on_call=lambda *c: seen.append(c)) as http:
-        await http.request("GET", f"{base_url}/ok", call="probe")
-        view = http.for_provider("notion", display_name="Notion")
+        await http.client("demo").request("GET", f"{base_url}/ok", call="probe")
+        view = http.client("notion", display_name="Notion", base_url=base_url)
         with pytest.raises(CredentialsRejectedError, match=r"^Notion rejected"):
-            await view.request("GET", f"{base_url}/echo", call="test_credentials")
-        await http.request("GET", f"{base_url}/ok", call="probe", provider="convex")
+            await view.request("GET", "/echo", call="test_credentials")
+        await http.client("convex").request("GET", f"{base_url}/ok", call="probe")
     assert [(p, c, o) for p, c, o, _ in seen] == [
-        ("unknown", "probe", "Success"),
+        ("demo", "probe", "Success"),
         ("notion", "test_credentials", "CredentialsRejected"),
         ("convex", "probe", "Success"),
     ]
@@ -181,22 +181,15 @@ async def test_every_call_is_counted_and_a_broken_hook_breaks_nothing(base_url: 
         raise RuntimeError("metrics backend down")
 
     async with ProviderHTTP(policy=POLICY, on_call=broken) as http:
-        assert (await http.request("GET", f"{base_url}/ok", call="probe")).body == {"ok": True}
+        assert (await http.client("demo").request("GET", f"{base_url}/ok", call="probe")).body == {"ok": True}
 
 
-async def test_the_url_is_checked_before_sending(http: ProviderHTTP) -> None:
+async def test_the_url_is_checked_before_sending(http: ProviderClient) -> None:
     from oneie_operator.errors import DestinationForbiddenError
 
     with pytest.raises(DestinationForbiddenError) as caught:
         await http.request("GET", "http://169.254.169.254/", call="probe", url_field="spec.supabase.url")
     assert caught.value.issues[0].field == "spec.supabase.url"
-
-
-def test_transport_and_client_policies_must_agree() -> None:
-    from oneie_operator.providers.netguard import GuardedTransport
-
-    with pytest.raises(ValueError, match="differs"):
-        ProviderHTTP(policy=DestinationPolicy(), transport=GuardedTransport(POLICY))
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from oneie_operator.errors import DestinationForbiddenError, ProviderUnreachableError, SpecError
-from oneie_operator.providers.aiotransport import GuardedAiohttpTransport
 from oneie_operator.providers.http import ProviderHTTP
-from oneie_operator.providers.netguard import DestinationPolicy, GuardedNetworkBackend, GuardedTransport
+from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.testing.provider_servers import ProviderServers
-
-#: Both guarded transports: aiohttp (ProviderHTTP's default) and httpcore (the health probes' pool).
-TRANSPORTS = pytest.mark.parametrize("transport_class", [GuardedAiohttpTransport, GuardedTransport])
 
 STRICT = DestinationPolicy()
 EVERYTHING = DestinationPolicy(allow_loopback=True, allow_private=True, allow_plain_http=True)
@@ -148,13 +144,13 @@ async def test_a_name_resolving_to_loopback_is_refused_at_connect_time(convex: P
     url = f"http://localhost:{convex['convex'].port}/version"
     async with ProviderHTTP(policy=DestinationPolicy(allow_plain_http=True)) as http:
         with pytest.raises(DestinationForbiddenError) as caught:
-            await http.request("GET", url, call="probe", body="text", url_field="spec.convex.url")
+            await http.client("convex").request("GET", url, call="probe", body="text", url_field="spec.convex.url")
     assert issue_field(caught.value) == "spec.convex.url"
     assert "localhost resolves to" in str(caught.value)
     assert "loopback" in str(caught.value)
     assert convex["convex"].request_count == 0
     async with ProviderHTTP(policy=DestinationPolicy(allow_plain_http=True, allow_loopback=True)) as http:
-        answer = await http.request("GET", url, call="probe", body="text")
+        answer = await http.client("convex").request("GET", url, call="probe", body="text")
     assert answer.status == 200
 
 
@@ -163,7 +159,7 @@ async def test_numeric_host_forms_are_judged_on_what_they_resolve_to(convex: Pro
     url = f"http://2130706433:{convex['convex'].port}/version"
     async with ProviderHTTP(policy=DestinationPolicy(allow_plain_http=True)) as http:
         with pytest.raises(DestinationForbiddenError, match="loopback"):
-            await http.request("GET", url, call="probe", body="text")
+            await http.client("convex").request("GET", url, call="probe", body="text")
     assert convex["convex"].request_count == 0
 
 
@@ -177,31 +173,17 @@ def fixed_resolver(table: dict[str, Sequence[str]]):  # type: ignore[no-untyped-
 
 
 async def test_every_resolved_address_must_pass() -> None:
-    backend = GuardedNetworkBackend(
-        DestinationPolicy(allow_loopback=True),
-        resolver=fixed_resolver({"mixed.test": ["127.0.0.1", "169.254.169.254"]}),
-    )
-    with pytest.raises(DestinationForbiddenError, match=r"mixed\.test resolves to 169\.254\.169\.254"):
-        await backend.connect_tcp("mixed.test", 443, timeout=1.0)
-
-
-async def test_every_resolved_address_must_pass_through_the_aiohttp_transport() -> None:
     policy = DestinationPolicy(allow_loopback=True, allow_plain_http=True)
-    transport = GuardedAiohttpTransport(
-        policy, resolver=fixed_resolver({"mixed.test": ["127.0.0.1", "169.254.169.254"]})
-    )
-    async with ProviderHTTP(policy=policy, transport=transport) as http:
+    resolver = fixed_resolver({"mixed.test": ["127.0.0.1", "169.254.169.254"]})
+    async with ProviderHTTP(policy=policy, resolver=resolver) as http:
         with pytest.raises(DestinationForbiddenError, match=r"mixed\.test resolves to 169\.254\.169\.254"):
-            await http.request("GET", "http://mixed.test/", call="probe")
+            await http.client("demo").request("GET", "http://mixed.test/", call="probe")
 
 
-@TRANSPORTS
-async def test_dns_failure_is_unreachable(transport_class: type[GuardedTransport | GuardedAiohttpTransport]) -> None:
-    policy = DestinationPolicy(allow_plain_http=True)
-    transport = transport_class(policy, resolver=fixed_resolver({}))
-    async with ProviderHTTP(policy=policy, transport=transport) as http:
+async def test_dns_failure_is_unreachable() -> None:
+    async with ProviderHTTP(policy=DestinationPolicy(allow_plain_http=True), resolver=fixed_resolver({})) as http:
         with pytest.raises(ProviderUnreachableError, match=r"cannot resolve nowhere\.test"):
-            await http.request("GET", "http://nowhere.test/", call="probe")
+            await http.client("demo").request("GET", "http://nowhere.test/", call="probe")
 
 
 async def test_connection_refused_is_unreachable() -> None:
@@ -209,8 +191,8 @@ async def test_connection_refused_is_unreachable() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     async with ProviderHTTP(policy=EVERYTHING) as http:
-        with pytest.raises(ProviderUnreachableError, match="cannot reach"):
-            await http.request("GET", f"http://127.0.0.1:{port}/", call="probe")
+        with pytest.raises(ProviderUnreachableError, match=r"cannot reach .*: connection refused"):
+            await http.client("demo").request("GET", f"http://127.0.0.1:{port}/", call="probe")
 
 
 # --------------------------------------------------------------------------- TLS uses the name
@@ -238,10 +220,9 @@ def make_certificate(tmp_path: Path, hostname: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@TRANSPORTS
 @pytest.mark.parametrize(("cert_name", "ok"), [("provider.test", True), ("someone-else.test", False)])
 async def test_tls_verifies_the_host_name_while_connecting_to_the_checked_ip(
-    tmp_path: Path, cert_name: str, ok: bool, transport_class: type[GuardedTransport | GuardedAiohttpTransport]
+    tmp_path: Path, cert_name: str, ok: bool
 ) -> None:
     cert, key = make_certificate(tmp_path, cert_name)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -262,17 +243,15 @@ async def test_tls_verifies_the_host_name_while_connecting_to_the_checked_ip(
     try:
         client_ctx = ssl.create_default_context(cafile=str(cert))
         policy = DestinationPolicy(allow_loopback=True)
-        transport = transport_class(
-            policy, verify=client_ctx, resolver=fixed_resolver({"provider.test": ["127.0.0.1"]})
-        )
-        async with ProviderHTTP(policy=policy, transport=transport) as http:
-            url = f"https://provider.test:{port}/version"
+        resolver = fixed_resolver({"provider.test": ["127.0.0.1"]})
+        async with ProviderHTTP(policy=policy, verify=client_ctx, resolver=resolver) as http:
+            client = http.client("demo", base_url=f"https://provider.test:{port}")
             if ok:
-                answer = await http.request("GET", url, call="probe", body="text")
+                answer = await client.request("GET", "/version", call="probe", body="text")
                 assert answer.body == "1.0"
             else:
                 with pytest.raises(ProviderUnreachableError, match=r"(?i)certificate"):
-                    await http.request("GET", url, call="probe", body="text")
+                    await client.request("GET", "/version", call="probe", body="text")
     finally:
         await runner.cleanup()
     assert seen_sni and set(seen_sni) == {"provider.test"}  # SNI carried the name, not 127.0.0.1

@@ -86,11 +86,20 @@ async def test_an_installed_plugin_is_found_and_works(site: Path, echo_service: 
 
     settings = validate_settings(echo, {"url": echo_service, "greeting": "hi"}, "spec.echo")
     policy = DestinationPolicy(allow_loopback=True, allow_plain_http=True)
-    async with ProviderHTTP(policy=policy) as http:
-        result = await echo.test_credentials(settings, {"token": "echo-token-123456"}, http)
+    calls: list[tuple[str, str, str, float]] = []
+    async with ProviderHTTP(policy=policy, on_call=lambda *c: calls.append(c)) as http:
+        good = {"token": "echo-token-123456"}
+        result = await echo.test_credentials(settings, good, http.bind(echo, settings, good))
         assert result.detail == "echo said 'hi'"
-        with pytest.raises(CredentialsRejectedError, match="bad_token"):
-            await echo.test_credentials(settings, {"token": "wrong-token-654321"}, http)
+        wrong = {"token": "wrong-token-654321"}
+        with pytest.raises(CredentialsRejectedError, match="bad_token") as caught:
+            await echo.test_credentials(settings, wrong, http.bind(echo, settings, wrong))
+        assert "wrong-token-654321" not in str(caught.value)
+    # The plug-in named neither itself nor its credentials: the bound client did.
+    assert [c[:3] for c in calls] == [
+        ("echo", "test_credentials", "Success"),
+        ("echo", "test_credentials", "CredentialsRejected"),
+    ]
 
 
 def test_the_plugin_settings_errors_use_its_field_paths(site: Path) -> None:

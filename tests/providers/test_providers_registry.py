@@ -13,7 +13,7 @@ import pytest
 from oneie_operator.errors import FieldIssue, RegistryError, SpecError, UnknownProviderError
 from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings
 from oneie_operator.providers.convex import ConvexProvider
-from oneie_operator.providers.http import ProviderHTTP
+from oneie_operator.providers.http import ProviderClient
 from oneie_operator.providers.registry import ProviderRegistry, default_registry, validate_settings
 
 
@@ -28,12 +28,12 @@ class NoName(Provider[ProviderSettings]):
     secret_fields = ("token",)
 
     async def test_credentials(
-        self, settings: ProviderSettings, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: ProviderSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         return CheckResult(0.0)
 
     async def probe(
-        self, settings: ProviderSettings, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: ProviderSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         return CheckResult(0.0)
 

@@ -14,7 +14,8 @@ from oneie_operator import errors
 EXPECTED_PUBLIC = {
     "CheckResult", "ConfigurationError", "CredentialsError", "CredentialsRejectedError", "DecryptionError",
     "DestinationForbiddenError", "FieldIssue", "KeyNotFoundError", "OneieError", "OperatorConfig", "Provider",
-    "ProviderError", "ProviderHTTP", "ProviderProtocolError", "ProviderRateLimitedError", "ProviderServerError",
+    "ProviderClient", "ProviderError", "ProviderHTTP", "ProviderProtocolError", "ProviderRateLimitedError",
+    "ProviderServerError",
     "ProviderSettings", "ProviderTimeoutError", "ProviderUnreachableError", "RegistryError",
     "SecretKeyMissingError", "SecretNotFoundError", "SpecError", "UnknownProviderError", "VaultError",
     "__version__", "load_config",

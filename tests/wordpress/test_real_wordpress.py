@@ -108,8 +108,8 @@ async def test_good_application_password_passes_the_credential_test(
     real_wordpress: RealWordPress, provider: WordPressProvider, http: ProviderHTTP, rest_route: bool
 ) -> None:
     wp = real_wordpress
-    result = await provider.test_credentials(
-        settings_for(wp, rest_route), credentials(wp.username, wp.app_password), http
+    result = await http.test_credentials(
+        provider, settings_for(wp, rest_route), credentials(wp.username, wp.app_password)
     )
     assert isinstance(result, CheckResult)
     assert result.latency_seconds >= 0
@@ -123,8 +123,8 @@ async def test_application_password_as_displayed_with_spaces_is_accepted(
 ) -> None:
     """Users paste the password the way WordPress shows it (``abcd efgh ...``)."""
     wp = real_wordpress
-    result = await provider.test_credentials(
-        settings_for(wp, True), credentials(wp.username, chunked(wp.app_password)), http
+    result = await http.test_credentials(
+        provider, settings_for(wp, True), credentials(wp.username, chunked(wp.app_password))
     )
     assert isinstance(result, CheckResult)
 
@@ -135,9 +135,7 @@ async def test_wrong_application_password_is_rejected_with_wordpress_code_and_no
 ) -> None:
     wp = real_wordpress
     with pytest.raises(CredentialsRejectedError) as caught:
-        await provider.test_credentials(
-            settings_for(wp, rest_route), credentials(wp.username, WRONG_PASSWORD), http
-        )
+        await http.test_credentials(provider, settings_for(wp, rest_route), credentials(wp.username, WRONG_PASSWORD))
     message = str(caught.value)
     assert any(code in message for code in WORDPRESS_AUTH_CODES), message
     for text in (message, repr(caught.value.args)):
@@ -151,9 +149,7 @@ async def test_unknown_user_is_rejected(
 ) -> None:
     wp = real_wordpress
     with pytest.raises(CredentialsRejectedError) as caught:
-        await provider.test_credentials(
-            settings_for(wp, True), credentials("nobody-here", wp.app_password), http
-        )
+        await http.test_credentials(provider, settings_for(wp, True), credentials("nobody-here", wp.app_password))
     message = str(caught.value)
     assert any(code in message for code in WORDPRESS_AUTH_CODES), message
     for form in leak_forms("nobody-here", wp.app_password):
@@ -166,7 +162,7 @@ async def test_health_probe_succeeds(
 ) -> None:
     wp = real_wordpress
     creds = credentials(wp.username, wp.app_password)
-    result = await provider.probe(settings_for(wp, rest_route), creds, http)
+    result = await http.probe(provider, settings_for(wp, rest_route), creds)
     assert isinstance(result, CheckResult)
     assert result.latency_seconds >= 0
     for form in leak_forms(wp.username, wp.app_password):

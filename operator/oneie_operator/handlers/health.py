@@ -16,7 +16,6 @@ import kopf
 
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import HealthTracker, State
-from oneie_operator.health.clients import ProbeClientPool
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
 from oneie_operator.health.probing import ProbeTarget, run_probe
 from oneie_operator.reconcile.connections import API_VERSION
@@ -107,15 +106,9 @@ async def start_probe_engine(memo: kopf.Memo, **_: Any) -> None:
     reporter = HealthReporter(services)
 
     config = services.config
-    clients = ProbeClientPool(
-        config.probe_concurrency, services.policy, timeout=config.provider_timeout_seconds,
-        max_response_bytes=config.max_response_bytes, on_call=services.metrics.observe_call,
-    )
-    memo["probe_clients"] = clients
 
     async def prober(target: ProbeTarget) -> Any:
-        async with clients.client() as http:
-            return await run_probe(target, services.keyring, http)
+        return await run_probe(target, services.keyring, services.http)
 
     settings = EngineSettings(
         max_concurrency=config.probe_concurrency,
@@ -142,6 +135,3 @@ async def stop_probe_engine(memo: kopf.Memo, **_: Any) -> None:
     if task is not None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    clients: ProbeClientPool | None = memo.get("probe_clients")
-    if clients is not None:
-        await clients.aclose()

@@ -76,6 +76,9 @@ class Services:
             timeout=config.provider_timeout_seconds,
             max_response_bytes=config.max_response_bytes,
             on_call=metrics.observe_call,
+            # One pool for every provider call: the probes' share (at most PROBE_CONCURRENCY in
+            # flight) plus room for credential tests and switches.
+            max_connections=config.probe_concurrency + 100,
         )
         rest = KubeREST(api_client.configuration)
         objects = CustomObjects(rest, GROUP, VERSION)

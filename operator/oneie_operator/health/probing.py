@@ -43,7 +43,7 @@ async def run_probe(target: ProbeTarget, keyring: Keyring, http: ProviderHTTP) -
     try:
         credentials = unseal(keyring, target.sealed, namespace=target.namespace, connection=target.name)
         async with asyncio.timeout(target.thresholds.timeout_seconds):
-            result = await target.provider.probe(target.settings, credentials, http)
+            result = await http.probe(target.provider, target.settings, credentials)
         return ProbeOutcome(ok=True, seconds=result.latency_seconds, at=_now())
     except TimeoutError:
         return ProbeOutcome(

@@ -4,7 +4,7 @@ the ``oneie.providers`` entry-point group, exactly like third-party plug-ins.
 """
 
 from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings, validate_base_url
-from oneie_operator.providers.http import ProviderHTTP, ProviderResponse
+from oneie_operator.providers.http import ProviderClient, ProviderHTTP, ProviderResponse
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.redaction import redact, sanitize
 from oneie_operator.providers.registry import ProviderRegistry, default_registry, validate_settings
@@ -13,6 +13,7 @@ __all__ = [
     "CheckResult",
     "DestinationPolicy",
     "Provider",
+    "ProviderClient",
     "ProviderHTTP",
     "ProviderRegistry",
     "ProviderResponse",

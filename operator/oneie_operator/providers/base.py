@@ -12,10 +12,12 @@ A provider is one small module with one class deriving from :class:`Provider`:
 * ``credential_issues`` (optional): format checks of the secret fields, run by
   ``check_credentials`` before any network call (messages name the field, never the value).
 
-Providers import nothing from Kopf or Kubernetes: they receive validated settings,
-a mapping of credentials and a :class:`~oneie_operator.providers.http.ProviderHTTP`
-(an httpx client that enforces timeouts, size limits, the destination policy and
-maps HTTP failures onto :mod:`oneie_operator.errors`).
+Providers import nothing from Kopf or Kubernetes: they receive validated settings, a mapping
+of credentials and a :class:`~oneie_operator.providers.http.ProviderClient` already bound to
+the provider (its name labels every call's metric), the connection's base URL
+(:meth:`Provider.base_url`; paths like ``/version`` are appended to it) and the credentials
+(removed from every message). It enforces the destination policy, time and size limits and
+maps every failure onto :mod:`oneie_operator.errors`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from oneie_operator.errors import CredentialsError, FieldIssue, SecretKeyMissingError
 
 if TYPE_CHECKING:
-    from oneie_operator.providers.http import ProviderHTTP
+    from oneie_operator.providers.http import ProviderClient
 
 
 class ProviderSettings(BaseModel):
@@ -113,17 +115,15 @@ class Provider(abc.ABC, Generic[SettingsT]):
             raise CredentialsError("; ".join(str(issue) for issue in issues))
 
     def base_url(self, settings: SettingsT) -> str:
-        """The URL that the destination policy checks (default: ``settings.url``)."""
+        """The base URL of the provider's calls, checked by the destination policy (default: ``settings.url``)."""
         return str(getattr(settings, "url"))  # noqa: B009
 
     @abc.abstractmethod
     async def test_credentials(
-        self, settings: SettingsT, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: SettingsT, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         """Prove the credentials with one cheap authenticated call, or raise."""
 
     @abc.abstractmethod
-    async def probe(
-        self, settings: SettingsT, credentials: Mapping[str, str], http: ProviderHTTP
-    ) -> CheckResult:
+    async def probe(self, settings: SettingsT, credentials: Mapping[str, str], http: ProviderClient) -> CheckResult:
         """Check that the backend serves requests now, or raise."""

@@ -38,7 +38,7 @@ from pydantic import Field, field_validator
 
 from oneie_operator.errors import CredentialsError, FieldIssue, ProviderProtocolError
 from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings, validate_base_url
-from oneie_operator.providers.http import ProviderHTTP, ProviderResponse, describe_error_body
+from oneie_operator.providers.http import ProviderClient, ProviderResponse, describe_error_body
 from oneie_operator.providers.redaction import sanitize
 
 EXAMPLE_URL = "https://happy-otter-123.convex.cloud"
@@ -120,7 +120,7 @@ class ConvexProvider(Provider[ConvexSettings]):
         return {"Authorization": f"Convex {credentials['deployKey'].strip()}"}
 
     async def test_credentials(
-        self, settings: ConvexSettings, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: ConvexSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         self.check_credentials(credentials)
         key = credentials["deployKey"].strip()
@@ -134,17 +134,9 @@ class ConvexProvider(Provider[ConvexSettings]):
 
         async def get(path: str, expect: tuple[int, ...]) -> ProviderResponse:
             return await http.request(
-                "GET",
-                f"{settings.url}{path}",
-                call="test_credentials",
-                expect=expect,
-                headers=self._headers(credentials),
-                secrets=credentials.values(),
-                url_field="spec.convex.url",
+                "GET", path, call="test_credentials", expect=expect, headers=self._headers(credentials),
                 describe_error=_convex_error,
-                provider=self.name,
-                display_name=self.display_name,
-            )
+            )  # fmt: skip
 
         answer = await get("/api/v1/deployment_info", (200, 404))
         if answer.status == 404:  # a self-hosted backend from before the Deployment Platform API
@@ -163,17 +155,10 @@ class ConvexProvider(Provider[ConvexSettings]):
             detail = "deploy key accepted (self-hosted backend)"
         return CheckResult(answer.seconds, detail, facts)
 
-    async def probe(self, settings: ConvexSettings, credentials: Mapping[str, str], http: ProviderHTTP) -> CheckResult:
-        answer = await http.request(
-            "GET",
-            f"{settings.url}/version",
-            call="probe",
-            body="text",
-            secrets=credentials.values(),
-            url_field="spec.convex.url",
-            provider=self.name,
-            display_name=self.display_name,
-        )
+    async def probe(
+        self, settings: ConvexSettings, credentials: Mapping[str, str], http: ProviderClient
+    ) -> CheckResult:
+        answer = await http.request("GET", "/version", call="probe", body="text")
         content_type = answer.headers.get("content-type", "").lower()
         text = str(answer.body).strip()
         if content_type.startswith("text/html") or not text or len(text) > 200 or "<" in text:

@@ -1,50 +1,80 @@
-"""The one way providers talk HTTP: :class:`ProviderHTTP`.
+"""The one HTTP transport of every provider call (credential test, switch, health probe).
 
-It wraps one ``httpx.AsyncClient`` built on
-:class:`~oneie_operator.providers.aiotransport.GuardedAiohttpTransport` by default (or the httpcore
-:class:`~oneie_operator.providers.netguard.GuardedTransport` the health probes' pool uses): the
-destination policy checked on the URL *and* on the address actually connected to; no environment
-proxies; redirects not followed; no cookies kept. It adds what every provider call needs:
+Front door: :class:`ProviderHTTP` (one per process: one ``aiohttp`` session, one connection pool)
+and :class:`ProviderClient`, the view of it that a provider receives, bound by
+:meth:`ProviderHTTP.bind` to the provider's name, display name, base URL and the connection's
+credentials (like External Secrets' ``NewClient(store)``). A provider call then states only what is
+particular to it: ``await http.request("GET", "/version", call="probe", body="text")``. The name
+labels every call's metric (``on_call(provider, call, outcome, seconds)``; the operator wires it to
+``oneie_provider_calls_total``), so a plug-in cannot forget it; the credentials are removed from
+every message, so a plug-in cannot forget that either.
 
-* a deadline for the whole call (connect, TLS, headers and body), not just per socket operation;
-* a size limit: the body is streamed and reading stops at ``max_response_bytes`` (default 1 MiB);
-* failures mapped onto :mod:`oneie_operator.errors`:
+Guarantees, for every call:
 
-  ============================================  =====================================
-  DNS failure, refused/reset connection         :class:`ProviderUnreachableError`
-  no complete answer within the deadline        :class:`ProviderTimeoutError`
-  401 / 403                                     :class:`CredentialsRejectedError`
-  429 (and e.g. Notion's 529)                   :class:`ProviderRateLimitedError` (``retry_after``)
-  5xx                                           :class:`ProviderServerError`
-  redirect, other 4xx, not JSON, too large      :class:`ProviderProtocolError`
-  forbidden destination                         :class:`DestinationForbiddenError`
-  ============================================  =====================================
+* **destinations**: the URL is checked by the :class:`~oneie_operator.providers.netguard.DestinationPolicy`
+  before anything is sent, and the addresses connected to are checked at connect time, in the
+  connector's resolver, which resolves a name once and hands only checked IP addresses to the
+  connector (DNS rebinding cannot slip in between); TLS verifies the URL's host name as usual;
+* **no ambient behaviour**: no proxies from the environment, no redirects followed, no cookies kept
+  or sent (one session serves every tenant), HTTP/1.1 only;
+* **limits**: one deadline for the whole call (resolve, connect, TLS, headers, body); at most 64
+  headers of 8 KiB; the body read in chunks and stopped at ``max_response_bytes`` (default 1 MiB)
+  **counted after decoding, while decoding**: the request asks for ``Accept-Encoding: identity``;
+  an answer compressed anyway (``gzip``, ``deflate``, at most two layers) is inflated a bounded
+  step at a time, so a decompression bomb costs at most the limit in memory; other encodings
+  (``br``, ``zstd``, ...) are refused;
+* **request headers** are checked before sending: a credential with a control character or a
+  non-ASCII character is refused naming its Secret field, never its value;
+* **every failure is typed** and its message is a fixed sentence of ours plus, for HTTP errors, the
+  provider's own error code and message (sanitised: every form of every secret removed, control
+  characters dropped, 300 characters at most). Library exception text is never copied into a
+  message: it may quote bytes of the request or answer (``b'...\\x0c...'``).
 
-* messages built from a provider's answer carry the provider's own error code and message, pass
-  through :func:`~oneie_operator.providers.redaction.sanitize` (every secret removed in all its
-  encodings, control characters dropped, 300 characters at most) and never include request headers;
-* every call is reported to ``on_call(provider, call, outcome, seconds)`` — ``outcome`` is
-  ``"Success"`` or the stable ``reason`` of the error (``"CredentialsRejected"``, ...), a bounded set
-  fit for metric labels. The operator wires it to Prometheus; providers stay free of it.
+Every failure of a call is one of :mod:`oneie_operator.errors`::
+
+    OneieError
+    ├── SpecError
+    │   └── DestinationForbiddenError   the URL, or an address its host resolves to, is not allowed
+    ├── CredentialsError                a credential cannot be sent (control or non-ASCII character)
+    │   └── CredentialsRejectedError    401 / 403
+    └── ProviderError                   (transient: retried later)
+        ├── ProviderUnreachableError    DNS failure, refused or reset connection, TLS failure,
+        │                               connection closed before a complete answer
+        ├── ProviderTimeoutError        no complete answer within the deadline
+        ├── ProviderRateLimitedError    429 (and e.g. Notion's 529); ``retry_after`` from Retry-After
+        ├── ProviderServerError         5xx
+        └── ProviderProtocolError       redirect, other 4xx, not JSON, too large (decoded), an encoding
+                                        we do not accept, malformed HTTP, anything unexpected
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
+import errno
 import json as jsonlib
 import logging
 import math
+import os
+import re
+import socket
+import ssl
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
+import aiohttp
+import aiohttp.abc
+import certifi
+import yarl
 
 from oneie_operator.errors import (
+    CredentialsError,
     CredentialsRejectedError,
     DestinationForbiddenError,
     FieldIssue,
@@ -56,15 +86,18 @@ from oneie_operator.errors import (
     ProviderUnreachableError,
 )
 from oneie_operator.lru import LRU
-from oneie_operator.providers.aiotransport import GuardedAiohttpTransport
-from oneie_operator.providers.netguard import DestinationPolicy, GuardedTransport
+from oneie_operator.providers.netguard import DestinationPolicy, Resolver, ip_literal, system_resolver
 from oneie_operator.providers.redaction import redact, sanitize
+
+if TYPE_CHECKING:
+    from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
     "ErrorDescriber",
     "OnCall",
+    "ProviderClient",
     "ProviderHTTP",
     "ProviderResponse",
     "describe_error_body",
@@ -80,6 +113,18 @@ DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 ERROR_BODY_BYTES = 64 * 1024
 #: A Retry-After longer than this is treated as this (a day).
 MAX_RETRY_AFTER = 86400.0
+#: Connections open at once over all destinations (the probe engine bounds its own share).
+DEFAULT_MAX_CONNECTIONS = 256
+#: Idle connections are kept this long: a credential test and the health gate of a switch, or a
+#: switch and its rollback, reuse them.
+KEEPALIVE_SECONDS = 15.0
+MAX_HEADERS = 64
+MAX_HEADER_BYTES = 8190
+#: Content codings we inflate (bounded) when a server compresses despite ``identity``.
+_INFLATABLE = {"gzip": 31, "x-gzip": 31, "deflate": 0}
+MAX_ENCODING_LAYERS = 2
+#: How many URLs that passed the destination policy are remembered (their check is skipped).
+CHECKED_URLS = 4096
 
 #: ``on_call(provider, call, outcome, seconds)``.
 OnCall = Callable[[str, str, str, float], None]
@@ -88,15 +133,10 @@ ErrorDescriber = Callable[[int, Any], "str | None"]
 
 BodyMode = Literal["json", "text", "none"]
 
-_NETWORK_PHRASES: dict[type[Exception], str] = {
-    httpx.ConnectError: "the connection failed",
-    httpx.ReadError: "the connection was reset while reading the answer",
-    httpx.WriteError: "the connection was reset while sending the request",
-    httpx.CloseError: "the connection failed while closing",
-    httpx.RemoteProtocolError: "the server closed the connection without a complete answer",
-}
-
 _SECRET_HEADERS = ("authorization", "proxy-authorization", "apikey", "x-api-key", "cookie")
+#: What an HTTP/1.1 header value may carry (RFC 9110 §5.5 without obs-text): HTAB, SP, VCHAR.
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _user_agent() -> str:
@@ -112,7 +152,8 @@ class ProviderResponse:
     """A successful answer: the status (one of ``expect``), headers, body and latency."""
 
     status: int
-    headers: httpx.Headers
+    #: Case-insensitive.
+    headers: Mapping[str, str]
     #: Parsed JSON (``body="json"``), text (``"text"``) or ``None`` (``"none"``: never read).
     body: Any
     seconds: float
@@ -173,38 +214,169 @@ def describe_error_body(status: int, body: Any) -> str | None:
     return code or message
 
 
-#: How many URLs that passed the destination policy are remembered (their check is skipped).
-CHECKED_URLS = 4096
+# ------------------------------------------------------------------------------- bounded decoding
+class _TooLarge(Exception):
+    """The (decoded) answer passed its limit."""
 
 
-class _NoCookies(httpx.Cookies):
-    """A cookie store that never stores: one client serves every tenant, so a cookie one provider
-    sets must never ride along with another tenant's request to the same host."""
+class _Inflater:
+    """One content coding layer, inflated at most ``limit`` + 1 bytes per step."""
 
-    def extract_cookies(self, response: httpx.Response) -> None:
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._z: Any = None
+
+    def step(self, data: bytes, limit: int) -> bytes:
+        if self._z is None:
+            if not data:
+                return b""
+            wbits = _INFLATABLE[self.encoding]
+            if wbits == 0:  # "deflate" is zlib-wrapped by the RFC; some servers send it raw
+                wbits = 15 if len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0 else -15
+            self._z = zlib.decompressobj(wbits)
+        if self._z.eof:
+            return b""  # trailing bytes after the end of the stream are ignored
+        out: bytes = self._z.decompress(data, limit + 1)
+        if len(out) > limit or self._z.unconsumed_tail:
+            raise _TooLarge
+        return out
+
+
+class _Decoder:
+    """The answer's content codings undone in reverse order, every layer bounded by ``limit``."""
+
+    def __init__(self, encodings: Sequence[str], limit: int) -> None:
+        self._layers = [_Inflater(e) for e in reversed(encodings)]
+        self._limit = limit
+
+    def feed(self, data: bytes) -> bytes:
+        for layer in self._layers:
+            data = layer.step(data, self._limit)
+        return data
+
+
+def _content_encodings(headers: Mapping[str, str]) -> list[str] | str:
+    """The codings to undo, or the one we refuse."""
+    raw = headers.get("Content-Encoding", "")
+    codings = [c.strip().lower() for c in raw.split(",") if c.strip() and c.strip().lower() != "identity"]
+    for coding in codings:
+        if coding not in _INFLATABLE:
+            return coding if re.fullmatch(r"[a-z0-9._-]{1,20}", coding) else "unknown"
+    if len(codings) > MAX_ENCODING_LAYERS:
+        return ", ".join(codings[:4]) + (", ..." if len(codings) > 4 else "")
+    return codings
+
+
+# ------------------------------------------------------------------------------- connect-time guard
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Resolve with our resolver, judge every address, hand only checked ones to the connector."""
+
+    def __init__(self, policy: DestinationPolicy, resolve: Resolver) -> None:
+        self.policy = policy
+        self._resolve = resolve
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
+        literal = ip_literal(host.rstrip(".").lower())
+        addresses = [str(literal)] if literal is not None else list(await self._resolve(host, port))
+        if not addresses:
+            raise OSError(errno.ENOENT, "no addresses")
+        self.policy.check_resolved(host, addresses)
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
         return None
 
 
-class _CookielessClient(httpx.AsyncClient):
-    """``httpx.AsyncClient`` without cookies (and without the cost of reading them on every answer)."""
+#: Library exceptions of a call, most specific first: our error type and our fixed phrase ("" = the
+#: OS's phrase for the exception's errno). Their own text is never used: it may quote request or
+#: answer bytes (a parser error quotes the offending header line).
+_FAILURES: tuple[tuple[type[BaseException], type[OneieError], str], ...] = (
+    (aiohttp.ClientConnectorDNSError, ProviderUnreachableError, "cannot resolve {host}"),
+    (aiohttp.ClientConnectorCertificateError, ProviderUnreachableError, "TLS certificate verification failed"),
+    (aiohttp.ClientSSLError, ProviderUnreachableError, "the TLS handshake failed"),
+    (aiohttp.ClientConnectorError, ProviderUnreachableError, ""),
+    (
+        aiohttp.ServerDisconnectedError,
+        ProviderUnreachableError,
+        "the server closed the connection without a complete answer",
+    ),
+    (aiohttp.ClientPayloadError, ProviderUnreachableError, "the answer was cut off"),
+    (
+        aiohttp.ClientResponseError,
+        ProviderProtocolError,
+        "the answer is malformed or oversized HTTP (status line or headers)",
+    ),
+    (aiohttp.ClientOSError, ProviderUnreachableError, ""),
+    (ConnectionError, ProviderUnreachableError, ""),
+    (aiohttp.ClientError, ProviderUnreachableError, "the connection failed"),
+    (OSError, ProviderUnreachableError, ""),
+)
 
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
 
-    @cookies.setter
-    def cookies(self, cookies: Any) -> None:
-        return None
+def _failure(exc: BaseException, display: str, host: str) -> OneieError:
+    """The typed error for a library exception raised by a call (see :data:`_FAILURES`)."""
+    for kind, error, phrase in _FAILURES:
+        if isinstance(exc, kind):
+            verb = "cannot reach" if error is ProviderUnreachableError else "cannot talk to"
+            return error(f"{verb} {display} at {host}: {phrase.replace('{host}', host) or _os_reason(exc)}")
+    log.debug("unexpected %s from a provider call to %s", type(exc).__name__, host)
+    return ProviderProtocolError(f"cannot talk to {display} at {host}: the request failed ({type(exc).__name__})")
 
 
-_NO_COOKIES = _NoCookies()
+def _ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext | bool:
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if not verify:
+        return False
+    return ssl.create_default_context(cafile=certifi.where())
 
 
+def _os_reason(exc: BaseException) -> str:
+    """A fixed phrase for an OS-level failure (from its errno, never from library text)."""
+    os_error = getattr(exc, "os_error", None) or (exc if isinstance(exc, OSError) else None)
+    number = getattr(os_error, "errno", None)
+    if isinstance(number, int) and number in errno.errorcode:
+        return os.strerror(number).lower()
+    return "the connection failed"
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One call as a provider stated it (see :meth:`ProviderClient.request`), defaults resolved."""
+
+    method: str
+    url: str
+    call: str
+    headers: Mapping[str, str] | None
+    params: Mapping[str, str] | None
+    json: Any
+    auth: tuple[str, str] | None
+    expect: Sequence[int]
+    body: BodyMode
+    deadline: float
+    limit: int
+    secrets: Iterable[str | None]
+    url_field: str
+    rate_limit_statuses: Sequence[int]
+    describe: ErrorDescriber
+
+
+# ------------------------------------------------------------------------------- the transport
 class ProviderHTTP:
-    """HTTP for providers: guarded destinations, deadlines, size limits, error mapping, counting.
+    """The process's provider transport: one guarded ``aiohttp`` session, limits, error mapping.
 
-    One instance owns one ``httpx.AsyncClient``; :meth:`for_provider` gives views that share it.
-    Use as an async context manager or call :meth:`aclose`.
+    Providers never use it directly: :meth:`bind` gives them a :class:`ProviderClient`. Use as an
+    async context manager or call :meth:`aclose`.
     """
 
     def __init__(
@@ -214,48 +386,121 @@ class ProviderHTTP:
         timeout: float = DEFAULT_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         on_call: OnCall | None = None,
-        provider: str = "unknown",
-        display_name: str | None = None,
-        transport: GuardedAiohttpTransport | GuardedTransport | None = None,
         user_agent: str | None = None,
-        _client: httpx.AsyncClient | None = None,
-        _checked_urls: LRU[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+        resolver: Resolver | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        self.policy = policy or (transport.policy if transport is not None else DestinationPolicy())
-        if transport is not None and transport.policy != self.policy:
-            raise ValueError("the transport's destination policy differs from ProviderHTTP's policy")
+        self.policy = policy or DestinationPolicy()
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.on_call = on_call
-        self.provider = provider
-        self.display_name = display_name or provider
-        self._owns_client = _client is None
-        self._client = _client or _CookielessClient(
-            transport=transport or GuardedAiohttpTransport(self.policy),
-            trust_env=False,
-            follow_redirects=False,
-            headers={"User-Agent": user_agent or _user_agent()},
-        )
-        self._checked_urls: LRU[str, str] = _checked_urls if _checked_urls is not None else LRU(CHECKED_URLS)
+        self._user_agent = user_agent or _user_agent()
+        self._ssl = _ssl_context(verify)
+        self._resolver = _GuardedResolver(self.policy, resolver or system_resolver)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._checked_urls: LRU[str, tuple[str, yarl.URL]] = LRU(CHECKED_URLS)
 
-    def for_provider(
-        self, provider: str, *, display_name: str | None = None, on_call: OnCall | None = None
-    ) -> ProviderHTTP:
-        """A view for one provider (its name labels every call) sharing this client."""
-        return ProviderHTTP(
-            policy=self.policy,
-            timeout=self.timeout,
-            max_response_bytes=self.max_response_bytes,
-            on_call=on_call if on_call is not None else self.on_call,
-            provider=provider,
-            display_name=display_name,
-            _client=self._client,
-            _checked_urls=self._checked_urls,
+    # ------------------------------------------------------------------ binding
+    def bind(
+        self,
+        provider: Provider[Any],
+        settings: ProviderSettings | None = None,
+        credentials: Mapping[str, str] | None = None,
+    ) -> ProviderClient:
+        """The client one provider call gets: its name, display name, base URL and credentials."""
+        base = provider.base_url(settings) if settings is not None else None
+        return self.client(
+            provider.name,
+            display_name=provider.display_name,
+            base_url=base,
+            url_field=f"spec.{provider.name}.{provider.base_url_field}",
+            credentials=credentials,
         )
+
+    async def test_credentials(
+        self, provider: Provider[Any], settings: ProviderSettings, credentials: Mapping[str, str]
+    ) -> CheckResult:
+        """``provider.test_credentials`` with a bound client; every failure typed (see :meth:`run`)."""
+        return await self.run(provider, "test_credentials", settings, credentials)
+
+    async def probe(
+        self, provider: Provider[Any], settings: ProviderSettings, credentials: Mapping[str, str]
+    ) -> CheckResult:
+        """``provider.probe`` with a bound client; every failure typed (see :meth:`run`)."""
+        return await self.run(provider, "probe", settings, credentials)
+
+    async def run(
+        self,
+        provider: Provider[Any],
+        call: Literal["test_credentials", "probe"],
+        settings: ProviderSettings,
+        credentials: Mapping[str, str],
+    ) -> CheckResult:
+        """How the operator calls a provider: bound client, and a typed error whatever fails.
+
+        A provider (a plug-in above all) may fail in its own code, e.g. a ``KeyError`` while
+        reading an answer: that becomes a :class:`ProviderProtocolError` naming the provider and
+        the exception's type, never its text (which may quote the answer or the credentials), so
+        a switch rolls back and a probe reports it like any other failure.
+        """
+        client = self.bind(provider, settings, credentials)
+        method = provider.test_credentials if call == "test_credentials" else provider.probe
+        try:
+            result: CheckResult = await method(settings, credentials, client)
+        except OneieError:
+            raise
+        except Exception as exc:
+            log.warning("provider %s failed in its own %s code: %s", provider.name, call, type(exc).__name__)
+            raise ProviderProtocolError(
+                f"{provider.display_name} {call.replace('_', ' ')} failed inside the provider ({type(exc).__name__})"
+            ) from None
+        return result
+
+    def client(
+        self,
+        provider: str,
+        *,
+        display_name: str | None = None,
+        base_url: str | None = None,
+        url_field: str = "url",
+        credentials: Mapping[str, str] | None = None,
+    ) -> ProviderClient:
+        """A :class:`ProviderClient` from its parts (what :meth:`bind` does for a registered provider)."""
+        return ProviderClient(self, provider, display_name or provider, base_url, url_field, dict(credentials or {}))
+
+    # ------------------------------------------------------------------ lifecycle
+    def _client_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            connector = aiohttp.TCPConnector(
+                resolver=self._resolver,
+                ssl=self._ssl,
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=KEEPALIVE_SECONDS,
+                use_dns_cache=False,  # the guard resolves (and judges) every new connection
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+                max_line_size=MAX_HEADER_BYTES,
+                max_field_size=MAX_HEADER_BYTES,
+                max_headers=MAX_HEADERS,
+            )
+            self._loop = loop
+        return self._session
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        session, self._session = self._session, None
+        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
+            await session.close()
 
     async def __aenter__(self) -> ProviderHTTP:
         return self
@@ -263,84 +508,13 @@ class ProviderHTTP:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # ------------------------------------------------------------------ requests
-    async def request_json(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        json: Any = None,
-        auth: tuple[str, str] | None = None,
-        expect: Sequence[int] = (200,),
-        call: str = "request",
-        **options: Any,
-    ) -> tuple[int, Any, float]:
-        """``(status, parsed JSON, seconds)``; see :meth:`request` for ``options``."""
-        response = await self.request(
-            method, url, headers=headers, json=json, auth=auth, expect=expect, call=call, **options
-        )
-        return response.status, response.body, response.seconds
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        call: str,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        json: Any = None,
-        auth: tuple[str, str] | None = None,
-        expect: Sequence[int] = (200,),
-        body: BodyMode = "json",
-        timeout: float | None = None,
-        max_response_bytes: int | None = None,
-        secrets: Iterable[str | None] = (),
-        url_field: str = "url",
-        rate_limit_statuses: Sequence[int] = (429,),
-        describe_error: ErrorDescriber | None = None,
-        provider: str | None = None,
-        display_name: str | None = None,
-    ) -> ProviderResponse:
-        """Send one request and return the answer if its status is in ``expect``, else raise.
-
-        ``body`` says what to do with a 2xx answer: ``"json"`` (parse; not JSON is a
-        :class:`ProviderProtocolError`), ``"text"`` or ``"none"`` (never read: the status is the
-        answer). An expected non-2xx status (``expect=(200, 404)``) is returned with a best-effort
-        body (``None`` when unreadable).
-
-        ``call`` names the call for the counter (``"test_credentials"``, ``"probe"``...).
-        ``secrets`` are removed from every message; values of ``Authorization``, ``apikey`` and
-        similar headers and the ``auth`` password are added automatically.
-        ``url_field`` names the spec field the URL came from, for destination errors.
-        ``describe_error`` turns an error body into ``"code: message"`` (default:
-        :func:`describe_error_body`).
-        """
-        provider = provider or self.provider
-        display = display_name or (self.display_name if provider == self.provider else provider)
+    # ------------------------------------------------------------------ one call
+    async def _call(self, client: ProviderClient, request: _Request) -> ProviderResponse:
         started = time.perf_counter()
         outcome = "Error"
         try:
-            all_secrets = self._collect_secrets(secrets, headers, auth)
-            response = await self._request(
-                method,
-                url,
-                headers=headers,
-                params=params,
-                json=json,
-                auth=auth,
-                expect=expect,
-                body=body,
-                deadline=self.timeout if timeout is None else timeout,
-                limit=self.max_response_bytes if max_response_bytes is None else max_response_bytes,
-                secrets=all_secrets,
-                url_field=url_field,
-                rate_limit_statuses=rate_limit_statuses,
-                describe=describe_error or describe_error_body,
-                display=display,
-                started=started,
-            )
+            secrets = _collect_secrets(client.credentials, request.secrets, request.headers, request.auth)
+            response = await self._send(client, request, secrets, started)
             outcome = "Success"
             return response
         except OneieError as exc:
@@ -352,155 +526,194 @@ class ProviderHTTP:
         finally:
             if self.on_call is not None:
                 try:
-                    self.on_call(provider, call, outcome, time.perf_counter() - started)
+                    self.on_call(client.provider, request.call, outcome, time.perf_counter() - started)
                 except Exception:  # a broken metrics hook must not break provider calls
                     log.exception("on_call hook failed")
 
-    @staticmethod
-    def _collect_secrets(
-        secrets: Iterable[str | None],
-        headers: Mapping[str, str] | None,
-        auth: tuple[str, str] | None,
-    ) -> list[str]:
-        found = [s for s in secrets if s]
-        for name, value in (headers or {}).items():
-            if name.lower() in _SECRET_HEADERS and value:
-                found.append(value)
-                scheme, _, token = value.partition(" ")
-                if token and scheme.isalpha():
-                    found.append(token.strip())
-        if auth is not None and auth[1]:
-            found.append(auth[1])
-        return found
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
-        json: Any,
-        auth: tuple[str, str] | None,
-        expect: Sequence[int],
-        body: BodyMode,
-        deadline: float,
-        limit: int,
-        secrets: list[str],
-        url_field: str,
-        rate_limit_statuses: Sequence[int],
-        describe: ErrorDescriber,
-        display: str,
-        started: float,
-    ) -> ProviderResponse:
-        host = self._checked_urls.get(url)
-        if host is None:  # the policy is fixed: a URL that passed once passes again (connect time is checked anew)
+    def _checked(self, url: str, url_field: str) -> tuple[str, yarl.URL]:
+        checked = self._checked_urls.get(url)
+        if checked is None:  # the policy is fixed: a URL that passed once passes again (connect time is checked anew)
             self.policy.check_url(url, field=url_field)
-            host = httpx.URL(url).host
-            self._checked_urls.put(url, host)
-        merged_headers = {"Accept": "application/json"} if body == "json" else {}
-        merged_headers.update(headers or {})
+            parsed = yarl.URL(url, encoded=True)
+            checked = (parsed.host or "", parsed)
+            self._checked_urls.put(url, checked)
+        return checked
+
+    def _request_headers(self, client: ProviderClient, request: _Request) -> dict[str, str]:
+        merged = {"User-Agent": self._user_agent, "Accept-Encoding": "identity"}
+        if request.body == "json":
+            merged["Accept"] = "application/json"
+        if request.json is not None:
+            merged["Content-Type"] = "application/json"
+        merged.update(request.headers or {})
+        if request.auth is not None:
+            user, password = request.auth
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            merged["Authorization"] = f"Basic {token}"
+        for name, value in merged.items():
+            if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+                fields = [
+                    f
+                    for f, v in client.credentials.items()
+                    if v and v.strip() and v.strip() in value and not _HEADER_VALUE.fullmatch(v.strip())
+                ] or [f for f, v in client.credentials.items() if v and not _HEADER_VALUE.fullmatch(v.strip())]
+                if fields:
+                    raise _bad_credential(fields)
+                raise CredentialsError(
+                    f"{client.display} request header {name if _HEADER_NAME.fullmatch(name) else '(invalid name)'} "
+                    "has a control or non-ASCII character, which HTTP cannot carry; expected printable ASCII"
+                )
+        return merged
+
+    async def _send(
+        self, client: ProviderClient, request: _Request, secrets: list[str], started: float
+    ) -> ProviderResponse:
+        display = client.display
+        host, target = self._checked(request.url, request.url_field)
+        merged = self._request_headers(client, request)
+        data = jsonlib.dumps(request.json, separators=(",", ":")).encode() if request.json is not None else None
+        deadline, limit, url_field = request.deadline, request.limit, request.url_field
+        phase = "connecting"
         try:
             async with asyncio.timeout(deadline):
-                request = self._client.build_request(
-                    method,
-                    url,
-                    headers=merged_headers,
-                    params=params,
-                    json=json,
-                    timeout=httpx.Timeout(deadline),
-                )
-                response = await self._client.send(request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None)
                 try:
-                    status = response.status_code
-                    if status in expect:
-                        data = await self._read_success(response, body, limit, display, secrets)
-                        return ProviderResponse(status, response.headers, data, time.perf_counter() - started)
-                    raw = await self._read(response, ERROR_BODY_BYTES, display, truncate=True)
+                    response = await self._client_session().request(
+                        request.method,
+                        target,
+                        params=request.params,
+                        headers=merged,
+                        data=data,
+                        allow_redirects=False,
+                    )
+                except aiohttp.InvalidURL:
+                    # A host aiohttp will not parse, e.g. the decimal IPv4 form 2130706433 (= 127.0.0.1),
+                    # which getaddrinfo would resolve: judge what it resolves to, then refuse the form.
+                    await self._resolver.resolve(host, 0)
+                    raise ProviderUnreachableError(
+                        f"cannot reach {display} at {host}: not a host name or IP address in canonical form"
+                    ) from None
+                phase = "reading the answer"
+                try:
+                    status = response.status
+                    if status in request.expect:
+                        value = await self._read_success(response, request.body, limit, display, host, secrets)
+                        return ProviderResponse(status, response.headers, value, time.perf_counter() - started)
+                    raw = await self._read(response, ERROR_BODY_BYTES, display, host, truncate=True)
                 finally:
-                    await response.aclose()
-        except DestinationForbiddenError as exc:
+                    if response.content.at_eof():
+                        response.release()  # back to the pool, kept alive
+                    else:
+                        response.close()  # not read to the end (a limit, an error): drop the connection
+        except DestinationForbiddenError as exc:  # refused at connect time: name the spec field
             raise DestinationForbiddenError([FieldIssue(url_field, issue.message) for issue in exc.issues]) from None
         except OneieError:
             raise
         except TimeoutError:
-            raise ProviderTimeoutError(f"{display} at {host} did not answer within {deadline:g}s") from None
-        except httpx.TimeoutException as exc:
-            phase = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for the answer"
-            raise ProviderTimeoutError(f"{display} at {host} timed out {phase} (deadline {deadline:g}s)") from None
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            detail = sanitize(str(exc) or _NETWORK_PHRASES.get(type(exc), type(exc).__name__), secrets, 160)
-            raise ProviderUnreachableError(f"cannot reach {display} at {host}: {detail}") from None
-        except httpx.HTTPError as exc:
-            detail = sanitize(str(exc) or type(exc).__name__, secrets, 160)
-            raise ProviderProtocolError(f"cannot talk to {display} at {host}: {detail}") from None
-        raise self._error_for_status(response, raw, display, host, secrets, rate_limit_statuses, describe)
+            raise ProviderTimeoutError(
+                f"{display} at {host} timed out {'connecting' if phase == 'connecting' else 'waiting for the answer'} "
+                f"(deadline {deadline:g}s)"
+            ) from None
+        except Exception as exc:  # whatever a library raises: typed, and never with its text
+            raise _failure(exc, display, host) from None
+        raise self._error_for_status(response, raw, display, host, secrets, request)
 
     async def _read_success(
-        self, response: httpx.Response, body: BodyMode, limit: int, display: str, secrets: list[str]
+        self,
+        response: aiohttp.ClientResponse,
+        body: BodyMode,
+        limit: int,
+        display: str,
+        host: str,
+        secrets: list[str],
     ) -> Any:
         if body == "none":
             return None
-        if not 200 <= response.status_code < 300:
+        if not 200 <= response.status < 300:
             # An expected non-success status (e.g. a 404 the caller handles): best effort only.
-            raw = await self._read(response, ERROR_BODY_BYTES, display, truncate=True)
-            text = raw.decode(response.encoding or "utf-8", errors="replace")
+            raw = await self._read(response, ERROR_BODY_BYTES, display, host, truncate=True)
+            text = raw.decode(response.charset or "utf-8", errors="replace")
             try:
                 return jsonlib.loads(text) if body == "json" else text
             except ValueError:
                 return None
-        raw = await self._read(response, limit, display, truncate=False)
-        text = raw.decode(response.encoding or "utf-8", errors="replace")
+        raw = await self._read(response, limit, display, host, truncate=False)
+        text = raw.decode(_charset(response), errors="replace")
         if body == "text":
             return text
         try:
             return jsonlib.loads(text)
         except ValueError:
-            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            kind = response.headers.get("Content-Type", "no content type").split(";")[0]
             what = "an empty body" if not raw.strip() else f"a body that is not JSON ({kind})"
             raise ProviderProtocolError(
-                sanitize(f"{display} answered HTTP {response.status_code} with {what}", secrets)
+                sanitize(f"{display} answered HTTP {response.status} with {what}", secrets)
             ) from None
 
-    async def _read(self, response: httpx.Response, limit: int, display: str, *, truncate: bool) -> bytes:
-        declared = response.headers.get("content-length", "")
-        if not truncate and declared.isdigit() and int(declared) > limit:
+    async def _read(
+        self, response: aiohttp.ClientResponse, limit: int, display: str, host: str, *, truncate: bool
+    ) -> bytes:
+        """The body, decoded, at most ``limit`` bytes (``truncate``: cut there; else refuse more)."""
+        encodings = _content_encodings(response.headers)
+        if isinstance(encodings, str):
             raise ProviderProtocolError(
-                f"{display} answered with {int(declared)} bytes, more than the limit of {limit}"
+                f"{display} at {host} answered with Content-Encoding {encodings}, which is not accepted "
+                "(the operator asks for identity and inflates only gzip or deflate, at most two layers)"
             )
+        too_large = (
+            f"{display} at {host}: the answer is too large (more than {limit} bytes"
+            f"{' once decoded' if encodings else ''}); stopped reading"
+        )
+        declared = response.content_length
+        if declared is not None and declared > limit and (encodings or not truncate):
+            raise ProviderProtocolError(
+                f"{display} at {host}: the answer is too large "
+                f"({declared} bytes declared, more than the limit of {limit})"
+            )
+        if not encodings and declared is not None and declared <= limit:
+            # Identity with a declared length within the limit: aiohttp reads exactly that much.
+            return await response.read()
+        decoder = _Decoder(encodings, limit) if encodings else None
         chunks: list[bytes] = []
         total = 0
-        async for chunk in response.aiter_bytes():
-            total += len(chunk)
-            if total > limit:
-                if truncate:
-                    chunks.append(chunk[: len(chunk) - (total - limit)])
-                    break
-                raise ProviderProtocolError(f"{display} answered with more than {limit} bytes; stopped reading")
-            chunks.append(chunk)
+        try:
+            async for chunk in response.content.iter_any():
+                if decoder is not None:
+                    chunk = decoder.feed(chunk)
+                total += len(chunk)
+                if total > limit:
+                    if truncate and decoder is None:
+                        chunks.append(chunk[: len(chunk) - (total - limit)])
+                        break
+                    raise _TooLarge
+                chunks.append(chunk)
+        except _TooLarge:
+            raise ProviderProtocolError(too_large) from None
+        except zlib.error:
+            raise ProviderProtocolError(
+                f"{display} at {host} answered with a {', '.join(encodings)} body that cannot be decoded"
+            ) from None
         return b"".join(chunks)
 
     def _error_for_status(
         self,
-        response: httpx.Response,
+        response: aiohttp.ClientResponse,
         raw: bytes,
         display: str,
         host: str,
         secrets: list[str],
-        rate_limit_statuses: Sequence[int],
-        describe: ErrorDescriber,
+        request: _Request,
     ) -> OneieError:
-        status = response.status_code
+        status = response.status
         parsed: Any = None
-        text = raw.decode(response.encoding or "utf-8", errors="replace")
-        content_type = response.headers.get("content-type", "").lower()
+        text = raw.decode(_charset(response), errors="replace")
+        content_type = response.headers.get("Content-Type", "").lower()
         try:
             parsed = jsonlib.loads(text) if text.strip() else None
         except ValueError:
             # Plain-text errors are useful; HTML error pages are noise.
             parsed = text if content_type.startswith("text/plain") else None
         try:
-            detail = describe(status, parsed)
+            detail = request.describe(status, parsed)
         except Exception:  # a describer must never turn an error into a crash
             detail = None
         answer = f"HTTP {status}" + (f" ({sanitize(detail, secrets, 240)})" if detail else "")
@@ -508,8 +721,8 @@ class ProviderHTTP:
         def msg(text: str) -> str:
             return sanitize(text, secrets)
 
-        if status in rate_limit_statuses:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status in request.rate_limit_statuses:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             wait = f"; retry after {retry_after:g}s" if retry_after is not None else ""
             return ProviderRateLimitedError(
                 msg(f"{display} is rate limiting requests: {answer}{wait}"), retry_after=retry_after
@@ -527,3 +740,130 @@ class ProviderHTTP:
                 )
             )
         return ProviderProtocolError(msg(f"{display} at {host} gave an unexpected answer: {answer}"))
+
+
+def _charset(response: aiohttp.ClientResponse) -> str:
+    charset = response.charset or "utf-8"
+    try:
+        "".encode(charset)
+    except LookupError:
+        return "utf-8"
+    return charset
+
+
+def _bad_credential(fields: Sequence[str]) -> CredentialsError:
+    names = ", ".join(sorted(set(fields)))
+    return CredentialsError(
+        f"the credentials Secret's {names} contains a control character (such as a line break) or a "
+        "non-ASCII character, which cannot be sent in an HTTP header; expected the value exactly as the "
+        "provider shows it (printable ASCII)"
+    )
+
+
+def _collect_secrets(
+    credentials: Mapping[str, str],
+    secrets: Iterable[str | None],
+    headers: Mapping[str, str] | None,
+    auth: tuple[str, str] | None,
+) -> list[str]:
+    found = [v for v in credentials.values() if v]
+    found += [v.strip() for v in credentials.values() if v and v.strip() != v]
+    found += [s for s in secrets if s]
+    for name, value in (headers or {}).items():
+        if name.lower() in _SECRET_HEADERS and value:
+            found.append(value)
+            scheme, _, token = value.partition(" ")
+            if token and scheme.isalpha():
+                found.append(token.strip())
+    if auth is not None and auth[1]:
+        found.append(auth[1])
+        found.append(f"{auth[0]}:{auth[1]}")
+    return found
+
+
+class ProviderClient:
+    """What a provider's calls go through: a :class:`ProviderHTTP` bound to one provider and one
+    connection's credentials (see :meth:`ProviderHTTP.bind`)."""
+
+    __slots__ = ("_http", "base_url", "credentials", "display", "provider", "url_field")
+
+    def __init__(
+        self,
+        http: ProviderHTTP,
+        provider: str,
+        display: str,
+        base_url: str | None,
+        url_field: str,
+        credentials: Mapping[str, str],
+    ) -> None:
+        self._http = http
+        #: The provider's name: the ``provider`` label of every call's metric.
+        self.provider = provider
+        #: The provider's display name, used in messages.
+        self.display = display
+        #: The connection's base URL (a ``path`` starting with ``/`` is appended to it).
+        self.base_url = base_url
+        #: The spec field the base URL came from, named by destination errors.
+        self.url_field = url_field
+        #: The connection's credentials: removed from every message, named (never shown) when unusable.
+        self.credentials = credentials
+
+    def url(self, path: str) -> str:
+        """``path`` (``/version``) under the base URL, or ``path`` itself when it is an absolute URL."""
+        if path.startswith("/"):
+            if self.base_url is None:
+                raise ValueError("this client has no base URL: pass an absolute URL")
+            return f"{self.base_url}{path}"
+        return path
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        call: str,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        auth: tuple[str, str] | None = None,
+        expect: Sequence[int] = (200,),
+        body: BodyMode = "json",
+        timeout: float | None = None,
+        max_response_bytes: int | None = None,
+        secrets: Iterable[str | None] = (),
+        url_field: str | None = None,
+        rate_limit_statuses: Sequence[int] = (429,),
+        describe_error: ErrorDescriber | None = None,
+    ) -> ProviderResponse:
+        """Send one request and return the answer if its status is in ``expect``, else raise.
+
+        ``path`` is appended to the bound base URL when it starts with ``/``; an absolute URL is
+        used as it is. ``call`` names the call for the metric (``"test_credentials"``, ``"probe"``).
+        ``body`` says what to do with a 2xx answer: ``"json"`` (parse; not JSON is a
+        :class:`ProviderProtocolError`), ``"text"`` or ``"none"`` (never read: the status is the
+        answer). An expected non-2xx status (``expect=(200, 404)``) is returned with a best-effort
+        body (``None`` when unreadable). ``auth`` is HTTP Basic (user, password). ``secrets`` adds
+        values to remove from messages besides the bound credentials (e.g. a derived form);
+        ``Authorization``/``apikey`` header values and the ``auth`` password are added
+        automatically. ``describe_error`` turns an error body into ``"code: message"`` (default:
+        :func:`describe_error_body`).
+        """
+        http = self._http
+        call_request = _Request(
+            method=method,
+            url=self.url(path),
+            call=call,
+            headers=headers,
+            params=params,
+            json=json,
+            auth=auth,
+            expect=expect,
+            body=body,
+            deadline=http.timeout if timeout is None else timeout,
+            limit=http.max_response_bytes if max_response_bytes is None else max_response_bytes,
+            secrets=secrets,
+            url_field=url_field or self.url_field,
+            rate_limit_statuses=rate_limit_statuses,
+            describe=describe_error or describe_error_body,
+        )
+        return await http._call(self, call_request)

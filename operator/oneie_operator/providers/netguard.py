@@ -1,25 +1,20 @@
 """Destination policy: where the operator may send requests with tenants' credentials (DESIGN §5).
 
 Tenants choose the URLs of their backends, and the operator fetches them from inside the cluster, so
-a URL is a way to make the operator talk to anything its pod can reach. Two checks stop that:
+a URL is a way to make the operator talk to anything its pod can reach. This module is the policy
+alone (a value, no I/O but :func:`system_resolver`); :mod:`oneie_operator.providers.http`, the one
+transport of every provider call, applies it twice:
 
 1. :meth:`DestinationPolicy.check_url` looks at the URL itself before anything is sent: the scheme
    (``https``; ``http`` only where the platform allows plain http), credentials embedded in the URL,
    well-known metadata host names, and literal IP addresses.
-2. :class:`GuardedNetworkBackend` sits under httpx (``httpx.AsyncHTTPTransport`` → httpcore's
-   ``AsyncConnectionPool(network_backend=...)``) and checks the address the operator *actually
-   connects to*: it resolves the host name itself with ``loop.getaddrinfo``, refuses the host if
-   **any** resolved address is forbidden (so a name cannot mix a public and a metadata address), and
-   then connects to one of the checked IP addresses, never to the name again. That defeats DNS
-   rebinding (the name is resolved once, by us, and the socket goes to the address we checked).
-   :class:`~oneie_operator.providers.aiotransport.GuardedAiohttpTransport` does the same in an
-   ``aiohttp`` resolver (``ProviderHTTP``'s default transport: several times cheaper per request).
-
-TLS is unaffected by connecting to an IP: httpcore calls ``stream.start_tls(server_hostname=...)``
-with the URL's host name (``sni_hostname`` extension or the origin host, see
-``httpcore/_async/connection.py``), so SNI and certificate verification still use the host name.
-``tests/providers/test_netguard.py`` proves it with a certificate issued for a name served on
-127.0.0.1.
+2. :meth:`DestinationPolicy.check_resolved` judges the addresses the operator *actually connects
+   to*: the transport's connector resolves the host name itself, refuses the host if **any**
+   resolved address is forbidden (so a name cannot mix a public and a metadata address), and then
+   connects to the checked IP addresses only, never to the name again. That defeats DNS rebinding
+   (the name is resolved once, by us, and the socket goes to the address we checked). TLS still
+   verifies the URL's host name (SNI and certificate); ``tests/providers/test_providers_netguard.py``
+   proves it with a certificate issued for a name served on 127.0.0.1.
 
 Address classes:
 
@@ -40,12 +35,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-import httpcore
 import httpx
 
 from oneie_operator.errors import DestinationForbiddenError, FieldIssue
@@ -186,12 +179,23 @@ class DestinationPolicy:
             shown = f"{host} resolves to {address}" if host and host != str(address) else f"{address}"
             raise DestinationForbiddenError([FieldIssue(field, f"{shown}: {_EXPLANATION[verdict]}")])
 
+    def check_resolved(self, host: str, addresses: Sequence[str]) -> None:
+        """Refuse ``host`` unless **every** address it resolved to is allowed (connect time).
+
+        A name cannot mix a public and a metadata address: one forbidden address refuses them all.
+        """
+        name = host.rstrip(".").lower()
+        if name in METADATA_HOSTNAMES:
+            self.check_url(f"https://{name}/")  # raises with the metadata explanation
+        for address in addresses:
+            self.check_address(address, host=host)
+
     # ------------------------------------------------------------------ URLs
     def check_url(self, url: str | httpx.URL, *, field: str = "url") -> None:
         """Check a URL before anything is sent to it; raise :class:`DestinationForbiddenError`.
 
         ``field`` names the spec field the URL came from (``spec.convex.url``), for the message.
-        Host names are resolved only at connect time (by :class:`GuardedNetworkBackend`).
+        Host names are judged only at connect time (:meth:`check_resolved`).
         """
 
         def refuse(message: str) -> DestinationForbiddenError:
@@ -209,7 +213,7 @@ class DestinationPolicy:
         name = host.rstrip(".").lower()
         if name in METADATA_HOSTNAMES:
             raise refuse(f"{name} is a cloud metadata service, which is never allowed")
-        literal = _ip_literal(name)
+        literal = ip_literal(name)
         if literal is not None:  # host names are judged on what they resolve to, when connecting
             self.check_address(literal, field=field)
         scheme = parsed.scheme.lower()
@@ -223,126 +227,18 @@ class DestinationPolicy:
             raise refuse("must be an https:// URL")
 
 
-def _ip_literal(host: str) -> IPAddress | None:
+def ip_literal(host: str) -> IPAddress | None:
+    """``host`` as an IP address when it is an IP literal (``[::1]`` too), else ``None``."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
 
 
-async def _default_resolver(host: str, port: int) -> list[str]:
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Every address ``getaddrinfo`` gives for ``host`` (scope ids dropped), in its order."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     seen: dict[str, None] = {}
     for _family, _type, _proto, _canon, sockaddr in infos:
         seen.setdefault(str(sockaddr[0]).split("%", 1)[0], None)
     return list(seen)
-
-
-class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that resolves, checks and connects to checked IPs only."""
-
-    def __init__(
-        self,
-        policy: DestinationPolicy,
-        *,
-        resolver: Resolver | None = None,
-        inner: httpcore.AsyncNetworkBackend | None = None,
-    ) -> None:
-        self.policy = policy
-        self._resolve: Resolver = resolver or _default_resolver
-        self._inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        name = host.rstrip(".").lower()
-        if name in METADATA_HOSTNAMES:
-            self.policy.check_url(f"https://{name}/")  # raises with the metadata explanation
-        literal = _ip_literal(name)
-        if literal is not None:
-            addresses: Sequence[str] = [str(literal)]
-        else:
-            try:
-                async with asyncio.timeout(timeout):
-                    addresses = await self._resolve(host, port)
-            except TimeoutError:
-                raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
-            except OSError as exc:  # socket.gaierror and friends
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
-            if not addresses:
-                raise httpcore.ConnectError(f"cannot resolve {host}: no addresses")
-        for address in addresses:  # every address must pass, not just the one we would use
-            self.policy.check_address(address, host=host)
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not a permitted provider destination")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """``httpx.AsyncHTTPTransport`` whose connection pool uses a :class:`GuardedNetworkBackend`.
-
-    No proxy support on purpose: a proxy would make the connect-time check meaningless.
-    """
-
-    def __init__(
-        self,
-        policy: DestinationPolicy,
-        *,
-        verify: ssl.SSLContext | bool = True,
-        limits: httpx.Limits | None = None,
-        resolver: Resolver | None = None,
-        http2: bool = False,
-    ) -> None:
-        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        super().__init__(verify=verify, trust_env=False, limits=limits, http2=http2)
-        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
-            # httpx changed its internals: fail loudly rather than run without the guard.
-            raise RuntimeError("httpx.AsyncHTTPTransport has no httpcore pool to guard")
-        self.policy = policy
-        self.network_backend = GuardedNetworkBackend(policy, resolver=resolver)
-        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=http2,
-            network_backend=self.network_backend,
-        )
-
-
-def guarded_client(policy: DestinationPolicy, **transport_options: Any) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` over a :class:`GuardedTransport`: no env proxies, no redirects."""
-    return httpx.AsyncClient(
-        transport=GuardedTransport(policy, **transport_options),
-        trust_env=False,
-        follow_redirects=False,
-    )

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 
 from oneie_operator.errors import FieldIssue, ProviderProtocolError
 from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings, validate_base_url
-from oneie_operator.providers.http import ProviderHTTP, ProviderResponse
+from oneie_operator.providers.http import ProviderClient, ProviderResponse
 from oneie_operator.providers.redaction import sanitize
 
 DEFAULT_API_URL = "https://api.notion.com"
@@ -96,21 +96,17 @@ class NotionProvider(Provider[NotionSettings]):
         return []
 
     async def _me(
-        self, settings: NotionSettings, credentials: Mapping[str, str], http: ProviderHTTP, call: str
+        self, settings: NotionSettings, credentials: Mapping[str, str], http: ProviderClient, call: str
     ) -> ProviderResponse:
         return await http.request(
             "GET",
-            f"{settings.api_url}/v1/users/me",
+            "/v1/users/me",
             call=call,
             headers={
                 "Authorization": f"Bearer {credentials['token'].strip()}",
                 "Notion-Version": settings.notion_version,
             },
-            secrets=credentials.values(),
-            url_field="spec.notion.apiUrl",
             rate_limit_statuses=(429, 529),
-            provider=self.name,
-            display_name=self.display_name,
         )
 
     def _result(self, answer: ProviderResponse, credentials: Mapping[str, str], verb: str) -> CheckResult:
@@ -129,13 +125,15 @@ class NotionProvider(Provider[NotionSettings]):
         return CheckResult(answer.seconds, f"{verb} {who}{where}", facts)
 
     async def test_credentials(
-        self, settings: NotionSettings, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: NotionSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         self.check_credentials(credentials)
         answer = await self._me(settings, credentials, http, "test_credentials")
         return self._result(answer, credentials, "token accepted for")
 
-    async def probe(self, settings: NotionSettings, credentials: Mapping[str, str], http: ProviderHTTP) -> CheckResult:
+    async def probe(
+        self, settings: NotionSettings, credentials: Mapping[str, str], http: ProviderClient
+    ) -> CheckResult:
         self.check_credentials(credentials)
         answer = await self._me(settings, credentials, http, "probe")
         return self._result(answer, credentials, "Notion API is up; it answered for")

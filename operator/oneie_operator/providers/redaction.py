@@ -3,7 +3,8 @@
 :func:`redact` replaces every secret value in the forms it can take on the wire or in an echo:
 
 * the value itself, with and without its whitespace (WordPress application passwords are shown
-  as ``abcd efgh ...`` and sent without spaces), and JSON-escaped;
+  as ``abcd efgh ...`` and sent without spaces), JSON-escaped, and escaped as Python's ``repr`` of
+  the text or of its bytes prints it (``b'...\\x0c...'`` in a parser's error message);
 * URL-encoded (``quote`` and ``quote_plus``);
 * base64 (standard and URL-safe alphabets, with and without padding);
 * any base64 token whose decoded bytes contain a secret (``Basic base64(user:password)`` and
@@ -50,6 +51,9 @@ def secret_forms(secret: str) -> set[str]:
             continue
         forms.add(v)
         forms.add(json.dumps(v)[1:-1])
+        forms.add(repr(v)[1:-1])
+        forms.add(ascii(v)[1:-1])
+        forms.add(repr(v.encode("utf-8"))[2:-1])
         forms.add(quote(v, safe=""))
         forms.add(quote_plus(v))
         forms |= _b64_forms(v.encode("utf-8"))
@@ -78,7 +82,9 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         reverse=True,
     )
     out = text
-    if plain:
+    # Every form of a secret is at least as long as the secret without its whitespace: a shorter
+    # text (a version string, a name) cannot hold one, and the forms need not be computed.
+    if plain and len(text) >= len(plain[-1]):
         forms = sorted(set().union(*(secret_forms(s) for s in plain)), key=len, reverse=True)
         # The marker itself must not spell a secret (a "secret" like "[REDACTE" would survive).
         marker = next((m for m in (REDACTED, "<redacted>", "#" * 6) if not any(f in m for f in forms)), "")

@@ -42,7 +42,7 @@ from pydantic import Field, field_validator
 
 from oneie_operator.errors import FieldIssue, ProviderProtocolError
 from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings, validate_base_url
-from oneie_operator.providers.http import ProviderHTTP, describe_error_body
+from oneie_operator.providers.http import ProviderClient, describe_error_body
 from oneie_operator.providers.redaction import sanitize
 
 EXAMPLE_URL = "https://abcdefghijklmnopqrst.supabase.co"
@@ -186,21 +186,17 @@ class SupabaseProvider(Provider[SupabaseSettings]):
         return issues
 
     async def test_credentials(
-        self, settings: SupabaseSettings, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: SupabaseSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         self.check_credentials(credentials)
         service = credentials["serviceRoleKey"].strip()
         answer = await http.request(
             "GET",
-            f"{settings.url}/rest/v1/",
+            "/rest/v1/",
             call="test_credentials",
             headers={**api_key_headers(service), "Accept": "application/openapi+json"},
             body="none",
-            secrets=credentials.values(),
-            url_field="spec.supabase.url",
             describe_error=_supabase_error,
-            provider=self.name,
-            display_name=self.display_name,
         )
         content_type = answer.headers.get("content-type", "").split(";")[0].strip().lower()
         if not content_type.endswith("json"):
@@ -217,20 +213,16 @@ class SupabaseProvider(Provider[SupabaseSettings]):
         )
 
     async def probe(
-        self, settings: SupabaseSettings, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: SupabaseSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         self.check_credentials(credentials)
         key = (credentials.get("anonKey") or credentials["serviceRoleKey"]).strip()
         answer = await http.request(
             "GET",
-            f"{settings.url}/auth/v1/health",
+            "/auth/v1/health",
             call="probe",
             headers={"apikey": key},
-            secrets=credentials.values(),
-            url_field="spec.supabase.url",
             describe_error=_supabase_error,
-            provider=self.name,
-            display_name=self.display_name,
         )
         health = answer.body
         if not isinstance(health, dict):

@@ -41,7 +41,7 @@ from pydantic import Field, field_validator
 
 from oneie_operator.errors import FieldIssue, ProviderProtocolError
 from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings, validate_base_url
-from oneie_operator.providers.http import ProviderHTTP, ProviderResponse, describe_error_body
+from oneie_operator.providers.http import ProviderClient, ProviderResponse, describe_error_body
 from oneie_operator.providers.redaction import sanitize
 
 EXAMPLE_URL = "https://blog.example.com"
@@ -124,14 +124,14 @@ class WordPressProvider(Provider[WordPressSettings]):
         return issues
 
     def endpoint(self, settings: WordPressSettings, route: str) -> tuple[str, dict[str, str]]:
-        """URL and query parameters for a REST route like ``/wp/v2/users/me``."""
+        """Path under the site URL and query parameters for a REST route like ``/wp/v2/users/me``."""
         if settings.rest_route:
-            return f"{settings.url}/", {"rest_route": route}
-        return f"{settings.url}{settings.rest_prefix}{route}", {}
+            return "/", {"rest_route": route}
+        return f"{settings.rest_prefix}{route}", {}
 
     async def _get(
         self,
-        http: ProviderHTTP,
+        http: ProviderClient,
         settings: WordPressSettings,
         credentials: Mapping[str, str],
         route: str,
@@ -140,25 +140,22 @@ class WordPressProvider(Provider[WordPressSettings]):
         call: str,
         authenticated: bool,
     ) -> ProviderResponse:
-        url, query = self.endpoint(settings, route)
+        path, query = self.endpoint(settings, route)
         auth = None
         if authenticated:
             auth = (credentials["username"], _clean_password(credentials["applicationPassword"]))
         return await http.request(
             "GET",
-            url,
+            path,
             call=call,
             params={**query, **params},
             auth=auth,
-            secrets=[*credentials.values(), _clean_password(credentials.get("applicationPassword", ""))],
-            url_field="spec.wordpress.url",
+            secrets=[_clean_password(credentials.get("applicationPassword", ""))],
             describe_error=_wordpress_error,
-            provider=self.name,
-            display_name=self.display_name,
         )
 
     async def test_credentials(
-        self, settings: WordPressSettings, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: WordPressSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         self.check_credentials(credentials)
         answer = await self._get(
@@ -184,7 +181,7 @@ class WordPressProvider(Provider[WordPressSettings]):
         return CheckResult(answer.seconds, detail, facts)
 
     async def probe(
-        self, settings: WordPressSettings, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: WordPressSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         answer = await self._get(
             http,

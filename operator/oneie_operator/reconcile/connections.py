@@ -280,7 +280,7 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
                     check=None,
                 )
 
-        check = await valid.provider.test_credentials(valid.settings, credentials, deps.http)
+        check = await deps.http.test_credentials(valid.provider, valid.settings, credentials)
         events.append(
             EventNote(
                 "Normal",

@@ -451,10 +451,10 @@ class _OrgSwitchDeps:
         return target
 
     async def test(self, target: Target) -> None:
-        await target.provider.test_credentials(target.settings, target.credentials, self._deps.http)
+        await self._deps.http.test_credentials(target.provider, target.settings, target.credentials)
 
     async def check(self, target: Target) -> None:
-        await target.provider.probe(target.settings, target.credentials, self._deps.http)
+        await self._deps.http.probe(target.provider, target.settings, target.credentials)
 
     async def write(self, target: Target) -> None:
         await write_binding(self._obj, target, self._deps)

@@ -1,7 +1,8 @@
 """An example third-party provider: "echo" calls ``GET {url}/echo`` with a bearer token.
 
-It uses only the public provider interface (``oneie_operator.providers.base``) and the HTTP helper
-the operator hands it, exactly like the built-in providers.
+It uses only the public provider interface (``oneie_operator.providers``) and the client the
+operator hands it, already bound to this provider, the connection's URL and its credentials,
+exactly like the built-in providers.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from collections.abc import Mapping
 
 from pydantic import Field, field_validator
 
-from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings, validate_base_url
-from oneie_operator.providers.http import ProviderHTTP
+from oneie_operator.providers import CheckResult, Provider, ProviderClient, ProviderSettings, validate_base_url
 
 
 class EchoSettings(ProviderSettings):
@@ -32,20 +32,17 @@ class EchoProvider(Provider[EchoSettings]):
     capabilities = frozenset({"echo"})
 
     async def test_credentials(
-        self, settings: EchoSettings, credentials: Mapping[str, str], http: ProviderHTTP
+        self, settings: EchoSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
         self.check_credentials(credentials)
         answer = await http.request(
             "GET",
-            f"{settings.url}/echo",
+            "/echo",
             call="test_credentials",
             params={"say": settings.greeting},
             headers={"Authorization": f"Bearer {credentials['token']}"},
-            url_field="spec.echo.url",
-            provider=self.name,
-            display_name=self.display_name,
         )
         return CheckResult(answer.seconds, f"echo said {answer.body.get('said')!r}")
 
-    async def probe(self, settings: EchoSettings, credentials: Mapping[str, str], http: ProviderHTTP) -> CheckResult:
+    async def probe(self, settings: EchoSettings, credentials: Mapping[str, str], http: ProviderClient) -> CheckResult:
         return await self.test_credentials(settings, credentials, http)
