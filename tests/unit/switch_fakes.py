@@ -112,6 +112,18 @@ class FakeProvider(Provider[FakeSettings]):
         return CheckResult(0.001)
 
 
+class DirectProviderCalls:
+    """Stands for ``ProviderHTTP`` (the operator's front door to providers): calls the provider
+    directly, without the typed-error translation the real one adds, so an untyped exception
+    injected into a provider call reaches the switch as such (the harder case)."""
+
+    async def test_credentials(self, provider: Any, settings: Any, credentials: Mapping[str, str]) -> CheckResult:
+        return await provider.test_credentials(settings, credentials, None)  # type: ignore[no-any-return]
+
+    async def probe(self, provider: Any, settings: Any, credentials: Mapping[str, str]) -> CheckResult:
+        return await provider.probe(settings, credentials, None)  # type: ignore[no-any-return]
+
+
 class FakeSecrets:
     """The binding store: Secrets in a dict; writes are atomic (all or nothing)."""
 
@@ -234,7 +246,7 @@ async def make_world(
     deps = OrgDeps(
         registry=registry,
         keyring=keyring,
-        http=None,  # type: ignore[arg-type]  # the fake provider makes no HTTP call
+        http=DirectProviderCalls(),  # type: ignore[arg-type]  # the fake provider makes no HTTP call
         policy=DestinationPolicy(allow_loopback=True, allow_private=True, allow_plain_http=True),
         secrets=secrets,
         objects=objects,
