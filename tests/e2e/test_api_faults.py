@@ -157,7 +157,8 @@ async def test_api_server_faults_converge_without_losing_anything(
 
         faults.add(Rule(429, fraction=0.15, retry_after=1))
         faults.add(Rule(500, fraction=0.05))
-        faults.add(Rule(503, fraction=0.05, writes_only=True, retry_after=1))
+        # Writes are fewer than reads: a larger share of them, so that some are refused in every run.
+        faults.add(Rule(503, fraction=0.2, writes_only=True, retry_after=1))
         await _switch_all(api, 1)
         await _probe_all(api)
         faults.add(Rule(410, watches=True), seconds=3.0)  # every watch restarted in the next 3 s expires
