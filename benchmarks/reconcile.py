@@ -126,7 +126,8 @@ def connection_pair(index: int, namespace: str, provider: str, servers: Provider
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": f"{name}-credentials", "namespace": namespace, "labels": {"app": "bench"}},
+        "metadata": {"name": f"{name}-credentials", "namespace": namespace,
+                     "labels": {"app": "bench", "one.ie/credentials": "true"}},
         "type": "Opaque",
         "stringData": dict(servers.credentials[provider]),
     }

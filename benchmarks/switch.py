@@ -176,7 +176,8 @@ def tenant_objects(tenant: Tenant, servers: ProviderServers, faulty: ProviderSer
     for name, provider, where in connections:
         objects.append({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": f"{name}-creds", "namespace": tenant.namespace},
+            "metadata": {"name": f"{name}-creds", "namespace": tenant.namespace,
+                         "labels": {"one.ie/credentials": "true"}},
             "stringData": dict(where.credentials[provider]),
         })
         objects.append({

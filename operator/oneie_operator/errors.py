@@ -10,6 +10,7 @@
     ├── CredentialsError              the referenced credentials cannot be used
     │   ├── SecretNotFoundError       the credentials Secret does not exist
     │   ├── SecretKeyMissingError     the Secret lacks a field the provider needs
+    │   ├── SecretNotOptedInError     the Secret lacks the opt-in label or is not of type Opaque
     │   └── CredentialsRejectedError  the provider answered 401/403
     ├── ProviderError                 the provider could not be asked
     │   ├── ProviderUnreachableError  connection refused/reset, DNS failure
@@ -94,6 +95,14 @@ class SecretNotFoundError(CredentialsError):
 
 class SecretKeyMissingError(CredentialsError):
     reason = "SecretKeyMissing"
+
+
+class SecretNotOptedInError(CredentialsError):
+    """The named Secret exists but has not opted in to be read by the operator (DESIGN.md §5):
+    no ``one.ie/credentials: "true"`` label, or not of type Opaque. Its values were not used.
+    Permanent: labelling the Secret is a watch event that triggers the connection again."""
+
+    reason = "SecretNotOptedIn"
 
 
 class CredentialsRejectedError(CredentialsError):

@@ -130,6 +130,7 @@ def test_defaults_render_the_minimum() -> None:
             "ClusterRoleBinding",
             "Deployment",
             "Service",
+            "NetworkPolicy",  # on by default (fail closed: the metrics name every tenant's connections)
             # tenant roles: platform-owner, org-owner, org-user, aggregate-to-edit, aggregate-to-view
             "ClusterRole",
             "ClusterRole",
@@ -320,7 +321,7 @@ def test_grafana_dashboard_config_map() -> None:
     assert dashboard["title"] and dashboard["panels"]
 
 
-def test_network_policy() -> None:
+def test_network_policy(tmp_path: Path) -> None:
     docs = rendered("all-features")
     policy = one(docs, "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
@@ -337,9 +338,30 @@ def test_network_policy() -> None:
     assert {p["port"] for p in api["ports"]} == {443, 6443}
     assert {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]} in [t["ipBlock"] for t in providers["to"]]
     assert {p["port"] for p in providers["ports"]} == {443, 8443}
-    # Defaults: providers on any port; no ingress peers, so only the kubelet's probes reach the pod.
-    default = one(render(sets={"networkPolicy.enabled": "true"}), "NetworkPolicy")["spec"]
-    assert default["ingress"] == [] and "ports" not in default["egress"][-1]
+    # No ingress peers: only the kubelet's probes reach the pod.
+    no_peers = tmp_path / "no-peers.yaml"
+    no_peers.write_text(yaml.safe_dump({"networkPolicy": {"ingress": {"from": []}}}))
+    closed = one(render(values_files=[no_peers]), "NetworkPolicy")["spec"]
+    assert closed["ingress"] == [] and "ports" not in closed["egress"][-1]
+
+
+def test_network_policy_is_on_by_default(tmp_path: Path) -> None:
+    """Fail closed (issue 12, item 6): the metrics (every tenant's connection names) are open only to
+    the monitoring namespace; the webhook port to any source unless its peers are given."""
+    policy = one(render(), "NetworkPolicy")["spec"]
+    (metrics_rule,) = policy["ingress"]  # the webhook is off by default
+    assert metrics_rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert {p["port"] for p in metrics_rule["ports"]} == {"metrics", "health"}
+    assert "ports" not in policy["egress"][-1], "providers are anywhere: egress to them on any port"
+    api_server = [{"ipBlock": {"cidr": "172.16.0.0/28"}}]
+    values = tmp_path / "webhook-from.yaml"
+    values.write_text(yaml.safe_dump({"webhook": {"enabled": True, "certManager": {"enabled": True}},
+                                      "networkPolicy": {"ingress": {"webhookFrom": api_server}}}))
+    narrowed = one(render(values_files=[values]), "NetworkPolicy")["spec"]
+    assert narrowed["ingress"][1] == {"ports": [{"port": "webhook", "protocol": "TCP"}], "from": api_server}
+    assert "NetworkPolicy" not in {d["kind"] for d in render(sets={"networkPolicy.enabled": "false"})}
 
 
 # --- webhook ----------------------------------------------------------------------------------

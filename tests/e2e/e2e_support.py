@@ -19,10 +19,14 @@ class Tenant:
         self.ns = namespace
         self.plaintexts = plaintexts  # every credential value used: the leak scan looks for them
 
-    async def secret(self, name: str, data: dict[str, str]) -> dict[str, Any]:
+    async def secret(self, name: str, data: dict[str, str], *, labels: dict[str, str] | None = None,
+                     secret_type: str = "Opaque") -> dict[str, Any]:
+        """A credentials Secret, opted in (label ``one.ie/credentials: "true"``) unless ``labels`` say otherwise."""
         self.plaintexts.update(v for v in data.values() if len(v) >= 8)
-        obj = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-               "metadata": {"name": name, "namespace": self.ns}, "stringData": data}
+        obj = {"apiVersion": "v1", "kind": "Secret", "type": secret_type,
+               "metadata": {"name": name, "namespace": self.ns,
+                            "labels": {"one.ie/credentials": "true"} if labels is None else labels},
+               "stringData": data}
         existing = await self.env.api.get("v1", "Secret", self.ns, name)
         if existing is None:
             return await self.env.api.create(obj)

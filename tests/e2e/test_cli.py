@@ -95,7 +95,9 @@ async def test_run_reconciles_against_the_emulator_and_serves_metrics(tmp_path: 
             try:
                 creds = servers.credentials["supabase"]
                 await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t1"}})
-                await api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "t1"},
+                opted_in = {"one.ie/credentials": "true"}
+                await api.create({"apiVersion": "v1", "kind": "Secret",
+                                  "metadata": {"name": "s", "namespace": "t1", "labels": opted_in},
                                   "stringData": creds})
                 await api.create({"apiVersion": "one.ie/v1alpha1", "kind": "BackendConnection",
                                   "metadata": {"name": "db", "namespace": "t1"},

@@ -65,7 +65,9 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[KubeAPI, ProviderServers,
 async def _setup(api: KubeAPI, servers: ProviderServers) -> None:
     await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     for name, provider in (("old", "convex"), ("new", "supabase")):
-        await api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-creds", "namespace": NS},
+        opted_in = {"one.ie/credentials": "true"}
+        await api.create({"apiVersion": "v1", "kind": "Secret",
+                          "metadata": {"name": f"{name}-creds", "namespace": NS, "labels": opted_in},
                           "stringData": servers.credentials[provider]})
         await api.create({"apiVersion": BC[0], "kind": BC[1], "metadata": {"name": name, "namespace": NS},
                           "spec": {"provider": provider, provider: servers.settings(provider),

@@ -80,7 +80,8 @@ class Stack:
 async def _secret_and_connection(env: LocalEnvironment, name: str, provider: str, *, secret: bool = True) -> None:
     if secret:
         await env.api.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                             "metadata": {"name": f"{name}-creds", "namespace": NS},
+                             "metadata": {"name": f"{name}-creds", "namespace": NS,
+                                          "labels": {"one.ie/credentials": "true"}},
                              "stringData": dict(env.providers.credentials[provider])})
     await env.api.apply({"apiVersion": BC[0], "kind": BC[1], "metadata": {"name": name, "namespace": NS},
                          "spec": {"provider": provider, provider: env.providers.settings(provider),

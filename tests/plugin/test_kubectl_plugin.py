@@ -88,7 +88,8 @@ class Ns:
 
     async def secret(self, name: str, data: dict[str, str]) -> None:
         await self.env.api.apply({"apiVersion": "v1", "kind": "Secret",
-                                  "metadata": {"name": name, "namespace": self.name},
+                                  "metadata": {"name": name, "namespace": self.name,
+                                               "labels": {"one.ie/credentials": "true"}},
                                   "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
 
     async def connection(self, conn: str, provider: str) -> None:

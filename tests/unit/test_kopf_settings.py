@@ -138,3 +138,21 @@ def test_kopf_still_formats_bodies_in_its_debug_lines() -> None:
 
     source = inspect.getsource(processing)
     assert "{body!r}" in source and "{cause.diff!r}" in source
+
+
+def test_the_secret_watch_is_narrowed_by_the_api_server() -> None:
+    """Kopf sends the opt-in selector with its Secret list and watch (``settings.watching``):
+    Secrets without the ``one.ie/credentials`` label never reach the operator (issue 12, item 2)."""
+    from types import SimpleNamespace
+
+    from oneie_operator.handlers.lifecycle import configure
+    from oneie_operator.kube.secrets import WATCH_SELECTOR
+
+    settings = kopf.OperatorSettings()
+    services = SimpleNamespace(config=SimpleNamespace(webhook_port=None))
+    configure(settings=settings, memo=kopf.Memo(services=services))
+    secrets = kopf.Resource("", "v1", "secrets", kind="Secret", namespaced=True)
+    connections = kopf.Resource("one.ie", "v1alpha1", "backendconnections", kind="BackendConnection", namespaced=True)
+    assert settings.watching.label_selectors.collect(secrets) == [WATCH_SELECTOR]
+    assert settings.watching.label_selectors.collect(connections) == []
+    assert WATCH_SELECTOR == "one.ie/credentials in (binding,encrypted,true)"

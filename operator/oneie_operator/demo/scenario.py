@@ -110,7 +110,8 @@ def secret_obj(name: str, data: Mapping[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": NS},
+        # Opted in: the operator reads only Opaque Secrets labelled one.ie/credentials=true.
+        "metadata": {"name": name, "namespace": NS, "labels": {"one.ie/credentials": "true"}},
         "type": "Opaque",
         "stringData": dict(data),
     }

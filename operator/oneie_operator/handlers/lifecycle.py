@@ -10,6 +10,7 @@ from typing import Any, cast
 import kopf
 
 from oneie_operator.handlers.services import Services
+from oneie_operator.kube.secrets import WATCH_SELECTOR
 
 
 class LeanStatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
@@ -40,7 +41,7 @@ class LeanStatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
 class QuietWatchHandlers(logging.Filter):
     """Drop Kopf's "Handler '...' succeeded." line for the watch-only handlers.
 
-    ``secret_changed`` runs on every event of every Secret in the watched namespaces and
+    ``secret_changed`` runs on every event of every labelled Secret in the watched namespaces and
     ``connection_changed`` on every connection event: a success line each is noise in the logs
     (and a measurable share of the operator's CPU in a burst of switches). Their failures, and
     every line of the reconcile handlers, are still logged."""
@@ -74,6 +75,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.queueing.worker_limit = None
     settings.queueing.idle_timeout = 0.5
     settings.networking.request_timeout = 60
+    # The Secret watch (and so Kopf's cache and our handler) covers only the Secrets that carry
+    # the one.ie/credentials label: tenants' opted-in credentials and the operator's own. The API
+    # server does the filtering (labelSelector on the list and the watch), so other Secrets (e.g.
+    # service-account tokens) never reach the operator, and a cluster with many Secrets costs it
+    # nothing. A handler's ``labels=`` filter would be client-side only: every Secret would still
+    # be listed, sent and cached.
+    settings.watching.label_selectors["", "v1", "secrets"] = WATCH_SELECTOR
     # We serve a fixed set of resources: no need to watch CRDs (and no RBAC for it).
     settings.scanning.disabled = True
     services: Services = memo["services"]

@@ -28,12 +28,14 @@ import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import kubernetes.client
 
 MERGE_PATCH = "application/merge-patch+json"
+#: Metadata only (no ``data``) where the server supports it, else the whole object.
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 #: How long the authentication headers are reused before the configuration is asked again (its
 #: refresh hook re-reads a rotated service-account token, or re-loads the kubeconfig, each time).
 AUTH_REFRESH_SECONDS = 10.0
@@ -83,7 +85,7 @@ class KubeREST:
         self._auth: dict[str, str] = {}
         self._auth_at = -AUTH_REFRESH_SECONDS
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, accept: str = "application/json") -> dict[str, str]:
         if time.monotonic() - self._auth_at >= AUTH_REFRESH_SECONDS:
             auth: dict[str, str] = {}
             settings: Mapping[str, Any] = dict(self._cfg.auth_settings())  # runs the token refresh hook
@@ -91,7 +93,7 @@ class KubeREST:
                 if setting.get("in") == "header" and setting.get("value"):
                     auth[str(setting["key"])] = str(setting["value"])
             self._auth, self._auth_at = auth, time.monotonic()
-        return {"Accept": "application/json", "User-Agent": "oneie-operator", **self._auth}
+        return {"Accept": accept, "User-Agent": "oneie-operator", **self._auth}
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -109,13 +111,14 @@ class KubeREST:
         *,
         body: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> dict[str, Any]:
         """One request; the decoded JSON answer, or :class:`KubeAPIError`.
 
         A 401 (the token was rotated or expired) re-reads the credentials from the configuration
         (its refresh hook) and tries once more with them."""
         for attempt in (1, 2):
-            headers = self._headers()
+            headers = self._headers(accept)
             data = None
             if body is not None:
                 data = json.dumps(body, separators=(",", ":")).encode()
@@ -158,6 +161,19 @@ class KubeREST:
 
     async def read_namespaced_secret(self, name: str, namespace: str) -> dict[str, Any]:
         return await self.request("GET", self._secret_path(namespace, name))
+
+    async def read_namespaced_secret_metadata(self, name: str, namespace: str) -> dict[str, Any]:
+        """The Secret's metadata only, where the API server can (``PartialObjectMetadata``, which
+        carries no ``data``; a server that cannot falls back to the whole Secret: the caller must
+        not use its ``data``)."""
+        return await self.request("GET", self._secret_path(namespace, name), accept=PARTIAL_METADATA)
+
+    async def list_namespaced_secret(
+        self, namespace: str, *, label_selector: str = "", field_selector: str = ""
+    ) -> dict[str, Any]:
+        selectors = (("labelSelector", label_selector), ("fieldSelector", field_selector))
+        query = urlencode({key: value for key, value in selectors if value})
+        return await self.request("GET", self._secret_path(namespace) + (f"?{query}" if query else ""))
 
     async def create_namespaced_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", self._secret_path(namespace), body=body)

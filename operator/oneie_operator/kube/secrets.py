@@ -12,6 +12,25 @@ from oneie_operator.kube.rest import KubeAPIError, KubeREST
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "oneie-operator"}
 
+#: The one label key of every Secret the operator reads or watches (DESIGN.md §5, README
+#: "Security"). A tenant opts a credentials Secret in with the value ``true``; the operator marks
+#: its own Secrets ``encrypted`` (a connection's encrypted copy) and ``binding`` (an Organization's
+#: Service Binding). RBAC cannot filter by label, so the operator keeps ``get/list/watch`` on
+#: Secrets; this label is what narrows what it reads and caches.
+CREDENTIALS_LABEL = "one.ie/credentials"
+OPTED_IN = "true"
+ENCRYPTED = "encrypted"
+BINDING = "binding"
+#: The server-side selector of the operator's Secret watch: a set-based selector over the one key
+#: covers the tenants' opted-in Secrets and the operator's own, and nothing else (an existence
+#: selector, ``one.ie/credentials``, would also take in a Secret labelled ``false`` to say no).
+#: A Secret that leaves the selection (label removed) reaches the watch as DELETED, which is how
+#: a connection learns that its Secret opted out.
+WATCH_SELECTOR = f"{CREDENTIALS_LABEL} in ({BINDING},{ENCRYPTED},{OPTED_IN})"
+#: The only Secret type read as credentials: service-account tokens, TLS keys, registry
+#: credentials and the like are never a connection's credentials, even if labelled.
+CREDENTIALS_TYPE = "Opaque"
+
 
 @dataclass(frozen=True)
 class OwnerRef:
@@ -45,6 +64,22 @@ class SecretSnapshot:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     owner_uids: tuple[str, ...] = ()
+    type: str = CREDENTIALS_TYPE
+
+
+@dataclass(frozen=True)
+class SecretRefusal:
+    """A Secret that exists but has not opted in to be read: what it lacks (its values unread)."""
+
+    name: str
+    namespace: str
+    #: The value of the opt-in label (None: absent).
+    label: str | None
+    type: str
+
+    @property
+    def labelled(self) -> bool:
+        return self.label == OPTED_IN
 
 
 def _decode(raw: Mapping[str, str] | None) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -66,6 +101,22 @@ def _version_of(secret: Mapping[str, Any]) -> str:
     return str((secret.get("metadata") or {}).get("resourceVersion") or "")
 
 
+def _snapshot(raw: Mapping[str, Any], namespace: str, name: str) -> SecretSnapshot:
+    data, bad = _decode({str(k): str(v or "") for k, v in (raw.get("data") or {}).items()})
+    meta = raw.get("metadata") or {}
+    return SecretSnapshot(
+        name=name,
+        namespace=namespace,
+        resource_version=str(meta.get("resourceVersion") or ""),
+        data=data,
+        undecodable=bad,
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        owner_uids=tuple(str(ref.get("uid", "")) for ref in (meta.get("ownerReferences") or [])),
+        type=str(raw.get("type") or CREDENTIALS_TYPE),
+    )
+
+
 class SecretStore:
     """Secrets through the operator's asynchronous REST client."""
 
@@ -73,25 +124,41 @@ class SecretStore:
         self._core = api
 
     async def read(self, namespace: str, name: str) -> SecretSnapshot | None:
-        """The Secret, or None when it does not exist."""
+        """The Secret, or None when it does not exist (for the operator's own Secrets)."""
         try:
             raw = await self._core.read_namespaced_secret(name, namespace)
         except KubeAPIError as exc:
             if exc.status == 404:
                 return None
             raise
-        data, bad = _decode({str(k): str(v or "") for k, v in (raw.get("data") or {}).items()})
-        meta = raw.get("metadata") or {}
-        return SecretSnapshot(
-            name=name,
-            namespace=namespace,
-            resource_version=str(meta.get("resourceVersion") or ""),
-            data=data,
-            undecodable=bad,
-            labels=dict(meta.get("labels") or {}),
-            annotations=dict(meta.get("annotations") or {}),
-            owner_uids=tuple(str(ref.get("uid", "")) for ref in (meta.get("ownerReferences") or [])),
+        return _snapshot(raw, namespace, name)
+
+    async def read_credentials(self, namespace: str, name: str) -> SecretSnapshot | SecretRefusal | None:
+        """A tenant's credentials Secret, only if it opted in (label ``one.ie/credentials: "true"``,
+        type Opaque); a :class:`SecretRefusal` if it exists but did not; None if it does not exist.
+
+        The API server does the selecting (a list by label and name), so the values of a Secret
+        that did not opt in are not even sent to the operator. Only when nothing matches is the
+        Secret's metadata asked for, to say why; a server without metadata-only answers sends the
+        whole Secret, whose values are dropped here, undecoded."""
+        answer = await self._core.list_namespaced_secret(
+            namespace, label_selector=f"{CREDENTIALS_LABEL}={OPTED_IN}", field_selector=f"metadata.name={name}"
         )
+        items = [i for i in answer.get("items") or [] if (i.get("metadata") or {}).get("name") == name]
+        if items:
+            raw = items[0]
+            if str(raw.get("type") or CREDENTIALS_TYPE) != CREDENTIALS_TYPE:
+                return SecretRefusal(name, namespace, OPTED_IN, str(raw.get("type")))
+            return _snapshot(raw, namespace, name)
+        try:
+            answer = await self._core.read_namespaced_secret_metadata(name, namespace)
+        except KubeAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        labels = (answer.get("metadata") or {}).get("labels") or {}
+        label = labels.get(CREDENTIALS_LABEL)
+        return SecretRefusal(name, namespace, None if label is None else str(label), str(answer.get("type") or ""))
 
     async def delete(self, namespace: str, name: str) -> None:
         try:

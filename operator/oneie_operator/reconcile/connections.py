@@ -21,10 +21,19 @@ from oneie_operator.errors import (
     ProviderRateLimitedError,
     SecretKeyMissingError,
     SecretNotFoundError,
+    SecretNotOptedInError,
     SpecError,
     VaultError,
 )
-from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
+from oneie_operator.kube.secrets import (
+    CREDENTIALS_LABEL,
+    CREDENTIALS_TYPE,
+    ENCRYPTED,
+    OPTED_IN,
+    OwnerRef,
+    SecretRefusal,
+    SecretSnapshot,
+)
 from oneie_operator.providers.base import Provider, ProviderSettings
 from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
@@ -65,6 +74,10 @@ class SecretReader(Protocol):
     ) -> str: ...
 
 
+class CredentialSecrets(SecretReader, Protocol):
+    async def read_credentials(self, namespace: str, name: str) -> SecretSnapshot | SecretRefusal | None: ...
+
+
 @dataclass(frozen=True)
 class ConnectionObject:
     """The parts of a BackendConnection the reconcile reads."""
@@ -83,7 +96,7 @@ class ConnectionDeps:
     """Everything the reconcile talks to."""
 
     registry: ProviderRegistry
-    secrets: SecretReader
+    secrets: CredentialSecrets
     keyring: Keyring
     http: ProviderHTTP
     policy: DestinationPolicy
@@ -152,16 +165,37 @@ def validate_spec(obj: ConnectionObject, registry: ProviderRegistry, policy: Des
     return ValidSpec(provider=provider, settings=settings, secret_name=secret_name)
 
 
+def refusal_message(refusal: SecretRefusal) -> str:
+    """Why a Secret is not read, and how to let it be read (DESIGN.md §5)."""
+    where = f"spec.credentialsSecretRef.name: Secret '{refusal.name}' in namespace '{refusal.namespace}'"
+    if refusal.labelled:
+        return (
+            f"{where} is of type '{refusal.type}'; the operator reads only credential Secrets of type"
+            f" {CREDENTIALS_TYPE}: put the credentials in an {CREDENTIALS_TYPE} Secret labelled"
+            f" {CREDENTIALS_LABEL}={OPTED_IN} and name that one"
+        )
+    has = "lacks the label" if refusal.label is None else f"has {CREDENTIALS_LABEL}={refusal.label!r}, not"
+    return (
+        f"{where} has not opted in to be read by the operator: it {has} {CREDENTIALS_LABEL}={OPTED_IN}"
+        f" (and must be of type {CREDENTIALS_TYPE}); its values were not used. If it holds this"
+        f" connection's credentials, label it: kubectl label secret {refusal.name} -n {refusal.namespace}"
+        f" {CREDENTIALS_LABEL}={OPTED_IN}"
+    )
+
+
 def read_credentials(
-    provider: Provider[Any], snapshot: SecretSnapshot | None, namespace: str, secret_name: str
+    provider: Provider[Any], snapshot: SecretSnapshot | SecretRefusal | None, namespace: str, secret_name: str
 ) -> dict[str, str]:
-    """The provider's fields from the Secret; a missing Secret or key is a clear error."""
+    """The provider's fields from the Secret; a missing, not opted-in Secret or key is a clear error."""
     expected = ", ".join(provider.secret_fields)
     if snapshot is None:
         raise SecretNotFoundError(
             f"spec.credentialsSecretRef.name: Secret '{secret_name}' not found in namespace '{namespace}'"
-            f" (expected a Secret with key(s): {expected})"
+            f" (expected an {CREDENTIALS_TYPE} Secret labelled {CREDENTIALS_LABEL}={OPTED_IN}"
+            f" with key(s): {expected})"
         )
+    if isinstance(snapshot, SecretRefusal):
+        raise SecretNotOptedInError(refusal_message(snapshot))
     missing = [key for key in provider.secret_fields if not snapshot.data.get(key)]
     undecodable = [key for key in snapshot.undecodable if key in provider.secret_fields]
     if missing or undecodable:
@@ -234,9 +268,9 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
     credentials: dict[str, str] = {}
     try:
         valid = validate_spec(obj, deps.registry, deps.policy)
-        source = await deps.secrets.read(obj.namespace, valid.secret_name)
+        source = await deps.secrets.read_credentials(obj.namespace, valid.secret_name)
         credentials = read_credentials(valid.provider, source, obj.namespace, valid.secret_name)
-        assert source is not None
+        assert isinstance(source, SecretSnapshot)
         owned_name = owned_secret_name(obj.name)
         events: list[EventNote] = []
 
@@ -257,6 +291,10 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
                 )
             else:
                 if not needs_rotation(deps.keyring, sealed):
+                    if owned is not None and owned.labels.get(CREDENTIALS_LABEL) != ENCRYPTED:
+                        # Written by a version before the opt-in label: label it (same data, no
+                        # Event), so that the operator's Secret watch sees it (edits are noticed).
+                        return await _store(obj, deps, valid, source, sealed, events, check=None, quiet=True)
                     labels = capability_labels(obj.labels, sorted(valid.provider.capabilities))
                     return ConnectionResult(
                         labels=labels, unchanged=not labels, provider=valid.provider, settings=valid.settings,
@@ -306,6 +344,7 @@ async def _store(
     sealed: Mapping[str, str],
     events: list[EventNote],
     check: float | None,
+    quiet: bool = False,
 ) -> ConnectionResult:
     owned_name = owned_secret_name(obj.name)
     key_id = deps.keyring.primary_id
@@ -314,16 +353,17 @@ async def _store(
         owned_name,
         data=sealed,
         owner=OwnerRef(API_VERSION, "BackendConnection", obj.name, obj.uid),
-        labels={CONNECTION_LABEL: obj.name},
+        labels={CONNECTION_LABEL: obj.name, CREDENTIALS_LABEL: ENCRYPTED},
         annotations={SOURCE_VERSION_ANNOTATION: source.resource_version, KEY_ID_ANNOTATION: key_id},
     )
-    events.append(
-        EventNote(
-            "Normal",
-            "CredentialsStored",
-            f"encrypted {len(sealed)} field(s) with AES-256-GCM key {key_id} into Secret '{owned_name}'",
+    if not quiet:
+        events.append(
+            EventNote(
+                "Normal",
+                "CredentialsStored",
+                f"encrypted {len(sealed)} field(s) with AES-256-GCM key {key_id} into Secret '{owned_name}'",
+            )
         )
-    )
     capabilities = sorted(valid.provider.capabilities)
     message = f"credentials verified and stored encrypted; provider {valid.provider.name}"
     status: dict[str, Any] = {

@@ -31,7 +31,7 @@ from oneie_operator.errors import (
     NoBackendError,
     OneieError,
 )
-from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
+from oneie_operator.kube.secrets import BINDING, CREDENTIALS_LABEL, OwnerRef, SecretSnapshot
 from oneie_operator.lru import LRU
 from oneie_operator.platform_default import PLATFORM_DEFAULT, PlatformDefault
 from oneie_operator.providers.base import Provider, ProviderSettings
@@ -310,7 +310,7 @@ async def write_binding(obj: OrgObject, target: Target, deps: OrgDeps) -> None:
         binding_name(obj.name),
         data=data,
         owner=OwnerRef(API_VERSION, "Organization", obj.name, obj.uid),
-        labels={ORGANIZATION_LABEL: obj.name},
+        labels={ORGANIZATION_LABEL: obj.name, CREDENTIALS_LABEL: BINDING},
         annotations={
             BINDING_CONNECTION_ANNOTATION: target.name,
             BINDING_DIGEST_ANNOTATION: keyed_digest(deps.keyring, data),
