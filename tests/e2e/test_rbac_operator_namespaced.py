@@ -38,6 +38,14 @@ UNUSED_NAMESPACED = {
 }
 
 
+#: Grants this short flow reaches in some runs only (timing); test_rbac_operator.py requires them.
+NOT_ALWAYS_REACHED = {
+    ("one.ie", "organizations", "patch"): "a write to the Organization itself (not its status): the "
+    "reconcile-trigger annotation when a handler must run again, which depends on how the watch "
+    "events of this short flow interleave",
+}
+
+
 def render_roles(path: Path) -> Path:
     if not HELM.is_file():
         if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
@@ -79,6 +87,7 @@ async def test_watched_namespace_only_with_per_namespace_roles(env: LocalEnviron
     assert refusals == [], refusals
     used = env.secure.access.allowed[OPERATOR.name]
     assert not [u for u in used if u[1] != "namespaces" and u not in grants_of(env.workdir / "roles.yaml")]
-    unused = grants_of(env.workdir / "roles.yaml") - used - set(UNUSED_ON_PURPOSE) - set(UNUSED_NAMESPACED)
+    unused = (grants_of(env.workdir / "roles.yaml") - used - set(UNUSED_ON_PURPOSE) - set(UNUSED_NAMESPACED)
+              - set(NOT_ALWAYS_REACHED))
     assert not unused, f"the chart grants the operator verbs it never used: {sorted(unused)}"
     assert not set(UNUSED_NAMESPACED) & used, "a grant listed as unused was used: update UNUSED_NAMESPACED"

@@ -53,7 +53,9 @@ async def test_up_runs_the_operator_on_the_cluster_of_the_current_context(tmp_pa
             api = KubeAPI(url)
             try:
                 await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t1"}})
-                await api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "t1"},
+                opted_in = {"one.ie/credentials": "true"}  # the operator reads only opted-in Secrets
+                await api.create({"apiVersion": "v1", "kind": "Secret",
+                                  "metadata": {"name": "s", "namespace": "t1", "labels": opted_in},
                                   "stringData": servers.credentials["supabase"]})
                 await api.create({"apiVersion": "one.ie/v1alpha1", "kind": "BackendConnection",
                                   "metadata": {"name": "db", "namespace": "t1"},
