@@ -154,7 +154,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the demo did not reach its idle state:\n{running.output()[-3000:]}")
             time.sleep(0.2)
-        assert "steps went as expected" in running.output()
+        steps = re.search(r"^(\d+) of (\d+) steps went as expected", running.output(), re.M)
+        assert steps and steps[1] == steps[2], running.output()[-3000:]
         yield running
     finally:
         if process.poll() is None:
