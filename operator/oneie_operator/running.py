@@ -87,8 +87,11 @@ async def run_operator(
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
     namespaces: Sequence[str] = (),
+    settings: kopf.OperatorSettings | None = None,
 ) -> None:
-    """Run Kopf with our handlers until ``stop_flag`` is set (or forever)."""
+    """Run Kopf with our handlers until ``stop_flag`` is set (or forever). ``settings``: Kopf's
+    settings object to use (the startup handler fills it in; its owner may change it later, e.g.
+    the demo shortens ``queueing.exit_timeout`` when it stops)."""
     import oneie_operator.handlers  # noqa: F401  (registers the handlers)
     from oneie_operator.handlers import lazy_reprs
 
@@ -110,6 +113,7 @@ async def run_operator(
         namespaces=watch,
         liveness_endpoint=liveness,
         memo=kopf.Memo(services=services),
+        settings=settings,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
         **kwargs,

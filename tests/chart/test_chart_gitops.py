@@ -1,5 +1,5 @@
 """GitOps: the Argo CD health check (Lua, run with lua5.4 and lua5.1 like Argo CD's gopher-lua),
-its argocd-cm packaging, and the Argo CD / Flux objects of examples/gitops/.
+its argocd-cm packaging, and the Argo CD / Flux objects of docs/gitops/.
 
 The objects given to the health check are built with the operator's own condition helpers
 (oneie_operator.reconcile.conditions), so the check is tested against what the operator writes.
@@ -22,7 +22,7 @@ from chart_support import REPO, load_yaml_documents, require_tool
 from oneie_operator import errors
 from oneie_operator.reconcile import conditions as cond
 
-GITOPS = REPO / "examples" / "gitops"
+GITOPS = REPO / "docs" / "gitops"
 HEALTH_LUA = GITOPS / "argocd" / "health.lua"
 KINDS = ("Organization", "BackendConnection")
 LUAS = ("lua5.4", "lua5.1")
@@ -266,7 +266,7 @@ def test_docs_mention_the_pieces() -> None:
         "Reconciling",
         "Stalled",
         "resource.customizations.health",
-        "examples/gitops/argocd/argocd-cm.yaml",
+        "docs/gitops/argocd/argocd-cm.yaml",
         "health.lua",
     ):
         assert needle in text, needle

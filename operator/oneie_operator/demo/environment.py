@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kopf
+
 from oneie_operator.config import load_config
 from oneie_operator.handlers.services import Services
 from oneie_operator.kube.client import load_api_client
@@ -62,6 +64,9 @@ class LocalEnvironment:
     #: With ``rbac=True``: the access control, tokens and kubeconfigs of each identity.
     secure: SecureCluster | None = None
     operator: asyncio.Task[None] | None = None
+    keepalive_releaser: asyncio.Task[None] | None = None
+    #: The running operator's Kopf settings (set by :func:`env_start_operator`).
+    kopf_settings: kopf.OperatorSettings = field(default_factory=kopf.OperatorSettings)
     stop_flag: asyncio.Event = field(default_factory=asyncio.Event)
 
     def everything_emitted(self) -> list[str]:
@@ -108,6 +113,7 @@ async def local_environment(
     platform_default: str | None = None,
     rbac: bool = False,
     chart_rbac: Path | None = None,
+    namespace: str = "default",
 ) -> AsyncIterator[LocalEnvironment]:
     """Start everything; ``platform_default`` names a provider whose fake server becomes the
     operator's platform default backend (``BACKEND_PROVIDER`` and its variables).
@@ -117,7 +123,8 @@ async def local_environment(
     ``kubeconfig``'s default context is a cluster admin (also the test client ``api``), with one
     more context per identity, and the operator runs as its service account with the chart's
     ClusterRole (its own ``operator-kubeconfig``); ``chart_rbac`` replaces the chart's rendered
-    roles (e.g. rendered with ``watch.namespaces``)."""
+    roles (e.g. rendered with ``watch.namespaces``). ``namespace`` is the kubeconfig contexts'
+    namespace (kubectl's default ``-n``)."""
     root = repository_root()
     # Absolute from here on: the kubeconfigs name files in it (certificate, token) and are read
     # from other directories (kubectl, the operator's credential plug-in, `up`).
@@ -136,10 +143,10 @@ async def local_environment(
         secure = None
         if tls is not None:
             secure = secure_emulator(emulator, url, tls.cert, workdir, [root / "examples" / "tenant" / "rbac.yaml"],
-                                     chart_rbac=chart_rbac or CHART_RBAC)
+                                     chart_rbac=chart_rbac or CHART_RBAC, namespace=namespace)
             kubeconfig, operator_kubeconfig = secure.kubeconfig, secure.operator_kubeconfig
         else:
-            kubeconfig = operator_kubeconfig = write_kubeconfig(workdir / "kubeconfig", url)
+            kubeconfig = operator_kubeconfig = write_kubeconfig(workdir / "kubeconfig", url, namespace)
         environ = demo_config_env({**platform_default_env(providers, platform_default), **(config_env or {})})
         config = load_config(environ)
         services = build_services(config, load_api_client(str(operator_kubeconfig)), environ=environ)
@@ -170,7 +177,12 @@ async def env_start_operator(env: LocalEnvironment, timeout: float = 30.0) -> No
     """Start the operator in this loop and wait until Kopf says it is ready."""
     env.stop_flag = asyncio.Event()
     ready = asyncio.Event()
-    env.operator = asyncio.create_task(run_operator(env.services, stop_flag=env.stop_flag, ready_flag=ready))
+    # Created before Kopf starts, so Kopf does not count it among the tasks it waits for on exit.
+    env.keepalive_releaser = asyncio.create_task(_release_keepalives(env.providers, env.stop_flag))
+    env.kopf_settings = kopf.OperatorSettings()
+    env.operator = asyncio.create_task(
+        run_operator(env.services, stop_flag=env.stop_flag, ready_flag=ready, settings=env.kopf_settings)
+    )
     waiter = asyncio.create_task(ready.wait())
     done, _ = await asyncio.wait({waiter, env.operator}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
@@ -180,17 +192,33 @@ async def env_start_operator(env: LocalEnvironment, timeout: float = 30.0) -> No
         raise TimeoutError("the operator did not become ready in time")
 
 
+async def _release_keepalives(providers: ProviderServers, stop_flag: asyncio.Event) -> None:
+    """Once the operator stops, keep closing its keep-alive connections to the provider servers:
+    Kopf waits up to 5 s on exit for every task created while it ran, and a server's connection
+    task ends only when its connection closes."""
+    await stop_flag.wait()
+    while True:
+        providers.close_keepalive_connections()
+        await asyncio.sleep(0.05)
+
+
 async def env_stop_operator(env: LocalEnvironment) -> None:
     task, env.operator = env.operator, None
     if task is None:
         return
     env.stop_flag.set()
+    releaser, env.keepalive_releaser = env.keepalive_releaser, None
     try:
         await asyncio.wait_for(task, timeout=20)
     except (asyncio.CancelledError, TimeoutError):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    finally:
+        if releaser is not None:
+            releaser.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await releaser
 
 
 async def restart_operator(env: LocalEnvironment, config_env: Mapping[str, str] | None = None) -> None:

@@ -119,19 +119,23 @@ async def start_probe_engine(memo: kopf.Memo, **_: Any) -> None:
     services.probe_engine = engine
     services.health_reporter = reporter
     # The engine's task is started by the first registration (ensure_running), from inside a
-    # resource handler: only there does the context carry Kopf's event-posting queue.
-    memo["probe_engine_task"] = None
+    # resource handler: only there does the context carry Kopf's event-posting queue. Kopf gives
+    # each object a shallow copy of the memo, so the task lives in one shared, mutable holder
+    # (a key set on an object's copy would start one engine loop per object).
+    memo["probe_engine_task"] = {}
 
 
 def ensure_running(memo: kopf.Memo, engine: ProbeEngine) -> None:
-    task: asyncio.Task[None] | None = memo.get("probe_engine_task")
+    holder: dict[str, asyncio.Task[None]] = memo["probe_engine_task"]
+    task = holder.get("task")
     if task is None or task.done():
-        memo["probe_engine_task"] = asyncio.create_task(engine.run(), name="probe engine")
+        holder["task"] = asyncio.create_task(engine.run(), name="probe engine")
 
 
 @kopf.on.cleanup()
 async def stop_probe_engine(memo: kopf.Memo, **_: Any) -> None:
-    task: asyncio.Task[None] | None = memo.get("probe_engine_task")
+    holder: dict[str, asyncio.Task[None]] = memo.get("probe_engine_task") or {}
+    task = holder.pop("task", None)
     if task is not None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

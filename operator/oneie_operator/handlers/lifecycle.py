@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 import kopf
 
+from oneie_operator.errors import APIServerError, OneieError
 from oneie_operator.handlers.services import Services
 from oneie_operator.kube.secrets import WATCH_SELECTOR
 
@@ -52,6 +54,51 @@ class QuietWatchHandlers(logging.Filter):
         return record.getMessage() not in self.QUIET
 
 
+def tenant_side_transient_reasons() -> frozenset[str]:
+    """The reasons of our typed errors that are the tenant's or the provider's side and retried:
+    a missing Secret, a provider that is down, slow or rate-limiting (not the API server's), and
+    a deletion held because an organization uses the connection."""
+    found: set[str] = set()
+    pending: list[type[OneieError]] = [OneieError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.transient and not issubclass(cls, APIServerError):
+            found.add(cls.reason)
+    return frozenset(found | {"DeletionBlocked"})  # a held deletion: an organization still uses it
+
+
+class TenantProblemsAsWarnings(logging.Filter):
+    """Log Kopf's "Handler '...' failed temporarily: <Reason>: ..." as a WARNING, not an ERROR,
+    when the reason is one of our typed tenant- or provider-side problems.
+
+    The connection handler raises ``kopf.TemporaryError("<Reason>: <message>")`` for them
+    (``handlers/connections.py``); the status and an Event already say so, and the operator
+    retries by itself: nothing is wrong with the operator. Any other temporary failure (the API
+    server's, an unexpected one) stays an ERROR."""
+
+    PATTERN = re.compile(r"^Handler '[^']+' failed temporarily: (?P<reason>[A-Za-z]+): ")
+
+    def __init__(self, reasons: Iterable[str] | None = None) -> None:
+        super().__init__()
+        self.reasons = frozenset(reasons) if reasons is not None else tenant_side_transient_reasons()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR:
+            match = self.PATTERN.match(record.getMessage())
+            if match and match["reason"] in self.reasons:
+                record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
+def install_log_filters() -> None:
+    """Our filters on Kopf's per-object logger (once, however often the operator starts)."""
+    objects_logger = logging.getLogger("kopf.objects")
+    for kind in (QuietWatchHandlers, TenantProblemsAsWarnings):
+        if not any(isinstance(f, kind) for f in objects_logger.filters):
+            objects_logger.addFilter(kind())
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Our own finalizer. Kopf's bookkeeping (handler progress, the last handled spec) lives in
@@ -63,9 +110,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
     settings.persistence.diffbase_storage = LeanStatusDiffBaseStorage(name="kopf")
     # Events are posted on purpose with stable reasons (kopf.event); log lines are not Events.
-    objects_logger = logging.getLogger("kopf.objects")
-    if not any(isinstance(f, QuietWatchHandlers) for f in objects_logger.filters):
-        objects_logger.addFilter(QuietWatchHandlers())
+    install_log_filters()
     settings.posting.enabled = True
     settings.posting.level = logging.CRITICAL
     settings.watching.server_timeout = 300

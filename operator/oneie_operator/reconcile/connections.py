@@ -233,7 +233,9 @@ def _failure(
         message += f" (the last verified credentials in Secret '{kept}' stay in force)"
     transient = error.transient
     retry = None
-    if transient:
+    # A missing Secret is waited for, not polled: the operator watches the tenant's (labelled)
+    # credential Secrets, and a new one re-triggers the connections that name it.
+    if transient and not isinstance(error, SecretNotFoundError):
         retry = deps.retry_delay_seconds
         if isinstance(error, ProviderRateLimitedError) and error.retry_after:
             retry = max(1.0, min(error.retry_after, 3600.0))

@@ -102,9 +102,11 @@ def _exec_kubeconfig(path: Path, url: str, ca_file: Path, token_file: Path) -> P
 
 
 def secure_emulator(emulator: FixedKubernetesEmulator, url: str, ca_file: Path, workdir: Path,
-                    extra_rbac: list[Path] | None = None, *, chart_rbac: Path = CHART_RBAC) -> SecureCluster:
+                    extra_rbac: list[Path] | None = None, *, chart_rbac: Path = CHART_RBAC,
+                    namespace: str = 'default') -> SecureCluster:
     """Turn on authentication and RBAC with the chart's roles (``chart_rbac``: the rendered file)
-    and the ``extra_rbac`` files; write the kubeconfigs into ``workdir``."""
+    and the ``extra_rbac`` files; write the kubeconfigs into ``workdir`` (``namespace``: its
+    contexts' namespace)."""
     authn = Authenticator()
     tokens = {context: secrets.token_urlsafe(24) for context in IDENTITIES}
     for context, identity in IDENTITIES.items():
@@ -117,7 +119,7 @@ def secure_emulator(emulator: FixedKubernetesEmulator, url: str, ca_file: Path, 
     token_file.write_text(operator_token, encoding='utf-8')
     token_file.chmod(0o600)
     kubeconfig = write_kubeconfig(workdir / 'kubeconfig', url, token=tokens['emulator'], ca_file=ca_file,
-                                  users={c: t for c, t in tokens.items() if c != 'emulator'})
+                                  users={c: t for c, t in tokens.items() if c != 'emulator'}, namespace=namespace)
     kubeconfig.chmod(0o600)
     operator_kubeconfig = _exec_kubeconfig(workdir / 'operator-kubeconfig', url, ca_file, token_file)
     return SecureCluster(access, tokens, kubeconfig, operator_kubeconfig, token_file, operator_token)
