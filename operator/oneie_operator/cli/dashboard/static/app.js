@@ -48,7 +48,16 @@ function route() {
 }
 
 function cls(value) { return String(value ?? "Unknown").replace(/[^A-Za-z]/g, "") || "Unknown"; }
-function ms(value) { return value === undefined || value === null || value === "" ? "–" : `${Math.round(Number(value))} ms`; }
+function ms(value) {
+  if (value === undefined || value === null || value === "") return "–";
+  const n = Number(value);
+  return n < 10 ? `${n.toFixed(1)} ms` : `${Math.round(n)} ms`;
+}
+function when(value) {
+  if (!value) return "–";
+  const m = String(value).match(/^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)/);
+  return m ? `${m[1]} ${m[2]} UTC` : String(value);
+}
 function pct(value) { return value === undefined || value === null ? "–" : `${(Number(value) * 100).toFixed(1)} %`; }
 function orgLink(ns, name) { return el("a", { href: `#/org/${encodeURIComponent(ns)}/${encodeURIComponent(name)}` }, name); }
 function connLink(ns, name) {
@@ -73,7 +82,7 @@ function scheduleRender() { clearTimeout(renderTimer); renderTimer = setTimeout(
 function replaceMain(...nodes) {
   const focused = document.activeElement && document.activeElement.id;
   const value = focused && document.activeElement.value;
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
   if (focused) {
     const again = document.getElementById(focused);
     if (again) { again.focus(); if (value !== undefined && again.value !== value) again.value = value; }
@@ -116,16 +125,16 @@ async function renderFleet(r) {
         el("td", { class: cls(o.healthy) }, o.healthy),
         el("td", { class: cls(o.lastSwitch && o.lastSwitch.result) },
           o.switching ? el("span", { class: "live" }, `switching: ${o.switching.step || "…"}`)
-            : o.lastSwitch ? `${o.lastSwitch.from || "–"} → ${o.lastSwitch.to} ${o.lastSwitch.result}` : "–"),
+            : o.lastSwitch ? `${o.lastSwitch.from || "(none)"} → ${o.lastSwitch.to} ${o.lastSwitch.result}` : "–"),
         el("td", {}, ms(o.lastSwitch && o.lastSwitch.totalMilliseconds)))))),
     el("h3", {}, `Connections (${conns.length})`),
     el("table", {}, el("caption", { class: "muted" }, "Backend connections, their readiness and health"),
-      el("thead", {}, el("tr", {}, ["Namespace", "Connection", "Provider", "Ready", "Healthy", "Stalled", "Health",
+      el("thead", {}, el("tr", {}, ["Namespace", "Connection", "Provider", "Ready", "Stalled", "Health",
         "Response time", "Error rate", "Used by"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, conns.map((c) => el("tr", {},
         el("td", {}, c.namespace), el("td", {}, connLink(c.namespace, c.name)), el("td", {}, c.provider),
         el("td", { class: cls(c.ready), title: c.message }, c.ready, c.reason ? ` (${c.reason})` : ""),
-        el("td", { class: cls(c.healthy) }, c.healthy), el("td", {}, c.stalled),
+        el("td", {}, c.stalled),
         el("td", { class: cls(c.health) }, c.health), el("td", {}, ms(c.responseTimeMilliseconds)),
         el("td", {}, pct(c.errorRate)), el("td", {}, (c.usedBy || []).join(", ") || "–")))))
   );
@@ -144,19 +153,37 @@ function timeline(steps, label) {
   }));
 }
 
+function historyTable(history) {
+  // status.history keeps each switch's total; its steps only when the operator kept them
+  const longest = Math.max(1, ...history.map((h) => Number(h.totalMilliseconds) || 0));
+  return el("table", { id: "history" }, el("caption", { class: "muted" },
+    "Recent switches, newest first; the bar is the switch's total duration"),
+    el("thead", {}, el("tr", {}, ["Finished", "From → to", "Result", "Reason", "Duration", "Steps"]
+      .map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, history.slice().reverse().map((h) => {
+      const bar = el("div", { class: `bar ${cls(h.result)}` });
+      bar.style.width = `${Math.max(0.5, (100 * (Number(h.totalMilliseconds) || 0)) / longest)}%`;
+      return el("tr", {}, el("td", {}, when(h.finishedAt || h.startedAt)),
+        el("td", {}, `${h.from || "(nothing)"} → ${h.to}`), el("td", { class: cls(h.result) }, h.result || ""),
+        el("td", {}, h.reason || ""),
+        el("td", { class: "duration" }, el("div", { class: "track", "aria-hidden": "true" }, bar), ms(h.totalMilliseconds)),
+        el("td", {}, h.steps && h.steps.length ? h.steps.map((st) => `${st.name} ${ms(st.milliseconds)}`).join(", ") : "not kept"));
+    })));
+}
+
 function conditionsTable(conditions) {
   return el("table", {}, el("thead", {}, el("tr", {}, ["Condition", "Status", "Reason", "Message", "Since"]
     .map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, (conditions || []).map((c) => el("tr", {}, el("td", {}, c.type),
       el("td", { class: cls(c.status) }, c.status), el("td", {}, c.reason || ""), el("td", {}, c.message || ""),
-      el("td", {}, c.lastTransitionTime || "")))));
+      el("td", {}, when(c.lastTransitionTime))))));
 }
 
 function eventsTable(events) {
   if (events.refused) return failureBox(events);
   if (!events.items.length) return el("p", { class: "muted" }, "No recent Events.");
   return el("table", {}, el("thead", {}, el("tr", {}, ["Time", "Type", "Reason", "Message"].map((h) => el("th", { scope: "col" }, h)))),
-    el("tbody", {}, events.items.slice().reverse().map((e) => el("tr", {}, el("td", {}, e.time), el("td", {}, e.type),
+    el("tbody", {}, events.items.slice().reverse().map((e) => el("tr", {}, el("td", {}, when(e.time)), el("td", {}, e.type),
       el("td", {}, e.reason), el("td", {}, e.message)))));
 }
 
@@ -228,7 +255,7 @@ async function renderOrg(r) {
           el("button", { id: "do-retry", disabled: !!pending,
             onclick: () => act("organizations", r.ns, r.name, "retry", {},
               `Retry the failed switch of ${r.ns}/${r.name}?`, body.gitops) }, "Retry")),
-        lastOutcome && lastOutcome.key === key ? lastOutcome.node : null)),
+        el("div", { id: "outcome", "aria-live": "polite" }, lastOutcome && lastOutcome.key === key ? lastOutcome.node : null))),
     el("h3", {}, "Switch in progress"),
     switching ? el("p", { class: "live", id: "switching" }, `${switching.from || "(nothing)"} → ${switching.to}: step ${switching.step || "…"}`)
       : el("p", { class: "muted", id: "switching" }, "None."),
@@ -239,11 +266,7 @@ async function renderOrg(r) {
       timeline(last.steps, "Steps of the last switch"))
       : el("p", { class: "muted", id: "last-switch" }, "No switch yet."),
     el("h3", {}, "Switch history"),
-    body.history.length ? el("div", {}, body.history.slice().reverse().map((h) => el("div", {},
-      el("p", {}, `${h.finishedAt || h.startedAt || ""} ${h.from || "(nothing)"} → ${h.to}: `,
-        el("strong", { class: cls(h.result) }, h.result || ""), ` in ${ms(h.totalMilliseconds)}`, h.reason ? ` (${h.reason})` : ""),
-      h.steps && h.steps.length ? timeline(h.steps, `Steps of the switch to ${h.to}`)
-        : el("p", { class: "muted" }, "Steps not kept for this switch (only the total)."))))
+    body.history.length ? historyTable(body.history)
       : el("p", { class: "muted" }, "No history yet."),
     el("h3", {}, "Conditions"), conditionsTable(body.conditions),
     el("h3", {}, "Events"), eventsTable(body.events),
@@ -274,7 +297,7 @@ async function renderConn(r) {
         el("div", { class: "actions", role: "group", "aria-label": "Actions" },
           el("button", { class: "primary", id: "do-probe", disabled: !!pending,
             onclick: () => act("connections", r.ns, r.name, "probe", {}, `Probe ${r.ns}/${r.name} now?`, body.gitops) }, "Probe now")),
-        lastOutcome && lastOutcome.key === key ? lastOutcome.node : null,
+        el("div", { id: "outcome", "aria-live": "polite" }, lastOutcome && lastOutcome.key === key ? lastOutcome.node : null),
         el("h3", {}, "Credentials Secret"),
         el("dl", { id: "secret" },
           el("dt", {}, "Name"), el("dd", {}, sec.name || "–"),
