@@ -20,6 +20,7 @@ import pytest_asyncio
 from oneie_operator.cli.dashboard.security import Guard
 from oneie_operator.cli.dashboard.server import build_app, serve, url_of
 from oneie_operator.cli.plugin_kube import Cluster
+from oneie_operator.demo.dashboard import dashboard
 from oneie_operator.demo.environment import LocalEnvironment, local_environment, repository_root
 from oneie_operator.testing.kubeapi import wait_for
 
@@ -159,6 +160,7 @@ async def test_switch_in_the_page_shows_its_steps(env: LocalEnvironment, admin: 
     await page.reload()  # the view is in the URL
     await expect(page.locator("#active")).to_have_text("next")
     await _shot(page, "organization")
+    await page.screenshot(path=str(SHOTS / "readme.png"))  # the viewport only: docs/images/dashboard.png
 
 
 async def test_rollback_in_the_page(env: LocalEnvironment, admin: tuple[Any, Dashboard]) -> None:
@@ -225,3 +227,18 @@ async def test_nothing_sent_to_the_browser_holds_a_credential(env: LocalEnvironm
     for line in env.everything_emitted():
         for value in secrets:
             assert value not in line
+
+
+async def test_the_command_prints_a_url_with_its_token(env: LocalEnvironment, browser: Any) -> None:
+    """``kubectl oneie dashboard`` as a process (the way the demo starts it): the printed URL
+    opens the fleet; the same address without the token is refused."""
+    async with dashboard(env.kubeconfig) as url:
+        assert url is not None and re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{40,}", url), url
+        page = await browser.new_page()
+        try:
+            response = await page.goto(url.split("?")[0])
+            assert response is not None and response.status == 403
+            await page.goto(url)
+            await playwright_api.expect(page.get_by_role("link", name="acme")).to_be_visible(timeout=15000)
+        finally:
+            await page.close()

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from oneie_operator.demo.dashboard import dashboard
 from oneie_operator.demo.environment import LocalEnvironment, local_environment, repository_root
 from oneie_operator.reconcile.connections import owned_secret_name
 from oneie_operator.testing.kubeapi import KubeAPI, KubeAPIError, condition, wait_for
@@ -437,11 +438,13 @@ async def _main(exit_when_done: bool, workdir: Path, port: int, out: Callable[[s
                 f"  kubectl --context org-user auth can-i --list -n {NS}\n"
                 f"Press Ctrl-C to stop."
             )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            async with dashboard(env.kubeconfig) as url:
+                out(f"Dashboard (kubectl oneie dashboard, as the cluster admin): {url or 'did not start'}")
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
         return 1 if step.failures or not access_ok else 0
 
 

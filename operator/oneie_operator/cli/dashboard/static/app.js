@@ -160,7 +160,8 @@ function historyTable(history) {
     "Recent switches, newest first; the bar is the switch's total duration"),
     el("thead", {}, el("tr", {}, ["Finished", "From → to", "Result", "Reason", "Duration", "Steps"]
       .map((h) => el("th", { scope: "col" }, h)))),
-    el("tbody", {}, history.slice().reverse().map((h) => {
+    el("tbody", {}, history.slice().sort((a, b) => String(b.finishedAt || b.startedAt || "")
+      .localeCompare(String(a.finishedAt || a.startedAt || ""))).map((h) => {
       const bar = el("div", { class: `bar ${cls(h.result)}` });
       bar.style.width = `${Math.max(0.5, (100 * (Number(h.totalMilliseconds) || 0)) / longest)}%`;
       return el("tr", {}, el("td", {}, when(h.finishedAt || h.startedAt)),
