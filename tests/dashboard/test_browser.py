@@ -242,3 +242,66 @@ async def test_the_command_prints_a_url_with_its_token(env: LocalEnvironment, br
             await playwright_api.expect(page.get_by_role("link", name="acme")).to_be_visible(timeout=15000)
         finally:
             await page.close()
+
+
+async def test_a_gitops_managed_organization_warns_before_a_change(env: LocalEnvironment,
+                                                                   admin: tuple[Any, Dashboard]) -> None:
+    page, dash = admin
+    expect = playwright_api.expect
+    tracking = {"argocd.argoproj.io/tracking-id": "acme-app:one.ie/Organization:tenant-acme/acme"}
+    await env.api.patch(*ORG, NS, "acme", {"metadata": {"annotations": tracking}})
+    try:
+        await page.goto(dash.url.split("?")[0] + f"#/org/{NS}/acme")
+        await expect(page.locator("main .warning").first).to_contain_text("managed by Argo CD")
+        await page.get_by_role("button", name="Roll back").click()
+        await expect(page.locator("#confirm-gitops")).to_contain_text("the next sync will revert this change")
+        await page.get_by_role("button", name="Cancel").click()
+        obj = await env.api.get(*ORG, NS, "acme")
+        assert obj is not None and obj["status"]["activeConnection"] == "main"  # cancelled: nothing changed
+    finally:
+        await env.api.patch(*ORG, NS, "acme", {"metadata": {"annotations": {k: None for k in tracking}}})
+
+
+async def test_the_event_stream_names_objects_only(env: LocalEnvironment, admin: tuple[Any, Dashboard]) -> None:
+    """The SSE stream, read raw while a Secret and a connection change, carries names and
+    versions, never a credential."""
+    import aiohttp
+
+    _, dash = admin
+    base = dash.url.split("/?")[0]
+    secrets = {v for creds in env.providers.credentials.values() for v in creds.values() if len(v) >= 6}
+    jar = aiohttp.CookieJar(unsafe=True)
+    received = ""
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        async with session.get(dash.url) as response:
+            assert response.status == 200
+        async with session.get(f"{base}/api/events", timeout=aiohttp.ClientTimeout(total=30)) as stream:
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            await env.api.patch(*BC, NS, "main", {"metadata": {"annotations": {"note": "sse"}}})
+            async for line in stream.content:
+                received += line.decode()
+                if '"name": "main"' in received:
+                    break
+    assert "event: change" in received
+    for value in secrets:
+        assert value not in received
+
+
+async def test_a_banner_when_the_api_server_is_unreachable(tmp_path: Path, browser: Any) -> None:
+    from oneie_operator.testing.cluster import write_kubeconfig
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9")  # nothing listens on port 9
+    cluster = Cluster(str(kubeconfig), None, NS)
+    guard = Guard()
+    runner, port = await serve(build_app(cluster, guard, pinned_namespace=NS, all_namespaces=False), guard,
+                               "127.0.0.1", 0)
+    page = await browser.new_page()
+    try:
+        await page.goto(url_of("127.0.0.1", port, guard.token))
+        banner = page.locator("#banner")
+        await playwright_api.expect(banner).to_be_visible(timeout=15000)
+        await playwright_api.expect(banner).to_contain_text("cannot be reached")
+        await _shot(page, "unreachable")
+    finally:
+        await page.close()
+        await runner.cleanup()

@@ -51,6 +51,13 @@ def _api_exception_text(exc: ApiException) -> str:
     return f"API error {exc.status} {exc.reason or ''}: {message or exc.reason or ''}"
 
 
+def unreachable(cluster: Cluster, exc: BaseException) -> str:
+    """A sentence for people when the API server does not answer (no stack, no credentials)."""
+    host = str(getattr(cluster.client.configuration, "host", "") or "the kubeconfig's server")
+    return (f"The Kubernetes API server at {host} cannot be reached ({type(exc).__name__}): is the cluster up, "
+            "and does your kubeconfig point at it?")
+
+
 def failure(message: str) -> web.Response:
     refused, text = sentence(message)
     return web.json_response({"refused": refused, "message": text}, status=403 if refused else 400)
@@ -206,8 +213,7 @@ def routes(backend: Backend) -> web.RouteTableDef:
             return failure(str(exc))
         except Exception as exc:  # the API server unreachable and the like
             return web.json_response({"refused": False, "unreachable": True,
-                                      "message": f"The Kubernetes API server could not be reached: "
-                                                 f"{type(exc).__name__}"}, status=502)
+                                      "message": unreachable(backend.cluster, exc)}, status=502)
 
     @r.get("/api/fleet")
     async def fleet(request: web.Request) -> web.Response:

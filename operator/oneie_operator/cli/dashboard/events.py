@@ -19,6 +19,7 @@ import kubernetes.watch
 from aiohttp import web
 from kubernetes.client.exceptions import ApiException
 
+from oneie_operator.cli.dashboard.api import unreachable
 from oneie_operator.cli.plugin_kube import CONNS, GROUP, ORGS, VERSION, Cluster
 
 RETRY_SECONDS = 2.0
@@ -96,8 +97,7 @@ class Hub:
                     self.publish("unreachable", {"message": f"Watching {kind} failed: HTTP {exc.status} {exc.reason}"})
                 self.stopping.wait(RETRY_SECONDS)
             except Exception as exc:  # connection refused, reset, timeout
-                text = (f"The Kubernetes API server cannot be reached ({type(exc).__name__}); "
-                        f"retrying every {RETRY_SECONDS:.0f} s.")
+                text = f"{unreachable(self.cluster, exc)} Retrying every {RETRY_SECONDS:.0f} s."
                 self.publish("unreachable", {"message": text})
                 self.stopping.wait(RETRY_SECONDS)
             finally:
