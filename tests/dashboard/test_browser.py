@@ -176,6 +176,27 @@ async def test_rollback_in_the_page(env: LocalEnvironment, admin: tuple[Any, Das
     await wait_for(lambda: _org_settled(env, "main"), timeout=10, what="the rollback in the cluster")
 
 
+async def test_a_failed_switch_shows_the_reason_and_offers_retry(env: LocalEnvironment,
+                                                                 admin: tuple[Any, Dashboard]) -> None:
+    """A switch to a connection that is not Ready (its Secret is missing) fails; the page shows
+    the operator's reason and message, the current backend stays, and Retry becomes available."""
+    page, dash = admin
+    expect = playwright_api.expect
+    await page.goto(dash.url.split("?")[0] + f"#/org/{NS}/acme")
+    await expect(page.locator("#do-retry")).to_be_disabled()
+    await expect(page.locator("#switch-to option").last).to_contain_text("not Ready")
+    await page.get_by_label("Switch to").select_option("later")
+    await page.get_by_role("button", name="Switch", exact=True).click()
+    await page.get_by_role("button", name="Confirm").click()
+    last = page.locator("#last-switch")
+    await expect(last).to_contain_text("main → later: RolledBack", timeout=30000)
+    await expect(last).to_contain_text("ConnectionNotReady")
+    await expect(last).to_contain_text("'later' is not Ready")
+    await expect(page.locator("#active")).to_have_text("main")
+    await expect(page.locator("#do-retry")).to_be_enabled()
+    await _shot(page, "organization-failed")
+
+
 async def test_connection_view_shows_the_secret_without_values(env: LocalEnvironment,
                                                               admin: tuple[Any, Dashboard]) -> None:
     page, dash = admin

@@ -26,7 +26,7 @@ from oneie_operator.cli import plugin_probe, plugin_switch
 from oneie_operator.cli.gitops import gitops_warning
 from oneie_operator.cli.plugin_common import PluginError
 from oneie_operator.cli.plugin_kube import CONNS, ORGS, Cluster
-from oneie_operator.kube.tables import condition_of, connection_summary, organization_summary
+from oneie_operator.kube.tables import condition_of, connection_summary, is_ready, organization_summary
 
 CREDENTIALS_LABEL = "one.ie/credentials"
 
@@ -126,7 +126,8 @@ class Backend:
             "lastSwitch": status.get("lastSwitch") or None,
             "switching": status.get("switching") or None,
             "history": list(status.get("history") or []),
-            "connections": [c["metadata"]["name"] for c in conns],
+            "connections": [{"name": c["metadata"]["name"], "ready": is_ready(c),
+                             "provider": str((c.get("spec") or {}).get("provider") or "")} for c in conns],
             "gitops": gitops_warning("Organization", obj, "a change made from the dashboard",
                                      plugin_switch.GITOPS_ADVICE["switch"]),
             "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", ""),

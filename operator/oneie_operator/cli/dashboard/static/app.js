@@ -229,10 +229,14 @@ async function renderOrg(r) {
   if (!ok) { replaceMain(el("p", {}, el("a", { href: "#/fleet" }, "← Fleet")), title, failureBox(body)); return; }
   const s = body.summary;
   const key = `organizations/${r.ns}/${r.name}`;
-  const targets = body.connections.filter((c) => c !== s.activeConnection);
-  const select = el("select", { id: "switch-to" }, targets.map((c) => el("option", { value: c }, c)));
   const last = body.lastSwitch;
   const switching = body.switching;
+  // Ready connections first: a switch to one that is not Ready fails and keeps the current backend
+  const targets = body.connections.filter((c) => c.name !== s.activeConnection)
+    .sort((a, b) => Number(b.ready) - Number(a.ready) || a.name.localeCompare(b.name));
+  const select = el("select", { id: "switch-to" }, targets.map((c) =>
+    el("option", { value: c.name }, `${c.name} (${c.provider}${c.ready ? "" : ", not Ready"})`)));
+  const failedLast = last && ["Failed", "RolledBack"].includes(last.result) && s.activeConnection !== s.desiredConnection;
   replaceMain(
     el("p", {}, el("a", { href: "#/fleet" }, "← Fleet")), title,
     body.gitops ? el("p", { class: "warning" }, body.gitops) : null,
@@ -253,7 +257,8 @@ async function renderOrg(r) {
           el("button", { id: "do-rollback", disabled: !s.previousConnection || !!pending,
             onclick: () => act("organizations", r.ns, r.name, "rollback", {},
               `Roll ${r.ns}/${r.name} back to ${s.previousConnection}?`, body.gitops) }, "Roll back"),
-          el("button", { id: "do-retry", disabled: !!pending,
+          el("button", { id: "do-retry", disabled: !failedLast || !!pending,
+            title: failedLast ? "" : "Retry is for a failed switch; the last one did not fail",
             onclick: () => act("organizations", r.ns, r.name, "retry", {},
               `Retry the failed switch of ${r.ns}/${r.name}?`, body.gitops) }, "Retry")),
         el("div", { id: "outcome", "aria-live": "polite" }, lastOutcome && lastOutcome.key === key ? lastOutcome.node : null))),
