@@ -53,6 +53,7 @@ wp_running() { local f=$WP_STATE/run/php-server.pid; [ -s "$f" ] && kill -0 "$(c
 if ! wp_running; then trap 'bash .ci/stop-wordpress.sh >/dev/null 2>&1 || true' EXIT; fi
 bash .ci/wordpress.sh        # a real WordPress (MariaDB + php -S) on 127.0.0.1
 bash .ci/prometheus.sh       # Debian's prometheus + promtool, prometheus-blackbox-exporter
+bash .ci/chromium.sh         # Debian's chromium, for the dashboard's browser tests (Playwright)
 
 # 3. Static checks.
 echo "== ruff";  ruff check operator tests benchmarks

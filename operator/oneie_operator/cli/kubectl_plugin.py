@@ -11,6 +11,9 @@ Commands:
   rollback ORG [--wait]          switch back to status.previousConnection (annotation one.ie/rollback)
   retry ORG [--wait]             retry a failed switch (annotation one.ie/retry)
   probe CONN [--wait]            request an immediate health probe (annotation one.ie/probe)
+  dashboard [--port 3100]        a local web console (127.0.0.1, a per-run token in the printed URL)
+                                 acting with your kubeconfig identity: fleet, organizations,
+                                 connections, switch/rollback/retry/probe with live steps
   keygen                         a new 64-hex encryption key and its key id (stdout only)
   rotate-key                     the next keyring (--generate | --new-key-file F): every current key
                                  kept, the new one primary; into the operator's configuration Secret
@@ -118,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("name", metavar="CONN")
     waiting(probe, "status.health.lastProbeTime to change")
 
+    dashboard = command("dashboard", "a local web console acting with your kubeconfig identity",
+                        _dashboard)
+    dashboard.add_argument("--port", type=int, default=3100, help="port to listen on (default 3100; 0: any free one)")
+    dashboard.add_argument("--address", default="127.0.0.1",
+                           help="address to listen on (default 127.0.0.1; another needs --allow-remote)")
+    dashboard.add_argument("--allow-remote", action="store_true",
+                           help="allow a non-loopback --address (anyone with the URL acts as you)")
+
     command("keygen", "print a new encryption key (64 hex) and its key id", plugin_keys.cmd_keygen)
 
     rotate = command("rotate-key", "build the next keyring (new primary key), or show re-encryption progress",
@@ -138,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--primary", metavar="ID", help="with --status: the primary key id (default: from --secret)")
     rotate.add_argument("--dry-run", action="store_true", help="show the key ids the keyring would have")
     return parser
+
+
+def _dashboard(args: argparse.Namespace, cluster: Cluster) -> int:
+    from oneie_operator.cli.dashboard.server import cmd_dashboard  # aiohttp only when needed
+
+    return cmd_dashboard(args, cluster)
 
 
 def _needs_cluster(args: argparse.Namespace) -> bool:

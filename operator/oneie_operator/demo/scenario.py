@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from oneie_operator.demo.dashboard import dashboard
 from oneie_operator.demo.environment import LocalEnvironment, env_stop_operator, local_environment, repository_root
 from oneie_operator.reconcile.connections import owned_secret_name
 from oneie_operator.testing.kubeapi import KubeAPI, KubeAPIError, condition, wait_for
@@ -503,15 +504,17 @@ async def _run(exit_when_done: bool, workdir: Path, port: int, out: Callable[[st
                 f"  kubectl --context org-user -n {NS} get bconn          # read only:\n"
                 f"  kubectl --context org-user -n {NS} annotate bconn acme-notion note=x  # refused (403)\n"
                 f"  kubectl oneie --context org-user -n {NS} probe acme-notion             # refused (403)\n"
-                f"  kubectl --context org-user auth can-i --list -n {NS}\n"
-                f"Press Ctrl-C to stop."
+                f"  kubectl --context org-user auth can-i --list -n {NS}"
             )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            await _stop_now(env)
+            async with dashboard(env.kubeconfig) as url:
+                out(f"Dashboard (kubectl oneie dashboard, as the cluster admin): {url or 'did not start'}\n"
+                    "Press Ctrl-C to stop.")
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+                await _stop_now(env)
         return 1 if step.failures or not access_ok else 0
 
 
