@@ -288,6 +288,18 @@ async def test_wordpress_both_url_forms_and_password_spacing(
         assert {r.path for r in requests} == {"/wp-json/wp/v2/users/me", "/wp-json/"}
 
 
+@pytest.mark.parametrize("suffix", ["/wp-json", "/wp-json/"])
+async def test_wordpress_url_ending_in_wp_json_is_normalised_to_the_site_url(
+    suffix: str, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    provider = registry.get("wordpress")
+    settings = settings_of(registry, servers, "wordpress", url=servers["wordpress"].base_url + suffix)
+    assert provider.base_url(settings) == servers["wordpress"].base_url
+    await http.test_credentials(provider, settings, servers.credentials["wordpress"])
+    await http.probe(provider, settings, servers.credentials["wordpress"])
+    assert {r.path for r in servers["wordpress"].requests} == {"/wp-json/wp/v2/users/me", "/wp-json/"}
+
+
 async def test_wordpress_unknown_user_is_reported_with_its_code(
     registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
