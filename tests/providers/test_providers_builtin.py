@@ -363,17 +363,68 @@ async def test_notion_rate_limit_message_carries_the_documented_reason(
     assert "connection_limit" in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    ("token", "problem"),
-    [("Bearer ntn_" + "a" * 40, "without the 'Bearer ' prefix"), ("ntn_ short one", "is not a Notion token")],
-)
-async def test_notion_malformed_token_is_refused_before_any_request(
-    token: str, problem: str, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+async def test_notion_bearer_prefix_is_refused_before_any_request(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
-    with pytest.raises(CredentialsError, match=problem) as caught:
+    token = "Bearer ntn_" + "a" * 40
+    with pytest.raises(CredentialsError, match="without the 'Bearer ' prefix") as caught:
         await http.test_credentials(registry.get("notion"), settings_of(registry, servers, "notion"), {"token": token})
     assert token not in str(caught.value)
     assert servers["notion"].request_count == 0
+
+
+async def test_notion_token_format_is_left_to_the_api(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    """Notion asks integrations not to validate token formats: an unusual token is sent, the API answers."""
+    token = "an.unusual-token"
+    with pytest.raises(CredentialsRejectedError, match="unauthorized") as caught:
+        await http.test_credentials(registry.get("notion"), settings_of(registry, servers, "notion"), {"token": token})
+    assert token not in str(caught.value)
+    assert [r.path for r in servers["notion"].requests] == ["/v1/users/me"]
+
+
+SHARED_DATABASE = "1429989fe8ac4effbc8f57f56486db54"
+
+
+@pytest.mark.parametrize("form", [SHARED_DATABASE, SHARED_DATABASE.upper(), "1429989f-e8ac-4eff-bc8f-57f56486db54"])
+def test_notion_database_id_is_normalised_to_the_dashed_form(form: str, registry: ProviderRegistry) -> None:
+    settings = validate_settings(registry.get("notion"), {"databaseId": form}, "spec.notion")
+    assert settings.database_id == "1429989f-e8ac-4eff-bc8f-57f56486db54"
+
+
+@pytest.mark.parametrize(
+    "bad", ["1429989fe8ac4effbc8f57f56486db5", "z429989fe8ac4effbc8f57f56486db54", "https://notion.so/x"]
+)
+def test_notion_malformed_database_id_is_a_field_error(bad: str, registry: ProviderRegistry) -> None:
+    with pytest.raises(SpecError) as caught:
+        validate_settings(registry.get("notion"), {"databaseId": bad}, "spec.notion")
+    issues = {issue.field: issue.message for issue in caught.value.issues}
+    assert "32 hex digits" in issues["spec.notion.databaseId"]
+
+
+@pytest.mark.parametrize(("version", "listed"), [("2026-03-11", True), ("2025-09-03", True), ("2022-06-28", False)])
+async def test_notion_shared_database_passes_and_reports_its_data_sources(
+    version: str, listed: bool, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    settings = settings_of(registry, servers, "notion", databaseId=SHARED_DATABASE, notionVersion=version)
+    result = await http.test_credentials(registry.get("notion"), settings, servers.credentials["notion"])
+    assert "is shared with the integration" in result.detail
+    assert ("data sources: 'Tasks', 'Archive'" in result.detail) is listed
+    assert [r.path for r in servers["notion"].requests] == [
+        "/v1/users/me",
+        "/v1/databases/1429989f-e8ac-4eff-bc8f-57f56486db54",
+    ]
+
+
+async def test_notion_database_not_shared_is_rejected_with_the_remedy(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    settings = settings_of(registry, servers, "notion", databaseId="0" * 32)
+    with pytest.raises(CredentialsRejectedError, match="share the database with the integration") as caught:
+        await http.test_credentials(registry.get("notion"), settings, servers.credentials["notion"])
+    assert caught.value.reason == "CredentialsRejected"
+    assert_no_secret(str(caught.value), servers.credentials["notion"])
 
 
 # --------------------------------------------------------------------------- Supabase specifics

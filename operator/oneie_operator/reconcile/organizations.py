@@ -296,7 +296,7 @@ def binding_data(target: Target) -> dict[str, str]:
         "connection": target.name,
         "uri": target.provider.base_url(target.settings),
     }
-    for key, value in target.settings.model_dump(by_alias=True, mode="json").items():
+    for key, value in target.settings.model_dump(by_alias=True, mode="json", exclude_none=True).items():
         data[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     if target.share_credentials:
         data.update(target.credentials)

@@ -54,7 +54,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -474,10 +474,16 @@ class NotionServer(ProviderServer):
             return _json(529, self.error_document(529, "service_overload", "Notion is overloaded."))
         return _json(status, self.error_document(status, "internal_server_error", "Unexpected error occurred."))
 
+    #: Databases shared with the integration: dashed ID → data source names.
+    shared_databases: ClassVar[dict[str, list[str]]] = {
+        "1429989f-e8ac-4eff-bc8f-57f56486db54": ["Tasks", "Archive"],
+    }
+
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/users/me", self._me)
+        app.router.add_get("/v1/databases/{database_id}", self._database)
 
-    async def _me(self, request: web.Request) -> web.Response:
+    def _refused(self, request: web.Request) -> web.Response | None:
         if "Notion-Version" not in request.headers:
             return _json(
                 400,
@@ -490,6 +496,38 @@ class NotionServer(ProviderServer):
             )
         if request.headers.get("Authorization") != f"Bearer {self.credentials['token']}":
             return _json(401, self.error_document(401, "unauthorized", "API token is invalid."))
+        return None
+
+    async def _database(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        raw = request.match_info["database_id"].replace("-", "").lower()
+        dashed = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+        sources = self.shared_databases.get(dashed)
+        if sources is None:
+            return _json(
+                404,
+                self.error_document(
+                    404,
+                    "object_not_found",
+                    f"Could not find database with ID: {dashed}. Make sure the relevant pages and "
+                    "databases are shared with your integration.",
+                ),
+            )
+        database: dict[str, Any] = {"object": "database", "id": dashed, "title": [], "is_inline": False}
+        if request.headers["Notion-Version"] >= "2025-09-03":
+            database["data_sources"] = [
+                {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, dashed + name)), "name": name} for name in sources
+            ]
+        else:
+            database["properties"] = {"Name": {"id": "title", "type": "title", "title": {}}}
+        return _json(200, database)
+
+    async def _me(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         return _json(
             200,
             {
