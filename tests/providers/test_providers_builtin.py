@@ -32,7 +32,7 @@ LOCAL_POLICY = DestinationPolicy(allow_loopback=True, allow_plain_http=True)
 
 #: The provider's own error code, as its real API reports a wrong credential.
 REJECTION_CODES = {
-    "convex": "BadAdminKey",
+    "convex": "BadDeployKey",
     "wordpress": "incorrect_password",
     "notion": "unauthorized",
     "supabase": "Invalid API key",
@@ -217,18 +217,41 @@ async def test_fault_mode_can_be_switched_over_http_from_another_process(servers
 
 
 # --------------------------------------------------------------------------- Convex specifics
-async def test_convex_falls_back_to_check_admin_key_on_older_self_hosted_backends(
+async def test_convex_full_key_keeps_every_capability_and_probes_instance_name(
     registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
-    server = servers["convex"]
-    server.deployment_info_route = False  # type: ignore[attr-defined]
+    provider = registry.get("convex")
+    settings = settings_of(registry, servers, "convex")
+    result = await http.test_credentials(provider, settings, servers.credentials["convex"])
+    assert result.capabilities == provider.capabilities
+    assert "database-write" in provider.capabilities
+    probe = await http.probe(provider, settings, servers.credentials["convex"])
+    assert probe.facts["deployment"] == "happy-otter-123"
+    assert [r.path for r in servers["convex"].requests] == ["/api/check_admin_key", "/instance_name"]
+
+
+async def test_convex_read_only_key_narrows_the_capabilities(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    servers["convex"].read_only = True  # type: ignore[attr-defined]
+    provider = registry.get("convex")
     result = await http.test_credentials(
-        registry.get("convex"),
-        settings_of(registry, servers, "convex"),
-        servers.credentials["convex"],
+        provider, settings_of(registry, servers, "convex"), servers.credentials["convex"]
     )
-    assert result.facts["kind"] == "selfHosted"
-    assert [r.path for r in server.requests] == ["/api/v1/deployment_info", "/api/check_admin_key"]
+    assert result.capabilities == provider.capabilities - {"database-write"}
+    assert "read-only" in result.detail
+    assert result.facts["readOnly"] == "true"
+
+
+async def test_convex_probe_refuses_a_backend_that_is_another_deployment(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    servers["convex"].instance_name = "tidy-seal-42"  # type: ignore[attr-defined]
+    with pytest.raises(CredentialsRejectedError, match="deployKey belongs to deployment 'happy-otter-123'") as caught:
+        await http.probe(
+            registry.get("convex"), settings_of(registry, servers, "convex"), servers.credentials["convex"]
+        )
+    assert_no_secret(str(caught.value), servers.credentials["convex"])
 
 
 async def test_convex_refuses_a_deploy_key_of_another_deployment_without_sending_it(

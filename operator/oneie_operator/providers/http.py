@@ -63,7 +63,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Literal
@@ -457,6 +457,8 @@ class ProviderHTTP:
             raise ProviderProtocolError(
                 f"{provider.display_name} {call.replace('_', ' ')} failed inside the provider ({type(exc).__name__})"
             ) from None
+        if result.capabilities is not None:  # narrowing only: a provider cannot add capabilities here
+            result = replace(result, capabilities=frozenset(result.capabilities) & provider.capabilities)
         return result
 
     def client(

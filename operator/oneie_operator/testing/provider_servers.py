@@ -299,70 +299,62 @@ class ProviderServer:
 
 # ---------------------------------------------------------------------------------------- Convex
 class ConvexServer(ProviderServer):
-    """Convex deployment: ``/version``, ``/api/v1/deployment_info``, ``/api/check_admin_key``.
+    """Convex deployment: the health routes (``/``, ``/instance_name``, ``/instance_version``) and
+    ``/api/check_admin_key``, as ``crates/local_backend/src/router.rs`` and ``dashboard.rs`` serve them.
 
-    ``deployment_info_route = False`` mimics a self-hosted backend older than that route (404).
+    ``instance_name`` defaults to the deployment the deploy key names; ``read_only = True`` makes
+    the key a read-only one (``isReadOnly`` and the read-only ``allowedOps``).
     """
 
     name = "convex"
-    deployment_info_route = True
+    read_only = False
+    #: ``keybroker::read_only_operations()``.
+    READ_ONLY_OPS: ClassVar[list[str]] = [
+        "ViewEnvironmentVariables", "ViewLogs", "ViewMetrics", "ViewIntegrations", "ViewData", "ViewBackups",
+        "DownloadBackups", "RunInternalQueries", "RunTestQuery", "ViewAuditLog", "ViewUsageLimits", "ViewUsage",
+    ]  # fmt: skip
+
+    def __init__(self, credentials: Mapping[str, str], *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(credentials, host=host, port=port)
+        key = self.credentials.get("deployKey", "")
+        prefix = key.split("|", 1)[0]
+        self.instance_name = prefix.split(":", 1)[1] if ":" in prefix else prefix or "convex-self-hosted"
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._root)
-        app.router.add_get("/version", self._version)
-        app.router.add_get("/api/v1/deployment_info", self._deployment_info)
+        app.router.add_get("/instance_name", self._instance_name)
+        app.router.add_get("/instance_version", self._instance_version)
         app.router.add_get("/api/check_admin_key", self._check_admin_key)
 
     def _denied(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
-        if not header:
-            return _json(
-                401,
-                {
-                    "code": "Unauthenticated",
-                    "message": "This endpoint requires a deploy key in Authorization",
-                },
-            )
         scheme, _, key = header.partition(" ")
-        if scheme != "Convex" or key != self.credentials["deployKey"]:
+        if not header or scheme != "Convex" or key != self.credentials["deployKey"]:
             return _json(
-                401,
-                {"code": "BadAdminKey", "message": "The provided admin key was invalid for this instance"},
+                403,
+                {
+                    "code": "BadDeployKey",
+                    "message": f"The provided deploy key was invalid for deployment '{self.instance_name}'. Double "
+                    "check that the environment this key was generated for matches the desired deployment.",
+                },
             )
         return None
 
     async def _root(self, request: web.Request) -> web.Response:
         return web.Response(text="This Convex deployment is running. See https://docs.convex.dev/.")
 
-    async def _version(self, request: web.Request) -> web.Response:
-        return web.Response(text="1.27.0-fake")
+    async def _instance_name(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.instance_name)
 
-    async def _deployment_info(self, request: web.Request) -> web.Response:
-        if not self.deployment_info_route:
-            return web.Response(status=404, text="Not Found")
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
-        key = self.credentials["deployKey"]
-        if key.startswith(("prod:", "dev:")):
-            return _json(
-                200,
-                {
-                    "kind": "cloud",
-                    "teamId": 1,
-                    "projectId": 2,
-                    "projectName": "Demo",
-                    "projectSlug": "demo",
-                    "id": 3,
-                    "deploymentType": "prod" if key.startswith("prod:") else "dev",
-                    "reference": None,
-                },
-            )
-        return _json(200, {"kind": "selfHosted"})
+    async def _instance_version(self, request: web.Request) -> web.Response:
+        return web.Response(text="1.29.0-fake")
 
     async def _check_admin_key(self, request: web.Request) -> web.Response:
         denied = self._denied(request)
-        return denied or _json(200, {"success": True, "allowedOps": [], "isReadOnly": False})
+        if denied is not None:
+            return denied
+        ops = self.READ_ONLY_OPS if self.read_only else []
+        return _json(200, {"success": True, "allowedOps": ops, "isReadOnly": self.read_only})
 
 
 # ------------------------------------------------------------------------------------- WordPress
