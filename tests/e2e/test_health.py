@@ -116,3 +116,45 @@ async def test_a_refused_status_write_is_retried_by_the_next_probe(tenant: Tenan
 
 async def _true(value: object) -> bool:
     return bool(value)
+
+
+async def test_revoked_credentials_turn_not_ready_and_a_fixed_secret_recovers(tenant: Tenant) -> None:
+    """The periodic health check proves the credentials: revocation → Ready=False CredentialsRejected,
+    an Event, the organization Healthy=False, the alert's gauge; a fixed Secret → Ready again."""
+    env = tenant.env
+    server = env.providers["convex"]
+    good = dict(server.credentials)
+    await tenant.good("rv", "convex")
+    await apply_org(tenant, "org", "rv")
+    await wait_org(tenant, "org", active="rv")
+    await _health(tenant, "rv", "online")
+    await _org_healthy(tenant, "True")
+    rotated = good["deployKey"][:-6] + "Rotate"
+    server.credentials["deployKey"] = rotated  # revoked at the provider: liveness still answers
+    try:
+        await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "rv",
+                            {"metadata": {"annotations": {"one.ie/probe": "revoked"}}})
+        obj = await tenant.wait_ready("rv", "False", "CredentialsRejected")
+        assert "BadDeployKey" in condition(obj, "Ready")["message"]
+        assert good["deployKey"] not in str(obj)
+        event = await tenant.wait_event("rv", "CredentialsRejected")
+        assert event["type"] == "Warning" and good["deployKey"] not in event["message"]
+        await _health(tenant, "rv", "offline")
+        await _org_healthy(tenant, "False")
+        metrics = generate_latest(env.services.metrics.registry).decode()
+        labels = f'connection="rv",namespace="{tenant.ns}",provider="convex"'
+        assert f"oneie_connection_credentials_rejected{{{labels}}} 1.0" in metrics
+        assert f"oneie_connection_ready{{{labels}}} 0.0" in metrics
+
+        await tenant.secret("rv-creds", {"deployKey": rotated})  # the tenant puts the new key in
+        await tenant.wait_ready("rv", "True")
+        await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "rv",
+                            {"metadata": {"annotations": {"one.ie/probe": "fixed"}}})
+        await _org_healthy(tenant, "True")
+
+        async def cleared() -> bool:
+            text = generate_latest(env.services.metrics.registry).decode()
+            return f"oneie_connection_credentials_rejected{{{labels}}} 0.0" in text
+        await wait_for(cleared, timeout=20, what="rejected gauge back to 0")
+    finally:
+        server.credentials.update(good)

@@ -129,7 +129,13 @@ class Metrics:
             "oneie_connection_consecutive_failures", "Consecutive failed health probes of the connection.",
             ["namespace", "connection", "provider"], registry=r,
         )
+        self.credentials_rejected = Gauge(
+            "oneie_connection_credentials_rejected",
+            "1 while the provider rejects the connection's credentials in its health check, else 0.",
+            ["namespace", "connection", "provider"], registry=r,
+        )
         self._health_series: dict[tuple[str, str], str] = {}
+        self._rejected_series: set[tuple[str, str, str]] = set()
         # Fixed label values exist from the start, so rate() sees the first event after a restart.
         for result in ("Succeeded", "RolledBack", "Failed"):
             self.switches.labels(result)
@@ -194,6 +200,12 @@ class Metrics:
         self.error_rate.labels(namespace, name, provider).set(error_rate)
         self.consecutive_failures.labels(namespace, name, provider).set(consecutive_failures)
 
+    def set_credentials_rejected(self, namespace: str, name: str, provider: str, *, rejected: bool) -> None:
+        """From a probe that checked the credentials (the series goes with :meth:`forget_health`)."""
+        self._health_series[(namespace, name)] = provider
+        self._rejected_series.add((namespace, name, provider))
+        self.credentials_rejected.labels(namespace, name, provider).set(1 if rejected else 0)
+
     def forget_health(self, namespace: str, name: str) -> None:
         provider = self._health_series.pop((namespace, name), None)
         if provider is None:
@@ -202,6 +214,9 @@ class Metrics:
             self.health_state.remove(namespace, name, provider, candidate)
         for gauge in (self.response_time, self.error_rate, self.consecutive_failures):
             gauge.remove(namespace, name, provider)
+        if (namespace, name, provider) in self._rejected_series:
+            self._rejected_series.discard((namespace, name, provider))
+            self.credentials_rejected.remove(namespace, name, provider)
 
     def forget_connection(self, namespace: str, name: str) -> None:
         """Remove the series of a deleted connection."""
