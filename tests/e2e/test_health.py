@@ -158,3 +158,31 @@ async def test_revoked_credentials_turn_not_ready_and_a_fixed_secret_recovers(te
         await wait_for(cleared, timeout=20, what="rejected gauge back to 0")
     finally:
         server.credentials.update(good)
+
+
+async def test_provider_calls_are_counted_per_tenant_until_its_last_connection_goes(tenant: Tenant) -> None:
+    """oneie_provider_calls_total carries the tenant's namespace; its series go with the last connection."""
+    env = tenant.env
+    await tenant.good("u1", "notion")
+    await tenant.good("u2", "supabase")
+    series = (f'oneie_provider_calls_total{{call="test_credentials",namespace="{tenant.ns}",'
+              'outcome="Success",provider="notion"}')
+
+    def exposed() -> str:
+        return generate_latest(env.services.metrics.registry).decode()
+    assert series in exposed()
+    assert f'namespace="{tenant.ns}",outcome="Success",provider="supabase"' in exposed()
+    await env.api.delete("one.ie/v1alpha1", "BackendConnection", tenant.ns, "u1")
+    u1_ready = f'oneie_connection_ready{{connection="u1",namespace="{tenant.ns}"'
+    await wait_for(lambda: _async(u1_ready not in exposed()), timeout=20, what="u1's series removed")
+    assert series in exposed(), "another connection of the tenant remains: its usage stays"
+    await env.api.delete("one.ie/v1alpha1", "BackendConnection", tenant.ns, "u2")
+
+    async def gone() -> bool:
+        return f'namespace="{tenant.ns}"' not in "\n".join(
+            line for line in exposed().splitlines() if line.startswith("oneie_provider_calls_total"))
+    await wait_for(gone, timeout=20, what="the tenant's provider-call series removed")
+
+
+async def _async(value: object) -> object:
+    return value

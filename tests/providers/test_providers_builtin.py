@@ -82,7 +82,7 @@ async def test_good_credentials_pass_test_and_probe(
     registry: ProviderRegistry,
     servers: ProviderServers,
     http: ProviderHTTP,
-    calls: list[tuple[str, str, str, float]],
+    calls: list[tuple[str, str, str, float, str]],
 ) -> None:
     provider = registry.get(name)
     settings = settings_of(registry, servers, name)
@@ -97,8 +97,8 @@ async def test_good_credentials_pass_test_and_probe(
         assert result.detail
         assert_no_secret(f"{result.detail} {dict(result.facts)}", credentials)
     assert servers[name].request_count >= 2
-    assert [(p, c, o) for p, c, o, _ in calls][-1] == (name, "probe", "Success")
-    assert (name, "test_credentials", "Success") in [(p, c, o) for p, c, o, _ in calls]
+    assert [(p, c, o) for p, c, o, *_ in calls][-1] == (name, "probe", "Success")
+    assert (name, "test_credentials", "Success") in [(p, c, o) for p, c, o, *_ in calls]
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
@@ -107,7 +107,7 @@ async def test_wrong_credentials_are_rejected_with_the_provider_code_and_no_secr
     registry: ProviderRegistry,
     servers: ProviderServers,
     http: ProviderHTTP,
-    calls: list[tuple[str, str, str, float]],
+    calls: list[tuple[str, str, str, float, str]],
 ) -> None:
     provider = registry.get(name)
     wrong = wrong_credentials(name, servers.credentials[name])
@@ -177,13 +177,13 @@ async def test_rate_limit_reports_retry_after(
 
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_hang_with_a_small_timeout_is_a_timeout(
-    name: str, registry: ProviderRegistry, servers: ProviderServers, calls: list[tuple[str, str, str, float]]
+    name: str, registry: ProviderRegistry, servers: ProviderServers, calls: list[tuple[str, str, str, float, str]]
 ) -> None:
     servers[name].fault = "hang"
     async with ProviderHTTP(policy=LOCAL_POLICY, timeout=0.3, on_call=lambda *c: calls.append(c)) as http:
         with pytest.raises(ProviderTimeoutError):
             await http.probe(registry.get(name), settings_of(registry, servers, name), servers.credentials[name])
-    provider, call, outcome, seconds = calls[-1]
+    provider, call, outcome, seconds, _namespace = calls[-1]
     assert (provider, call, outcome) == (name, "probe", "ProviderTimeout")
     assert 0.25 < seconds < 2.0
 

@@ -48,10 +48,10 @@ async def run_probe(target: ProbeTarget, keyring: Keyring, http: ProviderHTTP) -
     try:
         credentials = unseal(keyring, target.sealed, namespace=target.namespace, connection=target.name)
         async with asyncio.timeout(target.thresholds.timeout_seconds):
-            result = await http.probe(target.provider, target.settings, credentials)
+            result = await http.probe(target.provider, target.settings, credentials, namespace=target.namespace)
             if target.check_credentials:
                 # Liveness alone would keep a revoked key "online": prove the credentials too.
-                await http.test_credentials(target.provider, target.settings, credentials)
+                await http.test_credentials(target.provider, target.settings, credentials, namespace=target.namespace)
         return ProbeOutcome(
             ok=True, seconds=result.latency_seconds, at=_now(), credentials_checked=target.check_credentials
         )

@@ -53,8 +53,8 @@ class Metrics:
         )
         self.provider_calls = Counter(
             "oneie_provider_calls",
-            "Calls the operator made to providers, by provider, call and outcome.",
-            ["provider", "call", "outcome"],
+            "Calls the operator made to providers, by tenant namespace, provider, call and outcome.",
+            ["namespace", "provider", "call", "outcome"],
             registry=r,
         )
         self.provider_call_duration = Histogram(
@@ -136,6 +136,7 @@ class Metrics:
         )
         self._health_series: dict[tuple[str, str], str] = {}
         self._rejected_series: set[tuple[str, str, str]] = set()
+        self._call_series: dict[str, set[tuple[str, str, str]]] = {}
         # Fixed label values exist from the start, so rate() sees the first event after a restart.
         for result in ("Succeeded", "RolledBack", "Failed"):
             self.switches.labels(result)
@@ -149,9 +150,11 @@ class Metrics:
         self._key_of: dict[tuple[str, str], str] = {}
         self._provider_of: dict[tuple[str, str], str] = {}
 
-    def observe_call(self, provider: str, call: str, outcome: str, seconds: float) -> None:
-        """The ``on_call`` hook of the providers' HTTP client."""
-        self.provider_calls.labels(provider, call, outcome).inc()
+    def observe_call(self, provider: str, call: str, outcome: str, seconds: float, namespace: str = "") -> None:
+        """The ``on_call`` hook of the providers' HTTP client: per-tenant usage (``namespace``) whose
+        series go when the namespace's last connection does (:meth:`forget_connection`)."""
+        self.provider_calls.labels(namespace, provider, call, outcome).inc()
+        self._call_series.setdefault(namespace, set()).add((provider, call, outcome))
         self.provider_call_duration.labels(provider, call).observe(seconds)
 
     def count_security_events(self, namespace: str, reasons: Iterable[str]) -> None:
@@ -228,3 +231,6 @@ class Metrics:
         old = self._key_of.pop(key, None)
         if old is not None:
             self.credentials_by_key.labels(old).dec()
+        if namespace and not any(ns == namespace for ns, _ in self._provider_of):
+            for labels in self._call_series.pop(namespace, ()):  # the tenant's last connection went
+                self.provider_calls.remove(namespace, *labels)

@@ -289,7 +289,7 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
                     check=None,
                 )
 
-        check = await deps.http.test_credentials(valid.provider, valid.settings, credentials)
+        check = await deps.http.test_credentials(valid.provider, valid.settings, credentials, namespace=obj.namespace)
         events.append(
             EventNote(
                 "Normal",

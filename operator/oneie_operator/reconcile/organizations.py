@@ -451,10 +451,12 @@ class _OrgSwitchDeps:
         return target
 
     async def test(self, target: Target) -> None:
-        await self._deps.http.test_credentials(target.provider, target.settings, target.credentials)
+        await self._deps.http.test_credentials(
+            target.provider, target.settings, target.credentials, namespace=self._obj.namespace
+        )
 
     async def check(self, target: Target) -> None:
-        await self._deps.http.probe(target.provider, target.settings, target.credentials)
+        await self._deps.http.probe(target.provider, target.settings, target.credentials, namespace=self._obj.namespace)
 
     async def write(self, target: Target) -> None:
         await write_binding(self._obj, target, self._deps)
