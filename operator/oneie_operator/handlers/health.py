@@ -88,7 +88,9 @@ class HealthReporter:
                 self._written[key] = (essential, time.monotonic())
                 if requested is not None:
                     self._answered[key] = requested
-        if latest.credentials_checked and (latest.ok or latest.reason == CREDENTIALS_REJECTED):
+        # A rejection found by any call counts (Notion's probe is authenticated); acceptance only
+        # from a probe that ran the credential test.
+        if latest.reason == CREDENTIALS_REJECTED or (latest.ok and latest.credentials_checked):
             await self._credentials(target, latest.ok, latest.message)
         if old != new and new in TRANSITION_EVENTS:
             kind, reason = TRANSITION_EVENTS[new]

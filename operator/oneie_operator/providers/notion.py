@@ -22,7 +22,8 @@ Documented behaviour followed here (checked 2026):
   Notion-Version 2025-09-03 the answer lists the database's ``data_sources`` (``[{"id","name"}]``),
   reported in the result (https://developers.notion.com/docs/upgrade-guide-2025-09-03). Database
   IDs are 32 hex digits, shown with or without dashes; they are normalised to the dashed UUID form.
-* Probe — the same call: Notion has no unauthenticated health endpoint.
+* Probe — the same call: Notion has no unauthenticated health endpoint. Authenticated health check
+  — the credential test (``/v1/users/me``, plus ``/v1/databases/{id}`` when ``databaseId`` is set).
 * Errors — ``{"object":"error","status":401,"code":"unauthorized","message":"..."}``;
   ``restricted_resource`` (403), ``rate_limited`` (429, ``additional_data.rate_limit_reason``),
   ``service_overload`` (529). https://developers.notion.com/reference/status-codes

@@ -24,6 +24,8 @@ Documented behaviour followed here (checked 2026):
 * Probe — ``GET {prefix}/`` (the API index, public), with ``_fields`` so plugins' route lists are
   not downloaded; it also says whether application passwords are available
   (``authentication.application-passwords``).
+* Authenticated health check — the credential test's ``users/me`` call (the index is public, and a
+  wrong application password does not change its answer), run by the operator with the probe.
 * Errors — ``{"code": "...", "message": "...", "data": {"status": 401}}``: ``invalid_username``,
   ``incorrect_password``, ``application_passwords_disabled``, ``rest_not_logged_in`` (credentials
   missing or ignored — a server that strips ``Authorization`` — and, on older WordPress
