@@ -135,7 +135,7 @@ async def test_revoked_credentials_turn_not_ready_and_a_fixed_secret_recovers(te
         await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "rv",
                             {"metadata": {"annotations": {"one.ie/probe": "revoked"}}})
         obj = await tenant.wait_ready("rv", "False", "CredentialsRejected")
-        assert "BadDeployKey" in condition(obj, "Ready")["message"]
+        assert "BadAdminKey" in condition(obj, "Ready")["message"]
         assert good["deployKey"] not in str(obj)
         event = await tenant.wait_event("rv", "CredentialsRejected")
         assert event["type"] == "Warning" and good["deployKey"] not in event["message"]

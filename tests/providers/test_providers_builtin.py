@@ -32,7 +32,7 @@ LOCAL_POLICY = DestinationPolicy(allow_loopback=True, allow_plain_http=True)
 
 #: The provider's own error code, as its real API reports a wrong credential.
 REJECTION_CODES = {
-    "convex": "BadDeployKey",
+    "convex": "BadAdminKey",
     "wordpress": "incorrect_password",
     "notion": "unauthorized",
     "supabase": "Invalid API key",

@@ -23,9 +23,11 @@ Documented behaviour followed here (checked 2026):
   (``check_admin_key``), ``crates/keybroker/src/operations.rs`` (``DeploymentOp``,
   ``read_only_operations``) in https://github.com/get-convex/convex-backend . A read-only key, or one
   whose ``allowedOps`` lack ``WriteData``, narrows the connection's capabilities: no
-  ``database-write``. A bad key is ``403 {"code": "BadDeployKey", "message": "The provided deploy key
-  was invalid for deployment '<name>'. ..."}`` (``bad_admin_key_error``; older backends answered
-  ``401 BadAdminKey``).
+  ``database-write``. A key that does not decrypt for the deployment is ``401 {"code": "BadAdminKey",
+  "message": "The provided admin key was invalid for this instance"}``
+  (``crates/authentication/src/application_auth.rs``); no key, or one that is not a deployment admin,
+  is ``403 {"code": "BadDeployKey", "message": "The provided deploy key was invalid for deployment
+  '<name>'. ..."}`` (``keybroker::bad_admin_key_error``). Both mean rejected credentials.
 * Probe (liveness) — ``GET /instance_name`` (unauthenticated, plain text: the deployment's name),
   the route Convex's own CLI uses to check that a backend is up and is the expected one
   (``npm-packages/convex/src/cli/lib/networkTest.ts``, ``localDeployment/run.ts``; served by

@@ -329,7 +329,7 @@ class ConvexServer(ProviderServer):
     def _denied(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
-        if not header or scheme != "Convex" or key != self.credentials["deployKey"]:
+        if not header or scheme.lower() != "convex":  # no admin identity: keybroker::bad_admin_key_error
             return _json(
                 403,
                 {
@@ -337,6 +337,10 @@ class ConvexServer(ProviderServer):
                     "message": f"The provided deploy key was invalid for deployment '{self.instance_name}'. Double "
                     "check that the environment this key was generated for matches the desired deployment.",
                 },
+            )
+        if key != self.credentials["deployKey"]:  # a key that does not decrypt for this deployment
+            return _json(
+                401, {"code": "BadAdminKey", "message": "The provided admin key was invalid for this instance"}
             )
         return None
 
