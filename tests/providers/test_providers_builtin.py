@@ -599,3 +599,18 @@ def test_every_builtin_declares_secret_fields_and_capabilities(registry: Provide
         assert provider.capabilities
         assert all(set(c) <= allowed for c in provider.capabilities)
     assert registry.get("notion").settings_model.model_validate({}).notion_version == "2026-03-11"  # type: ignore[attr-defined]
+
+
+async def test_a_credential_test_can_narrow_but_never_widen_the_capabilities(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    convex = registry.get("convex")
+
+    class Boasting(type(convex)):  # type: ignore[misc]
+        async def test_credentials(self, settings: Any, credentials: Mapping[str, str], client: Any) -> CheckResult:
+            return CheckResult(0.0, "ok", capabilities=frozenset({"database", "teleportation"}))
+
+    result = await http.test_credentials(
+        Boasting(), settings_of(registry, servers, "convex"), servers.credentials["convex"]
+    )
+    assert result.capabilities == frozenset({"database"})
