@@ -7,9 +7,10 @@ Run as a script, this module is one of two child processes of the benchmark::
 
 ``target`` -- the probed "provider": a minimal HTTP/1.1 server on 127.0.0.1 (kernel-chosen port,
 printed as ``READY <port>``) written directly on ``asyncio.Protocol`` so that it costs little and
-is never the ceiling. It answers like a Convex deployment's health route, ``GET /version`` →
-``200 text/plain`` with a version string (what :class:`ConvexProvider.probe` expects), keeps
-connections alive, and answers ``404`` to any other path. Under the prefix ``/close`` it answers
+is never the ceiling. It answers like a Convex deployment's liveness route, ``GET /instance_name`` →
+``200 text/plain`` with the deployment's name (what :class:`ConvexProvider.probe` expects), and
+its key check ``GET /api/check_admin_key`` (any key; JSON), keeps connections alive, and answers
+``404`` to any other path. Under the prefix ``/close`` it answers
 the same but with ``Connection: close`` and closes the connection after the answer: a new TCP
 connection for every probe. ``GET /__stats__`` answers JSON: requests and connections seen,
 this process's CPU seconds. It stops on SIGTERM or when its standard input reaches end-of-file.
@@ -61,10 +62,14 @@ from typing import Any
 
 JsonDict = dict[str, Any]
 
-VERSION_BODY = b"1.23.0"
+VERSION_BODY = b"happy-otter-123"  # /instance_name: the deployment the fleet's keys name
 _OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(VERSION_BODY)
 OK_KEEP = _OK_HEAD + b"\r\n" + VERSION_BODY
 OK_CLOSE = _OK_HEAD + b"Connection: close\r\n\r\n" + VERSION_BODY
+_KEY_BODY = b'{"success":true,"allowedOps":[],"isReadOnly":false}'
+KEY_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(_KEY_BODY), _KEY_BODY
+)
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found"
 STATS_PATH = b"/__stats__"
 MAX_HEAD = 64 * 1024
@@ -139,9 +144,11 @@ class _TargetProtocol(asyncio.Protocol):
                 )
                 continue
             _TargetStats.requests += 1
-            if path == b"/version":
+            if path == b"/instance_name":
                 out.append(OK_KEEP)
-            elif path == b"/close/version":
+            elif path == b"/api/check_admin_key":
+                out.append(KEY_OK)
+            elif path == b"/close/instance_name":
                 out.append(OK_CLOSE)
                 close = True
                 break
@@ -213,7 +220,13 @@ class _Fleet:
         rng = random.Random(job["seed"])
         self.keyring = mods["Keyring"].from_env(rng.randbytes(32).hex(), None)
         provider = mods["default_registry"]().get("convex")
-        thresholds = mods["Thresholds"](interval_seconds=job["interval"], timeout_seconds=job.get("timeout", 10.0))
+        # Liveness only after the first probe (credentialCheckEvery huge), as in the published
+        # series; a job may set "credential_check_every" (1 = the operator's default) to add the key check.
+        thresholds = mods["Thresholds"](
+            interval_seconds=job["interval"],
+            timeout_seconds=job.get("timeout", 10.0),
+            credential_check_every=job.get("credential_check_every", 1_000_000_000),
+        )
         self.targets = []
         per_ns = -(-job["connections"] // job["namespaces"])
         for i in range(job["connections"]):

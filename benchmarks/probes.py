@@ -10,7 +10,7 @@ script. Detail lines first; the last line is only ``key=value`` pairs. About 3.5
 
 **The target** (all parts). One local HTTP server in a process of its own
 (``benchmarks/_probe_support.py target``: a minimal HTTP/1.1 responder on ``asyncio.Protocol``,
-port picked by the kernel) that answers ``GET /version`` like a Convex deployment's health route
+port picked by the kernel) that answers ``GET /instance_name`` like a Convex deployment's liveness route
 (``200 text/plain`` with a version string, keep-alive). Its CPU is charged to neither side. It
 counts the requests and TCP connections of each side (keep-alive vs one connection per probe).
 
@@ -42,7 +42,7 @@ the operator's ``PROBE_CONCURRENCY`` default); ``--repeats`` windows of ``--prob
   (the headline: ``ours_cpu_s_per_1000``, ``ratio``) and with ``sharded_8`` (``ours_sharded_8_*``).
 * *Theirs*: ``prometheus-blackbox-exporter``, module ``http_2xx`` (``valid_status_codes: [200]``,
   plain http, IPv4), driven by this process over keep-alive connections with
-  ``GET /probe?target=http://127.0.0.1:PORT/version&module=http_2xx`` at the same rate and
+  ``GET /probe?target=http://127.0.0.1:PORT/instance_name&module=http_2xx`` at the same rate and
   in-flight bound; every answer must say ``probe_success 1``. Charged: the exporter's CPU
   (utime + stime of ``/proc/PID/stat``, all threads), which includes serving ``/probe`` and
   rendering its metrics; the driver's CPU is not charged (it plays Prometheus).
@@ -640,7 +640,7 @@ async def amain(args: argparse.Namespace) -> int:
             say(f"load average before: {load_average()} (other work on this machine perturbs every figure)")
             say(f"blackbox_exporter: {await blackbox_version()}")
             say(
-                f"target: 127.0.0.1:{tport} GET {path}/version -> 200 text/plain "
+                f"target: 127.0.0.1:{tport} GET {path}/instance_name -> 200 text/plain "
                 f"({'Connection: close' if args.close else 'keep-alive'}), pid {target_proc.pid}"
             )
 
@@ -653,7 +653,7 @@ async def amain(args: argparse.Namespace) -> int:
             if spy_to is not None:
                 for line in py_spy_summary(str(spy_to[1])):
                     say(line)
-            theirs = await part1_blackbox(children, session, args, f"{url}/version", tport)
+            theirs = await part1_blackbox(children, session, args, f"{url}/instance_name", tport)
             ours_old = await part1_ours(children, session, args, url, tport, by_name[BEFORE], None)
             ratio, ratio_old = ours["cpu"] / theirs["cpu"], ours_old["cpu"] / theirs["cpu"]
             say(

@@ -10,7 +10,7 @@ What is measured (the last line of output is ``key=value`` pairs; everything bef
   and ``i+1 mod 4``, so each of the 4 providers serves as many ``a`` as ``b``), their credential
   Secrets, and an Organization ``org`` active on ``a``; ``--auto-orgs`` of the tenants (chosen by
   the seed) also get a connection ``bad`` to a fifth fake server, a Convex deployment that accepts
-  the deploy key but answers ``500`` on ``/version`` -- the health-gate probe (``fault_path``). The
+  the deploy key but answers ``500`` on ``/instance_name`` -- the health-gate probe (``fault_path``). The
   benchmark waits until every connection is Ready and every organization is Ready on ``a``, then
   until the emulator has served no request for a second, then ``--settle`` seconds more, so that
   Kopf's per-object workers of the setup (kept 5 s after their last event) are gone, as they
@@ -532,7 +532,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> str:
     async with contextlib.AsyncExitStack() as stack:
         servers = await stack.enter_async_context(ProviderServers(credentials))
         bad = await stack.enter_async_context(ProviderServers(faulty_credentials, providers=("convex",)))
-        bad["convex"].fault_path = "/version"  # Convex's health route: the credential test passes
+        bad["convex"].fault_path = "/instance_name"  # Convex's liveness route: the credential test passes
         bad["convex"].fault = "500"
         emulator, url = await stack.enter_async_context(emulator_process(workdir))
         kubeconfig = write_kubeconfig(workdir / "kubeconfig", url)

@@ -276,6 +276,7 @@ def test_defaults_are_applied_like_the_api_server() -> None:
         "degradedThresholdMilliseconds": 2000,
         "errorRateThreshold": 0.2,
         "window": 10,
+        "credentialCheckEvery": 1,
     }
     assert "rateLimits" not in stored
     wordpress = validate(edit(connection("wordpress"))).object["spec"]["wordpress"]

@@ -114,8 +114,8 @@ async def test_run_reconciles_against_the_emulator_and_serves_metrics(tmp_path: 
                     assert health.status_code == 200
                     metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
                 assert 'oneie_connection_ready{connection="db",namespace="t1",provider="supabase"} 1.0' in metrics
-                assert 'oneie_provider_calls_total{call="test_credentials",outcome="Success",provider="supabase"}' \
-                    in metrics
+                assert ('oneie_provider_calls_total{call="test_credentials",namespace="t1",outcome="Success",'
+                        'provider="supabase"}') in metrics
 
                 plugin = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "oneie_operator.cli.kubectl_plugin", "--kubeconfig", str(kubeconfig),

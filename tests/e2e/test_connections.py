@@ -53,6 +53,31 @@ async def test_ready_with_verified_encrypted_credentials(tenant: Tenant, provide
     assert "CredentialsVerified" in reasons and "CredentialsStored" in reasons
 
 
+async def test_read_only_convex_key_narrows_status_capabilities_and_labels(tenant: Tenant) -> None:
+    """A provider's credential test may narrow its capabilities: the status and labels follow."""
+    server = tenant.env.providers["convex"]
+    server.read_only = True  # type: ignore[attr-defined]
+    try:
+        obj = await tenant.good("ro", "convex")
+    finally:
+        server.read_only = False  # type: ignore[attr-defined]
+    full = tenant.env.services.registry.get("convex").capabilities
+    assert "database-write" in full
+    assert obj["status"]["capabilities"] == sorted(full - {"database-write"})
+    labels = {k for k in obj["metadata"]["labels"] if k.startswith("capability.one.ie/")}
+    assert labels == {f"capability.one.ie/{c}" for c in full - {"database-write"}}
+    verified = await tenant.wait_event("ro", "CredentialsVerified")
+    assert "read-only" in verified["message"]
+
+
+async def test_notion_database_not_shared_is_not_ready_with_the_remedy(tenant: Tenant) -> None:
+    await tenant.secret("nb-creds", dict(tenant.env.providers.credentials["notion"]))
+    block = {**tenant.env.providers.settings("notion"), "databaseId": "0" * 32}
+    await tenant.connection("nb", "notion", block)
+    obj = await tenant.wait_ready("nb", "False", "CredentialsRejected")
+    assert "share the database with the integration" in condition(obj, "Ready")["message"]
+
+
 async def _rejected_change(tenant: Tenant, name: str, reason: str, field: str | None = None) -> dict[str, Any]:
     """Wait for the rejection; check the Event, the field named, and that nothing good was lost."""
     obj = await tenant.wait_ready(name, "False", reason)

@@ -116,3 +116,73 @@ async def test_a_refused_status_write_is_retried_by_the_next_probe(tenant: Tenan
 
 async def _true(value: object) -> bool:
     return bool(value)
+
+
+async def test_revoked_credentials_turn_not_ready_and_a_fixed_secret_recovers(tenant: Tenant) -> None:
+    """The periodic health check proves the credentials: revocation → Ready=False CredentialsRejected,
+    an Event, the organization Healthy=False, the alert's gauge; a fixed Secret → Ready again."""
+    env = tenant.env
+    server = env.providers["convex"]
+    good = dict(server.credentials)
+    await tenant.good("rv", "convex")
+    await apply_org(tenant, "org", "rv")
+    await wait_org(tenant, "org", active="rv")
+    await _health(tenant, "rv", "online")
+    await _org_healthy(tenant, "True")
+    rotated = good["deployKey"][:-6] + "Rotate"
+    server.credentials["deployKey"] = rotated  # revoked at the provider: liveness still answers
+    try:
+        await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "rv",
+                            {"metadata": {"annotations": {"one.ie/probe": "revoked"}}})
+        obj = await tenant.wait_ready("rv", "False", "CredentialsRejected")
+        assert "BadAdminKey" in condition(obj, "Ready")["message"]
+        assert good["deployKey"] not in str(obj)
+        event = await tenant.wait_event("rv", "CredentialsRejected")
+        assert event["type"] == "Warning" and good["deployKey"] not in event["message"]
+        await _health(tenant, "rv", "offline")
+        await _org_healthy(tenant, "False")
+        metrics = generate_latest(env.services.metrics.registry).decode()
+        labels = f'connection="rv",namespace="{tenant.ns}",provider="convex"'
+        assert f"oneie_connection_credentials_rejected{{{labels}}} 1.0" in metrics
+        assert f"oneie_connection_ready{{{labels}}} 0.0" in metrics
+
+        await tenant.secret("rv-creds", {"deployKey": rotated})  # the tenant puts the new key in
+        await tenant.wait_ready("rv", "True")
+        await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "rv",
+                            {"metadata": {"annotations": {"one.ie/probe": "fixed"}}})
+        await _org_healthy(tenant, "True")
+
+        async def cleared() -> bool:
+            text = generate_latest(env.services.metrics.registry).decode()
+            return f"oneie_connection_credentials_rejected{{{labels}}} 0.0" in text
+        await wait_for(cleared, timeout=20, what="rejected gauge back to 0")
+    finally:
+        server.credentials.update(good)
+
+
+async def test_provider_calls_are_counted_per_tenant_until_its_last_connection_goes(tenant: Tenant) -> None:
+    """oneie_provider_calls_total carries the tenant's namespace; its series go with the last connection."""
+    env = tenant.env
+    await tenant.good("u1", "notion")
+    await tenant.good("u2", "supabase")
+    series = (f'oneie_provider_calls_total{{call="test_credentials",namespace="{tenant.ns}",'
+              'outcome="Success",provider="notion"}')
+
+    def exposed() -> str:
+        return generate_latest(env.services.metrics.registry).decode()
+    assert series in exposed()
+    assert f'namespace="{tenant.ns}",outcome="Success",provider="supabase"' in exposed()
+    await env.api.delete("one.ie/v1alpha1", "BackendConnection", tenant.ns, "u1")
+    u1_ready = f'oneie_connection_ready{{connection="u1",namespace="{tenant.ns}"'
+    await wait_for(lambda: _async(u1_ready not in exposed()), timeout=20, what="u1's series removed")
+    assert series in exposed(), "another connection of the tenant remains: its usage stays"
+    await env.api.delete("one.ie/v1alpha1", "BackendConnection", tenant.ns, "u2")
+
+    async def gone() -> bool:
+        return f'namespace="{tenant.ns}"' not in "\n".join(
+            line for line in exposed().splitlines() if line.startswith("oneie_provider_calls_total"))
+    await wait_for(gone, timeout=20, what="the tenant's provider-call series removed")
+
+
+async def _async(value: object) -> object:
+    return value

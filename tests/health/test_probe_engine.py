@@ -150,7 +150,7 @@ async def test_invalid_tls_certificate_is_a_failure(tmp_path: Path, servers: Pro
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
     app = web.Application()
-    app.router.add_get("/version", lambda _: web.Response(text="1.0"))
+    app.router.add_get("/instance_name", lambda _: web.Response(text="happy-otter-123"))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
@@ -218,14 +218,65 @@ async def test_rate_limit_per_minute_is_never_exceeded(servers: ProviderServers,
     results = Results()
     engine, task = await _engine(http, results)
     try:
-        engine.upsert(target(servers, "notion", "ns", "c", requests_per_minute=3,
+        # Every probe also checks the credentials (credentialCheckEvery 1): two calls per probe.
+        engine.upsert(target(servers, "notion", "ns", "c", requests_per_minute=5,
                              thresholds=Thresholds(interval_seconds=0.05, timeout_seconds=1)))
-        await servers["notion"].wait_for_requests(3, deadline=5)
+        await servers["notion"].wait_for_requests(4, deadline=5)
         engine.request("ns", "c")  # even an explicit request waits for the window
         await asyncio.sleep(0.5)
-        assert servers["notion"].request_count == 3
+        assert servers["notion"].request_count == 4  # a third probe would make it 6 > 5
     finally:
         await _stop(task)
+
+
+@pytest.mark.parametrize("provider", ["convex", "wordpress", "notion", "supabase"])
+async def test_a_revoked_credential_fails_the_probe_of_a_live_backend(
+    servers: ProviderServers, http: ProviderHTTP, provider: str
+) -> None:
+    """Liveness alone would say "up": the probe's credential check catches the revoked key."""
+    server = servers[provider]
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        engine.upsert(target(servers, provider, "ns", "c"))
+        await wait_for(lambda: _async(results.of("c")), timeout=5, what="first probe")
+        assert results.of("c")[0][3] == "online"
+        field = {"convex": "deployKey", "wordpress": "applicationPassword", "notion": "token",
+                 "supabase": "serviceRoleKey"}[provider]
+        good = server.credentials[field]
+        server.credentials[field] = good[:-4] + "ZZZZ"  # the provider no longer accepts the key
+        await wait_for(lambda: _async([r for r in results.of("c") if r[3] == "offline"]), timeout=5,
+                       what="offline")
+        tracker = engine.tracker("ns", "c")
+        assert tracker is not None
+        latest = tracker.outcomes[-1]
+        assert latest.reason == "CredentialsRejected" and latest.credentials_checked
+        assert good not in latest.message
+        server.credentials[field] = good
+        await wait_for(lambda: _async(tracker.outcomes[-1].ok), timeout=5, what="accepted again")
+    finally:
+        await _stop(task)
+
+
+async def test_credential_check_every_n_probes(servers: ProviderServers, http: ProviderHTTP) -> None:
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        engine.upsert(target(servers, "convex", "ns", "c",
+                             thresholds=Thresholds(interval_seconds=0.05, timeout_seconds=1, credential_check_every=3)))
+        await wait_for(lambda: _async(len(results.of("c")) >= 7), timeout=10, what="7 probes")
+        await _stop(task)
+        paths = [r.path for r in servers["convex"].requests]
+        probes = paths.count("/instance_name")
+        checks = paths.count("/api/check_admin_key")
+        assert probes >= 7 and checks == -(-probes // 3), paths  # probes 1, 4, 7, ... check the key
+    finally:
+        await _stop(task)
+
+
+def test_credential_check_every_comes_from_the_spec() -> None:
+    assert Thresholds.from_spec({}).credential_check_every == 1
+    assert Thresholds.from_spec({"credentialCheckEvery": 6}).credential_check_every == 6
 
 
 async def test_immediate_probe_on_request(servers: ProviderServers, http: ProviderHTTP) -> None:

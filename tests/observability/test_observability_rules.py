@@ -185,6 +185,7 @@ def test_dashboard_covers_what_it_must() -> None:
                    "oneie_switch_step_duration_seconds_bucket", "oneie_switches_total", "oneie_rollbacks_total",
                    "oneie_probe_duration_seconds_bucket", "oneie_probe_failures_total",
                    "oneie_provider_calls_total", "oneie_reconcile_errors_total",
+                   "sum by (namespace, provider) (rate(oneie_provider_calls_total{namespace=~\"$namespace\"}",
                    'oneie_connection_response_seconds{namespace=~"$namespace", connection=~"$connection"}',
                    'oneie_connection_error_rate{namespace=~"$namespace", connection=~"$connection"}'):
         assert needle in exprs, needle

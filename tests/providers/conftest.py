@@ -22,12 +22,12 @@ async def servers() -> AsyncIterator[ProviderServers]:
 
 
 @pytest.fixture
-def calls() -> list[tuple[str, str, str, float]]:
+def calls() -> list[tuple[str, str, str, float, str]]:
     return []
 
 
 @pytest.fixture
-async def http(calls: list[tuple[str, str, str, float]]) -> AsyncIterator[ProviderHTTP]:
+async def http(calls: list[tuple[str, str, str, float, str]]) -> AsyncIterator[ProviderHTTP]:
     async with ProviderHTTP(policy=LOCAL_POLICY, timeout=3.0, on_call=lambda *call: calls.append(call)) as client:
         yield client
 

@@ -82,7 +82,7 @@ async def test_good_credentials_pass_test_and_probe(
     registry: ProviderRegistry,
     servers: ProviderServers,
     http: ProviderHTTP,
-    calls: list[tuple[str, str, str, float]],
+    calls: list[tuple[str, str, str, float, str]],
 ) -> None:
     provider = registry.get(name)
     settings = settings_of(registry, servers, name)
@@ -97,8 +97,8 @@ async def test_good_credentials_pass_test_and_probe(
         assert result.detail
         assert_no_secret(f"{result.detail} {dict(result.facts)}", credentials)
     assert servers[name].request_count >= 2
-    assert [(p, c, o) for p, c, o, _ in calls][-1] == (name, "probe", "Success")
-    assert (name, "test_credentials", "Success") in [(p, c, o) for p, c, o, _ in calls]
+    assert [(p, c, o) for p, c, o, *_ in calls][-1] == (name, "probe", "Success")
+    assert (name, "test_credentials", "Success") in [(p, c, o) for p, c, o, *_ in calls]
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
@@ -107,7 +107,7 @@ async def test_wrong_credentials_are_rejected_with_the_provider_code_and_no_secr
     registry: ProviderRegistry,
     servers: ProviderServers,
     http: ProviderHTTP,
-    calls: list[tuple[str, str, str, float]],
+    calls: list[tuple[str, str, str, float, str]],
 ) -> None:
     provider = registry.get(name)
     wrong = wrong_credentials(name, servers.credentials[name])
@@ -177,13 +177,13 @@ async def test_rate_limit_reports_retry_after(
 
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_hang_with_a_small_timeout_is_a_timeout(
-    name: str, registry: ProviderRegistry, servers: ProviderServers, calls: list[tuple[str, str, str, float]]
+    name: str, registry: ProviderRegistry, servers: ProviderServers, calls: list[tuple[str, str, str, float, str]]
 ) -> None:
     servers[name].fault = "hang"
     async with ProviderHTTP(policy=LOCAL_POLICY, timeout=0.3, on_call=lambda *c: calls.append(c)) as http:
         with pytest.raises(ProviderTimeoutError):
             await http.probe(registry.get(name), settings_of(registry, servers, name), servers.credentials[name])
-    provider, call, outcome, seconds = calls[-1]
+    provider, call, outcome, seconds, _namespace = calls[-1]
     assert (provider, call, outcome) == (name, "probe", "ProviderTimeout")
     assert 0.25 < seconds < 2.0
 
@@ -217,18 +217,41 @@ async def test_fault_mode_can_be_switched_over_http_from_another_process(servers
 
 
 # --------------------------------------------------------------------------- Convex specifics
-async def test_convex_falls_back_to_check_admin_key_on_older_self_hosted_backends(
+async def test_convex_full_key_keeps_every_capability_and_probes_instance_name(
     registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
-    server = servers["convex"]
-    server.deployment_info_route = False  # type: ignore[attr-defined]
+    provider = registry.get("convex")
+    settings = settings_of(registry, servers, "convex")
+    result = await http.test_credentials(provider, settings, servers.credentials["convex"])
+    assert result.capabilities == provider.capabilities
+    assert "database-write" in provider.capabilities
+    probe = await http.probe(provider, settings, servers.credentials["convex"])
+    assert probe.facts["deployment"] == "happy-otter-123"
+    assert [r.path for r in servers["convex"].requests] == ["/api/check_admin_key", "/instance_name"]
+
+
+async def test_convex_read_only_key_narrows_the_capabilities(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    servers["convex"].read_only = True  # type: ignore[attr-defined]
+    provider = registry.get("convex")
     result = await http.test_credentials(
-        registry.get("convex"),
-        settings_of(registry, servers, "convex"),
-        servers.credentials["convex"],
+        provider, settings_of(registry, servers, "convex"), servers.credentials["convex"]
     )
-    assert result.facts["kind"] == "selfHosted"
-    assert [r.path for r in server.requests] == ["/api/v1/deployment_info", "/api/check_admin_key"]
+    assert result.capabilities == provider.capabilities - {"database-write"}
+    assert "read-only" in result.detail
+    assert result.facts["readOnly"] == "true"
+
+
+async def test_convex_probe_refuses_a_backend_that_is_another_deployment(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    servers["convex"].instance_name = "tidy-seal-42"  # type: ignore[attr-defined]
+    with pytest.raises(CredentialsRejectedError, match="deployKey belongs to deployment 'happy-otter-123'") as caught:
+        await http.probe(
+            registry.get("convex"), settings_of(registry, servers, "convex"), servers.credentials["convex"]
+        )
+    assert_no_secret(str(caught.value), servers.credentials["convex"])
 
 
 async def test_convex_refuses_a_deploy_key_of_another_deployment_without_sending_it(
@@ -286,6 +309,18 @@ async def test_wordpress_both_url_forms_and_password_spacing(
         assert all("rest_route=" in r.query for r in requests)
     else:
         assert {r.path for r in requests} == {"/wp-json/wp/v2/users/me", "/wp-json/"}
+
+
+@pytest.mark.parametrize("suffix", ["/wp-json", "/wp-json/"])
+async def test_wordpress_url_ending_in_wp_json_is_normalised_to_the_site_url(
+    suffix: str, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    provider = registry.get("wordpress")
+    settings = settings_of(registry, servers, "wordpress", url=servers["wordpress"].base_url + suffix)
+    assert provider.base_url(settings) == servers["wordpress"].base_url
+    await http.test_credentials(provider, settings, servers.credentials["wordpress"])
+    await http.probe(provider, settings, servers.credentials["wordpress"])
+    assert {r.path for r in servers["wordpress"].requests} == {"/wp-json/wp/v2/users/me", "/wp-json/"}
 
 
 async def test_wordpress_unknown_user_is_reported_with_its_code(
@@ -351,17 +386,68 @@ async def test_notion_rate_limit_message_carries_the_documented_reason(
     assert "connection_limit" in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    ("token", "problem"),
-    [("Bearer ntn_" + "a" * 40, "without the 'Bearer ' prefix"), ("ntn_ short one", "is not a Notion token")],
-)
-async def test_notion_malformed_token_is_refused_before_any_request(
-    token: str, problem: str, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+async def test_notion_bearer_prefix_is_refused_before_any_request(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
 ) -> None:
-    with pytest.raises(CredentialsError, match=problem) as caught:
+    token = "Bearer ntn_" + "a" * 40
+    with pytest.raises(CredentialsError, match="without the 'Bearer ' prefix") as caught:
         await http.test_credentials(registry.get("notion"), settings_of(registry, servers, "notion"), {"token": token})
     assert token not in str(caught.value)
     assert servers["notion"].request_count == 0
+
+
+async def test_notion_token_format_is_left_to_the_api(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    """Notion asks integrations not to validate token formats: an unusual token is sent, the API answers."""
+    token = "an.unusual-token"
+    with pytest.raises(CredentialsRejectedError, match="unauthorized") as caught:
+        await http.test_credentials(registry.get("notion"), settings_of(registry, servers, "notion"), {"token": token})
+    assert token not in str(caught.value)
+    assert [r.path for r in servers["notion"].requests] == ["/v1/users/me"]
+
+
+SHARED_DATABASE = "1429989fe8ac4effbc8f57f56486db54"
+
+
+@pytest.mark.parametrize("form", [SHARED_DATABASE, SHARED_DATABASE.upper(), "1429989f-e8ac-4eff-bc8f-57f56486db54"])
+def test_notion_database_id_is_normalised_to_the_dashed_form(form: str, registry: ProviderRegistry) -> None:
+    settings = validate_settings(registry.get("notion"), {"databaseId": form}, "spec.notion")
+    assert settings.database_id == "1429989f-e8ac-4eff-bc8f-57f56486db54"
+
+
+@pytest.mark.parametrize(
+    "bad", ["1429989fe8ac4effbc8f57f56486db5", "z429989fe8ac4effbc8f57f56486db54", "https://notion.so/x"]
+)
+def test_notion_malformed_database_id_is_a_field_error(bad: str, registry: ProviderRegistry) -> None:
+    with pytest.raises(SpecError) as caught:
+        validate_settings(registry.get("notion"), {"databaseId": bad}, "spec.notion")
+    issues = {issue.field: issue.message for issue in caught.value.issues}
+    assert "32 hex digits" in issues["spec.notion.databaseId"]
+
+
+@pytest.mark.parametrize(("version", "listed"), [("2026-03-11", True), ("2025-09-03", True), ("2022-06-28", False)])
+async def test_notion_shared_database_passes_and_reports_its_data_sources(
+    version: str, listed: bool, registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    settings = settings_of(registry, servers, "notion", databaseId=SHARED_DATABASE, notionVersion=version)
+    result = await http.test_credentials(registry.get("notion"), settings, servers.credentials["notion"])
+    assert "is shared with the integration" in result.detail
+    assert ("data sources: 'Tasks', 'Archive'" in result.detail) is listed
+    assert [r.path for r in servers["notion"].requests] == [
+        "/v1/users/me",
+        "/v1/databases/1429989f-e8ac-4eff-bc8f-57f56486db54",
+    ]
+
+
+async def test_notion_database_not_shared_is_rejected_with_the_remedy(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    settings = settings_of(registry, servers, "notion", databaseId="0" * 32)
+    with pytest.raises(CredentialsRejectedError, match="share the database with the integration") as caught:
+        await http.test_credentials(registry.get("notion"), settings, servers.credentials["notion"])
+    assert caught.value.reason == "CredentialsRejected"
+    assert_no_secret(str(caught.value), servers.credentials["notion"])
 
 
 # --------------------------------------------------------------------------- Supabase specifics
@@ -513,3 +599,18 @@ def test_every_builtin_declares_secret_fields_and_capabilities(registry: Provide
         assert provider.capabilities
         assert all(set(c) <= allowed for c in provider.capabilities)
     assert registry.get("notion").settings_model.model_validate({}).notion_version == "2026-03-11"  # type: ignore[attr-defined]
+
+
+async def test_a_credential_test_can_narrow_but_never_widen_the_capabilities(
+    registry: ProviderRegistry, servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    convex = registry.get("convex")
+
+    class Boasting(type(convex)):  # type: ignore[misc]
+        async def test_credentials(self, settings: Any, credentials: Mapping[str, str], client: Any) -> CheckResult:
+            return CheckResult(0.0, "ok", capabilities=frozenset({"database", "teleportation"}))
+
+    result = await http.test_credentials(
+        Boasting(), settings_of(registry, servers, "convex"), servers.credentials["convex"]
+    )
+    assert result.capabilities == frozenset({"database"})

@@ -163,19 +163,19 @@ async def test_html_error_pages_are_not_quoted(http: ProviderClient, base_url: s
 
 
 async def test_every_call_is_counted_and_a_broken_hook_breaks_nothing(base_url: str) -> None:
-    seen: list[tuple[str, str, str, float]] = []
+    seen: list[tuple[str, str, str, float, str]] = []
     async with ProviderHTTP(policy=POLICY, on_call=lambda *c: seen.append(c)) as http:
         await http.client("demo").request("GET", f"{base_url}/ok", call="probe")
-        view = http.client("notion", display_name="Notion", base_url=base_url)
+        view = http.client("notion", display_name="Notion", base_url=base_url, namespace="tenant-a")
         with pytest.raises(CredentialsRejectedError, match=r"^Notion rejected"):
             await view.request("GET", "/echo", call="test_credentials")
         await http.client("convex").request("GET", f"{base_url}/ok", call="probe")
-    assert [(p, c, o) for p, c, o, _ in seen] == [
-        ("demo", "probe", "Success"),
-        ("notion", "test_credentials", "CredentialsRejected"),
-        ("convex", "probe", "Success"),
+    assert [(p, c, o, ns) for p, c, o, _, ns in seen] == [
+        ("demo", "probe", "Success", ""),
+        ("notion", "test_credentials", "CredentialsRejected", "tenant-a"),  # the tenant's usage
+        ("convex", "probe", "Success", ""),
     ]
-    assert all(seconds >= 0 for *_, seconds in seen)
+    assert all(seconds >= 0 for *_, seconds, _ns in seen)
 
     def broken(*_: object) -> None:
         raise RuntimeError("metrics backend down")

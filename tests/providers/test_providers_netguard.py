@@ -141,7 +141,7 @@ async def convex() -> AsyncIterator[ProviderServers]:
 
 async def test_a_name_resolving_to_loopback_is_refused_at_connect_time(convex: ProviderServers) -> None:
     """``localhost`` passes the URL check (it is a name) and is stopped when it resolves."""
-    url = f"http://localhost:{convex['convex'].port}/version"
+    url = f"http://localhost:{convex['convex'].port}/instance_name"
     async with ProviderHTTP(policy=DestinationPolicy(allow_plain_http=True)) as http:
         with pytest.raises(DestinationForbiddenError) as caught:
             await http.client("convex").request("GET", url, call="probe", body="text", url_field="spec.convex.url")
@@ -156,7 +156,7 @@ async def test_a_name_resolving_to_loopback_is_refused_at_connect_time(convex: P
 
 async def test_numeric_host_forms_are_judged_on_what_they_resolve_to(convex: ProviderServers) -> None:
     # 2130706433 == 127.0.0.1: not an IP literal for the URL check, but getaddrinfo resolves it.
-    url = f"http://2130706433:{convex['convex'].port}/version"
+    url = f"http://2130706433:{convex['convex'].port}/instance_name"
     async with ProviderHTTP(policy=DestinationPolicy(allow_plain_http=True)) as http:
         with pytest.raises(DestinationForbiddenError, match="loopback"):
             await http.client("convex").request("GET", url, call="probe", body="text")

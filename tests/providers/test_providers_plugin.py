@@ -86,7 +86,7 @@ async def test_an_installed_plugin_is_found_and_works(site: Path, echo_service: 
 
     settings = validate_settings(echo, {"url": echo_service, "greeting": "hi"}, "spec.echo")
     policy = DestinationPolicy(allow_loopback=True, allow_plain_http=True)
-    calls: list[tuple[str, str, str, float]] = []
+    calls: list[tuple[str, str, str, float, str]] = []
     async with ProviderHTTP(policy=policy, on_call=lambda *c: calls.append(c)) as http:
         good = {"token": "echo-token-123456"}
         result = await echo.test_credentials(settings, good, http.bind(echo, settings, good))

@@ -187,7 +187,9 @@ def test_settings_validation_reports_every_problem_at_once(registry: ProviderReg
     assert sorted(fields) == ["spec.wordpress.extra", "spec.wordpress.restRoute", "spec.wordpress.url"]
     with pytest.raises(SpecError, match=r"spec\.notion: must be an object"):
         validate_settings(registry.get("notion"), ["not", "a", "mapping"], "spec.notion")
-    assert validate_settings(registry.get("notion"), None, "spec.notion").model_dump(by_alias=True) == {
+    assert validate_settings(registry.get("notion"), None, "spec.notion").model_dump(
+        by_alias=True, exclude_none=True
+    ) == {
         "apiUrl": "https://api.notion.com",
         "notionVersion": "2026-03-11",
     }

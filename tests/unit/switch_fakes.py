@@ -117,10 +117,14 @@ class DirectProviderCalls:
     directly, without the typed-error translation the real one adds, so an untyped exception
     injected into a provider call reaches the switch as such (the harder case)."""
 
-    async def test_credentials(self, provider: Any, settings: Any, credentials: Mapping[str, str]) -> CheckResult:
+    async def test_credentials(
+        self, provider: Any, settings: Any, credentials: Mapping[str, str], *, namespace: str = ""
+    ) -> CheckResult:
         return await provider.test_credentials(settings, credentials, None)  # type: ignore[no-any-return]
 
-    async def probe(self, provider: Any, settings: Any, credentials: Mapping[str, str]) -> CheckResult:
+    async def probe(
+        self, provider: Any, settings: Any, credentials: Mapping[str, str], *, namespace: str = ""
+    ) -> CheckResult:
         return await provider.probe(settings, credentials, None)  # type: ignore[no-any-return]
 
 

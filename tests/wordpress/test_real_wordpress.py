@@ -21,10 +21,12 @@ import httpx
 import pytest
 
 from oneie_operator.errors import CredentialsRejectedError
+from oneie_operator.health.probing import ProbeTarget, run_probe
 from oneie_operator.providers.base import CheckResult
 from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.wordpress import WordPressProvider
+from oneie_operator.vault import Keyring, generate_key, seal
 
 pytestmark = pytest.mark.wordpress
 
@@ -41,6 +43,8 @@ class RealWordPress(Protocol):
 
 #: What WordPress answers (401) to a wrong application password or user name, by version.
 WORDPRESS_AUTH_CODES = ("incorrect_password", "invalid_username", "invalid_email", "rest_not_logged_in")
+KEYRING = Keyring.from_env(generate_key(), None)
+
 #: Same shape as a real application password (24 letters and digits), but not one.
 WRONG_PASSWORD = "Zq7Xw2Lp9Rt4Vb6Nm1Kc3Hd8"
 
@@ -167,3 +171,25 @@ async def test_health_probe_succeeds(
     assert result.latency_seconds >= 0
     for form in leak_forms(wp.username, wp.app_password):
         assert form not in f"{result.detail} {dict(result.facts)}"
+
+
+@pytest.mark.parametrize("rest_route", URL_FORMS)
+async def test_health_check_with_a_wrong_application_password_fails(
+    real_wordpress: RealWordPress, provider: WordPressProvider, http: ProviderHTTP, rest_route: bool
+) -> None:
+    """The REST index answers "site is up" whatever the password: the health check proves it too."""
+    wp = real_wordpress
+    settings = settings_for(wp, rest_route)
+    wrong = credentials(wp.username, WRONG_PASSWORD)
+    await http.probe(provider, settings, wrong)  # liveness alone cannot tell
+    ns, name = "wp-tenant", "site"
+    target = ProbeTarget(namespace=ns, name=name, provider=provider, settings=settings,
+                         sealed=seal(KEYRING, wrong, namespace=ns, connection=name))
+    outcome = await run_probe(target, KEYRING, http)
+    assert not outcome.ok and outcome.reason == "CredentialsRejected" and outcome.credentials_checked
+    assert any(code in outcome.message for code in WORDPRESS_AUTH_CODES), outcome.message
+    for form in leak_forms(wp.username, WRONG_PASSWORD):
+        assert form not in outcome.message
+    good = ProbeTarget(namespace=ns, name=name, provider=provider, settings=settings,
+                       sealed=seal(KEYRING, credentials(wp.username, wp.app_password), namespace=ns, connection=name))
+    assert (await run_probe(good, KEYRING, http)).ok

@@ -18,11 +18,13 @@ from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import HealthTracker, State
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
 from oneie_operator.health.probing import ProbeTarget, run_probe
+from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import API_VERSION
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 600.0
+CREDENTIALS_REJECTED = "CredentialsRejected"
 TRANSITION_EVENTS = {
     "online": ("Normal", "BackendOnline"),
     "degraded": ("Warning", "BackendDegraded"),
@@ -38,6 +40,8 @@ class HealthReporter:
         self._written: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._answered: dict[tuple[str, str], str] = {}
+        #: Connections whose credentials a probe found rejected (to restore Ready when they pass again).
+        self._rejected: set[tuple[str, str]] = set()
 
     async def __call__(self, target: ProbeTarget, tracker: HealthTracker, old: State, new: State) -> None:
         latest = tracker.outcomes[-1]
@@ -84,6 +88,10 @@ class HealthReporter:
                 self._written[key] = (essential, time.monotonic())
                 if requested is not None:
                     self._answered[key] = requested
+        # A rejection found by any call counts (Notion's probe is authenticated); acceptance only
+        # from a probe that ran the credential test.
+        if latest.reason == CREDENTIALS_REJECTED or (latest.ok and latest.credentials_checked):
+            await self._credentials(target, latest.ok, latest.message)
         if old != new and new in TRANSITION_EVENTS:
             kind, reason = TRANSITION_EVENTS[new]
             detail = f" ({latest.reason}: {latest.message})" if not latest.ok else f" ({latest.seconds * 1000:.0f} ms)"
@@ -94,10 +102,70 @@ class HealthReporter:
             }
             kopf.event(kopf.Body(body), type=kind, reason=reason, message=f"{target.name} is {new}, was {old}{detail}")
 
+    async def _credentials(self, target: ProbeTarget, accepted: bool, message: str) -> None:
+        """A probe's credential check: rejected → Ready=False ``CredentialsRejected`` and an Event;
+        accepted again after such a rejection → Ready=True. (A fixed source Secret is re-verified by
+        the connection's own reconcile, which overwrites this condition either way.)"""
+        key = (target.namespace, target.name)
+        self.services.metrics.set_credentials_rejected(*key, target.provider.name, rejected=not accepted)
+        if accepted and key not in self._rejected:
+            return  # the usual case: no API read
+        obj = await self.services.objects.get("backendconnections", target.namespace, target.name)
+        if obj is None:
+            return
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        if target.uid and meta.get("uid") != target.uid:
+            return
+        current = conditions.get_condition(status.get("conditions"), "Ready") or {}
+        probe_rejected = current.get("status") == "False" and current.get("reason") == CREDENTIALS_REJECTED
+        generation = meta.get("generation")
+        if accepted:
+            if not probe_rejected:
+                self._rejected.discard(key)  # the reconcile re-verified meanwhile
+                return
+            text = "the health check's credential test passes again"
+            updates = conditions.ready("CredentialsVerified", text)
+            kind, reason = "Normal", "CredentialsVerified"
+        else:
+            text = (
+                f"the health check found the credentials rejected by {target.provider.display_name} ({message}); "
+                "fix the credentials Secret (it is re-verified when it changes)"
+            )
+            if probe_rejected and current.get("message") == text:
+                return
+            updates = conditions.stalled(CREDENTIALS_REJECTED, text)
+            kind, reason = "Warning", CREDENTIALS_REJECTED
+        merged = conditions.merge_conditions(status.get("conditions"), updates, generation=generation)
+        try:
+            await self.services.objects.patch_status(
+                "backendconnections", target.namespace, target.name, {"conditions": merged}
+            )
+        except Exception as exc:  # the next credential check tries again
+            logger.warning(
+                "Ready of %s/%s not written (%s); will retry", target.namespace, target.name, type(exc).__name__
+            )
+            return
+        if accepted:
+            self._rejected.discard(key)
+        else:
+            self._rejected.add(key)
+        self.services.metrics.set_connection(*key, target.provider.name, accepted, None)
+        self._event(target, kind, reason, text)
+
+    @staticmethod
+    def _event(target: ProbeTarget, kind: str, reason: str, message: str) -> None:
+        body: kopf.RawBody = {
+            "apiVersion": API_VERSION,
+            "kind": "BackendConnection",
+            "metadata": {"name": target.name, "namespace": target.namespace, "uid": target.uid},
+        }
+        kopf.event(kopf.Body(body), type=kind, reason=reason, message=message)
+
     def forget(self, namespace: str, name: str) -> None:
         self._written.pop((namespace, name), None)
         self._dirty.discard((namespace, name))
         self._answered.pop((namespace, name), None)
+        self._rejected.discard((namespace, name))
 
 
 @kopf.on.startup()

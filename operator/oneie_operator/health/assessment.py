@@ -24,6 +24,7 @@ class Thresholds:
     error_rate: float = 0.2
     window: int = 10
     failure_threshold: int = 1
+    credential_check_every: int = 1
 
     @classmethod
     def from_spec(cls, health_check: Mapping[str, Any] | None) -> Thresholds:
@@ -34,6 +35,7 @@ class Thresholds:
             degraded_seconds=float(spec.get("degradedThresholdMilliseconds", 2000)) / 1000,
             error_rate=float(spec.get("errorRateThreshold", 0.2)),
             window=max(1, int(spec.get("window", 10))),
+            credential_check_every=max(1, int(spec.get("credentialCheckEvery", 1))),
         )
 
 
@@ -45,6 +47,8 @@ class ProbeOutcome:
     reason: str = ""
     message: str = ""  # sanitised; never credentials
     retry_after: float | None = None
+    #: The probe also ran the provider's credential test (and it answered, if ``ok``).
+    credentials_checked: bool = False
 
 
 @dataclass

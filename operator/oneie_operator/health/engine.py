@@ -6,7 +6,8 @@
 * Jitter: a newly registered connection is first probed at a random point of its first
   interval (capped), so a restart does not stampede every backend at once.
 * Rate limits: ``requestsPerMinute`` / ``requestsPerDay`` of the connection are never exceeded
-  by probes (the probe is postponed), and a provider's ``Retry-After`` is honoured.
+  by probes (the probe is postponed), and a provider's ``Retry-After`` is honoured. A probe that
+  also checks the credentials (every ``credentialCheckEvery``-th) counts as two calls.
 * ``request(key)``: an immediate probe (the ``one.ie/probe`` annotation, ``kubectl oneie probe``).
 * Results go to ``on_result`` (status, Events, metrics are the caller's business).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import random
@@ -53,6 +55,7 @@ class _Entry:
     not_before: float = 0.0  # Retry-After / rate limits
     minute: collections.deque[float] = field(default_factory=collections.deque)
     day: collections.deque[float] = field(default_factory=collections.deque)
+    probes: int = 0  # started probes: every credential_check_every-th one checks the credentials
 
 
 class ProbeEngine:
@@ -168,14 +171,16 @@ class ProbeEngine:
 
     def _rate_limit_until(self, entry: _Entry, now: float) -> float:
         target = entry.target
+        # A probe that also checks the credentials makes two calls.
+        need = 2 if entry.probes % target.thresholds.credential_check_every == 0 else 1
         for window, limit, span in (
             (entry.minute, target.requests_per_minute, 60.0),
             (entry.day, target.requests_per_day, 86400.0),
         ):
             while window and window[0] <= now - span:
                 window.popleft()
-            if limit is not None and len(window) >= limit:
-                return window[0] + span
+            if limit is not None and len(window) + min(need, limit) > limit:
+                return window[len(window) - limit + min(need, limit) - 1] + span
         return now
 
     async def _probe(self, key: Key, entry: _Entry, due: float) -> None:
@@ -187,9 +192,16 @@ class ProbeEngine:
             async with per_ns, self._global:
                 started = self._clock()
                 self.lateness.append((namespace, started - due))
-                entry.minute.append(started)
-                entry.day.append(started)
-                outcome = await self._prober(entry.target)
+                target = entry.target
+                every = target.thresholds.credential_check_every
+                check = entry.probes % every == 0
+                entry.probes += 1
+                if check != target.check_credentials:
+                    target = dataclasses.replace(target, check_credentials=check)
+                for _ in range(2 if check else 1):  # the credential test is a call of its own
+                    entry.minute.append(started)
+                    entry.day.append(started)
+                outcome = await self._prober(target)
             self.probes_done += 1
             if self._entries.get(key) is not entry:
                 return  # deleted mid-probe: the result belongs to nobody

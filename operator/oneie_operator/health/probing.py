@@ -1,4 +1,6 @@
-"""One health probe of one connection: decrypt, call the provider's probe, classify the result."""
+"""One health probe of one connection: decrypt, call the provider's probe (liveness) and, on the
+probes that ``spec.healthCheck.credentialCheckEvery`` selects, its credential test (the cheapest
+authenticated call), and classify the result."""
 
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ class ProbeTarget:
     requests_per_minute: int | None = None
     requests_per_day: int | None = None
     uid: str = ""
+    #: Run the provider's credential test after a successful probe (the engine clears it on the
+    #: probes between two credential checks, see ``Thresholds.credential_check_every``).
+    check_credentials: bool = True
 
 
 def _now() -> str:
@@ -43,8 +48,13 @@ async def run_probe(target: ProbeTarget, keyring: Keyring, http: ProviderHTTP) -
     try:
         credentials = unseal(keyring, target.sealed, namespace=target.namespace, connection=target.name)
         async with asyncio.timeout(target.thresholds.timeout_seconds):
-            result = await http.probe(target.provider, target.settings, credentials)
-        return ProbeOutcome(ok=True, seconds=result.latency_seconds, at=_now())
+            result = await http.probe(target.provider, target.settings, credentials, namespace=target.namespace)
+            if target.check_credentials:
+                # Liveness alone would keep a revoked key "online": prove the credentials too.
+                await http.test_credentials(target.provider, target.settings, credentials, namespace=target.namespace)
+        return ProbeOutcome(
+            ok=True, seconds=result.latency_seconds, at=_now(), credentials_checked=target.check_credentials
+        )
     except TimeoutError:
         return ProbeOutcome(
             False,
@@ -56,5 +66,11 @@ async def run_probe(target: ProbeTarget, keyring: Keyring, http: ProviderHTTP) -
     except OneieError as exc:
         retry = exc.retry_after if isinstance(exc, ProviderRateLimitedError) else None
         return ProbeOutcome(
-            False, time.perf_counter() - started, _now(), exc.reason, sanitize(str(exc), credentials.values()), retry
+            False,
+            time.perf_counter() - started,
+            _now(),
+            exc.reason,
+            sanitize(str(exc), credentials.values()),
+            retry,
+            credentials_checked=target.check_credentials,
         )

@@ -53,8 +53,8 @@ class Metrics:
         )
         self.provider_calls = Counter(
             "oneie_provider_calls",
-            "Calls the operator made to providers, by provider, call and outcome.",
-            ["provider", "call", "outcome"],
+            "Calls the operator made to providers, by tenant namespace, provider, call and outcome.",
+            ["namespace", "provider", "call", "outcome"],
             registry=r,
         )
         self.provider_call_duration = Histogram(
@@ -129,7 +129,14 @@ class Metrics:
             "oneie_connection_consecutive_failures", "Consecutive failed health probes of the connection.",
             ["namespace", "connection", "provider"], registry=r,
         )
+        self.credentials_rejected = Gauge(
+            "oneie_connection_credentials_rejected",
+            "1 while the provider rejects the connection's credentials in its health check, else 0.",
+            ["namespace", "connection", "provider"], registry=r,
+        )
         self._health_series: dict[tuple[str, str], str] = {}
+        self._rejected_series: set[tuple[str, str, str]] = set()
+        self._call_series: dict[str, set[tuple[str, str, str]]] = {}
         # Fixed label values exist from the start, so rate() sees the first event after a restart.
         for result in ("Succeeded", "RolledBack", "Failed"):
             self.switches.labels(result)
@@ -143,9 +150,11 @@ class Metrics:
         self._key_of: dict[tuple[str, str], str] = {}
         self._provider_of: dict[tuple[str, str], str] = {}
 
-    def observe_call(self, provider: str, call: str, outcome: str, seconds: float) -> None:
-        """The ``on_call`` hook of the providers' HTTP client."""
-        self.provider_calls.labels(provider, call, outcome).inc()
+    def observe_call(self, provider: str, call: str, outcome: str, seconds: float, namespace: str = "") -> None:
+        """The ``on_call`` hook of the providers' HTTP client: per-tenant usage (``namespace``) whose
+        series go when the namespace's last connection does (:meth:`forget_connection`)."""
+        self.provider_calls.labels(namespace, provider, call, outcome).inc()
+        self._call_series.setdefault(namespace, set()).add((provider, call, outcome))
         self.provider_call_duration.labels(provider, call).observe(seconds)
 
     def count_security_events(self, namespace: str, reasons: Iterable[str]) -> None:
@@ -194,6 +203,12 @@ class Metrics:
         self.error_rate.labels(namespace, name, provider).set(error_rate)
         self.consecutive_failures.labels(namespace, name, provider).set(consecutive_failures)
 
+    def set_credentials_rejected(self, namespace: str, name: str, provider: str, *, rejected: bool) -> None:
+        """From a probe that checked the credentials (the series goes with :meth:`forget_health`)."""
+        self._health_series[(namespace, name)] = provider
+        self._rejected_series.add((namespace, name, provider))
+        self.credentials_rejected.labels(namespace, name, provider).set(1 if rejected else 0)
+
     def forget_health(self, namespace: str, name: str) -> None:
         provider = self._health_series.pop((namespace, name), None)
         if provider is None:
@@ -202,6 +217,9 @@ class Metrics:
             self.health_state.remove(namespace, name, provider, candidate)
         for gauge in (self.response_time, self.error_rate, self.consecutive_failures):
             gauge.remove(namespace, name, provider)
+        if (namespace, name, provider) in self._rejected_series:
+            self._rejected_series.discard((namespace, name, provider))
+            self.credentials_rejected.remove(namespace, name, provider)
 
     def forget_connection(self, namespace: str, name: str) -> None:
         """Remove the series of a deleted connection."""
@@ -213,3 +231,6 @@ class Metrics:
         old = self._key_of.pop(key, None)
         if old is not None:
             self.credentials_by_key.labels(old).dec()
+        if namespace and not any(ns == namespace for ns, _ in self._provider_of):
+            for labels in self._call_series.pop(namespace, ()):  # the tenant's last connection went
+                self.provider_calls.remove(namespace, *labels)

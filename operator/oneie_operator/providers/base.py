@@ -7,8 +7,15 @@ A provider is one small module with one class deriving from :class:`Provider`:
   whose field errors become the operator's field-level messages;
 * ``secret_fields`` / ``optional_secret_fields``: the keys read from the credentials Secret;
 * ``capabilities``: what the backend offers (becomes ``capability.one.ie/<name>`` labels);
-* ``test_credentials``: the cheapest authenticated call that proves the credentials;
-* ``probe``: the health call (authenticated where it has to be) for periodic monitoring;
+* ``test_credentials``: the cheapest authenticated call that proves the credentials; it may
+  *narrow* the capabilities to what these credentials allow by returning
+  ``CheckResult(capabilities=...)`` (a subset of ``capabilities``; e.g. a read-only Convex key
+  gets no ``database-write``). The operator's ``status.capabilities`` and
+  ``capability.one.ie/*`` labels follow the narrowed set; ``None`` (the default) means all of
+  ``capabilities``. The operator also runs it periodically as the authenticated part of the
+  health check (``spec.healthCheck.credentialCheckEvery``), so keep it cheap and read-only;
+* ``probe``: the liveness call for periodic monitoring (it need not be authenticated: the
+  operator adds ``test_credentials`` to it);
 * ``credential_issues`` (optional): format checks of the secret fields, run by
   ``check_credentials`` before any network call (messages name the field, never the value).
 
@@ -81,6 +88,9 @@ class CheckResult:
     detail: str = ""
     #: Facts learned on the way (e.g. ``{"site": "My Blog"}``); never secrets.
     facts: Mapping[str, str] = field(default_factory=dict)
+    #: From ``test_credentials`` only: the capabilities these credentials allow, a subset of the
+    #: provider's ``capabilities`` (``None``: all of them). Names outside it are ignored.
+    capabilities: frozenset[str] | None = None
 
 
 class Provider(abc.ABC, Generic[SettingsT]):

@@ -15,15 +15,26 @@ Documented behaviour followed here (checked 2026):
   ``prod:happy-otter-123|ey...`` / ``dev:...|...`` / ``preview:team:project|...`` /
   ``project:team:project|...`` (https://docs.convex.dev/cli/deploy-key-types); self-hosted admin keys
   look like ``<instance-name>|<hex>``.
-* Credential test — ``GET /api/v1/deployment_info`` (Deployment Platform API: "Returns identity
-  information about this deployment", needs a deploy key; ``{"kind":"cloud",...}`` or
-  ``{"kind":"selfHosted"}``; source ``crates/local_backend/src/deployment_info.rs``). Older
-  self-hosted backends without that route (404) are tested with ``GET /api/check_admin_key``.
-  A bad key is ``401 {"code":"BadAdminKey","message":"The provided admin key was invalid for this
-  instance"}``. (``GET /api/v1/list_environment_variables`` would also prove the key but returns the
-  deployment's secrets, so it is deliberately not used.)
-* Probe — ``GET /version`` (unauthenticated, plain text: the backend version; the self-hosted
-  docker-compose health check uses exactly this).
+* Credential test — ``GET /api/check_admin_key`` with the key: the route Convex's dashboard uses
+  to check a key ("checks if the admin key included in the header is valid for this instance.
+  Returns the allowed operations and read-only status for the key"):
+  ``{"success": true, "allowedOps": [...], "isReadOnly": false}``; an empty ``allowedOps`` means
+  every operation (``operations_for_deploy_key``). Source: ``crates/local_backend/src/dashboard.rs``
+  (``check_admin_key``), ``crates/keybroker/src/operations.rs`` (``DeploymentOp``,
+  ``read_only_operations``) in https://github.com/get-convex/convex-backend . A read-only key, or one
+  whose ``allowedOps`` lack ``WriteData``, narrows the connection's capabilities: no
+  ``database-write``. A key that does not decrypt for the deployment is ``401 {"code": "BadAdminKey",
+  "message": "The provided admin key was invalid for this instance"}``
+  (``crates/authentication/src/application_auth.rs``); no key, or one that is not a deployment admin,
+  is ``403 {"code": "BadDeployKey", "message": "The provided deploy key was invalid for deployment
+  '<name>'. ..."}`` (``keybroker::bad_admin_key_error``). Both mean rejected credentials.
+* Probe (liveness) — ``GET /instance_name`` (unauthenticated, plain text: the deployment's name),
+  the route Convex's own CLI uses to check that a backend is up and is the expected one
+  (``npm-packages/convex/src/cli/lib/networkTest.ts``, ``localDeployment/run.ts``; served by
+  ``health_check_routes`` in ``crates/local_backend/src/router.rs``). The answer must be the
+  deployment named by the cloud URL (``<name>.convex.cloud``) and by a ``prod:<name>|``/``dev:<name>|``
+  or self-hosted ``<name>|`` key. ``/version`` is not used: a cloud deployment need not serve it.
+* Authenticated health check — the credential test's call, ``GET /api/check_admin_key``.
 * Rate limits — Convex documents no HTTP rate-limit headers; a 429 is handled generically
   (``Retry-After`` when present).
 """
@@ -36,15 +47,19 @@ from collections.abc import Mapping
 import httpx
 from pydantic import Field, field_validator
 
-from oneie_operator.errors import CredentialsError, FieldIssue, ProviderProtocolError
+from oneie_operator.errors import CredentialsError, CredentialsRejectedError, FieldIssue, ProviderProtocolError
 from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings, validate_base_url
-from oneie_operator.providers.http import ProviderClient, ProviderResponse, describe_error_body
-from oneie_operator.providers.redaction import sanitize
+from oneie_operator.providers.http import ProviderClient, describe_error_body
 
 EXAMPLE_URL = "https://happy-otter-123.convex.cloud"
 _CLOUD_HOST = re.compile(r"^[a-z]+-[a-z]+-[0-9]+(\.[a-z0-9-]+)?\.convex\.cloud$")
 #: ``prod:<name>|...`` / ``dev:<name>|...`` name the deployment they belong to.
 _NAMED_KEY = re.compile(r"^(prod|dev):([a-z]+-[a-z]+-[0-9]+)\|")
+#: A self-hosted admin key ``<instance-name>|<hex>`` names its instance.
+_INSTANCE_KEY = re.compile(r"^([a-z0-9][a-z0-9-]*)\|")
+_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: The capability a key without ``WriteData`` (a read-only key) does not get.
+WRITE_CAPABILITY = "database-write"
 
 
 class ConvexSettings(ProviderSettings):
@@ -78,9 +93,23 @@ class ConvexSettings(ProviderSettings):
 
 def _convex_error(status: int, body: object) -> str | None:
     detail = describe_error_body(status, body)
-    if status == 401 and detail and "BadAdminKey" in detail:
+    if status in (401, 403) and detail and ("BadDeployKey" in detail or "BadAdminKey" in detail):
         detail += " (is deployKey a deploy key of this deployment?)"
     return detail
+
+
+def _key_deployment(key: str) -> str | None:
+    """The deployment a key names: ``prod:<name>|``, ``dev:<name>|`` or self-hosted ``<name>|``."""
+    named = _NAMED_KEY.match(key)
+    if named:
+        return named.group(2)
+    instance = _INSTANCE_KEY.match(key)
+    return instance.group(1) if instance else None
+
+
+def _url_deployment(url: str) -> str | None:
+    host = httpx.URL(url).host
+    return host.split(".", 1)[0] if host.endswith(".convex.cloud") else None
 
 
 class ConvexProvider(Provider[ConvexSettings]):
@@ -91,6 +120,7 @@ class ConvexProvider(Provider[ConvexSettings]):
     capabilities = frozenset(
         {
             "database",
+            WRITE_CAPABILITY,
             "realtime",
             "functions",
             "scheduled-functions",
@@ -132,38 +162,50 @@ class ConvexProvider(Provider[ConvexSettings]):
                 "(a prod:/dev: key names its deployment)"
             )
 
-        async def get(path: str, expect: tuple[int, ...]) -> ProviderResponse:
-            return await http.request(
-                "GET", path, call="test_credentials", expect=expect, headers=self._headers(credentials),
-                describe_error=_convex_error,
-            )  # fmt: skip
-
-        answer = await get("/api/v1/deployment_info", (200, 404))
-        if answer.status == 404:  # a self-hosted backend from before the Deployment Platform API
-            answer = await get("/api/check_admin_key", (200,))
-            return CheckResult(answer.seconds, "deploy key accepted (self-hosted backend)", {"kind": "selfHosted"})
-        info = answer.body if isinstance(answer.body, dict) else {}
-        kind = str(info.get("kind", "unknown"))
-        facts = {"kind": sanitize(kind, (), 40)}
-        if kind == "cloud":
-            for key_name in ("deploymentType", "projectSlug", "reference"):
-                if isinstance(info.get(key_name), str):
-                    facts[key_name] = sanitize(info[key_name], credentials.values(), 80)
-            where = ", ".join(f"{k} {v}" for k, v in facts.items() if k != "kind")
-            detail = f"deploy key accepted (Convex cloud{': ' + where if where else ''})"
+        answer = await http.request(
+            "GET", "/api/check_admin_key", call="test_credentials", headers=self._headers(credentials),
+            describe_error=_convex_error,
+        )  # fmt: skip
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if body.get("success") is not True:
+            raise ProviderProtocolError("Convex answered /api/check_admin_key without success: true")
+        read_only = body.get("isReadOnly") is True
+        ops = body.get("allowedOps")
+        allowed = [str(op) for op in ops] if isinstance(ops, list) else []
+        # An empty allowedOps means every operation (keybroker operations_for_deploy_key).
+        writable = not read_only and (not allowed or "WriteData" in allowed)
+        capabilities = self.capabilities if writable else self.capabilities - {WRITE_CAPABILITY}
+        facts = {
+            "readOnly": "true" if read_only else "false",
+            "allowedOps": "all" if not allowed else str(len(allowed)),
+        }
+        if writable:
+            detail = (
+                "deploy key accepted (all operations)" if not allowed else "deploy key accepted (restricted operations)"
+            )
         else:
-            detail = "deploy key accepted (self-hosted backend)"
-        return CheckResult(answer.seconds, detail, facts)
+            detail = "deploy key accepted, read-only: no database-write capability"
+        return CheckResult(answer.seconds, detail, facts, capabilities=capabilities)
 
     async def probe(
         self, settings: ConvexSettings, credentials: Mapping[str, str], http: ProviderClient
     ) -> CheckResult:
-        answer = await http.request("GET", "/version", call="probe", body="text")
+        answer = await http.request("GET", "/instance_name", call="probe", body="text")
         content_type = answer.headers.get("content-type", "").lower()
-        text = str(answer.body).strip()
-        if content_type.startswith("text/html") or not text or len(text) > 200 or "<" in text:
+        name = str(answer.body).strip()
+        if content_type.startswith("text/html") or not _INSTANCE_NAME.match(name):
             raise ProviderProtocolError(
-                "Convex /version did not answer with a version string (is spec.convex.url a Convex deployment URL?)"
+                "Convex /instance_name did not answer with a deployment name "
+                "(is spec.convex.url a Convex deployment URL?)"
             )
-        version = sanitize(text, credentials.values(), 64)
-        return CheckResult(answer.seconds, f"Convex backend {version} is up", {"version": version})
+        expected_by_url = _url_deployment(settings.url)
+        if expected_by_url is not None and name != expected_by_url:
+            raise ProviderProtocolError(
+                f"the deployment at spec.convex.url answers as {name!r}, not {expected_by_url!r} as its URL names"
+            )
+        by_key = _key_deployment(credentials.get("deployKey", "").strip())
+        if by_key is not None and name != by_key:
+            raise CredentialsRejectedError(
+                f"deployKey belongs to deployment {by_key!r}, but spec.convex.url serves deployment {name!r}"
+            )
+        return CheckResult(answer.seconds, f"Convex deployment {name} is up", {"deployment": name})

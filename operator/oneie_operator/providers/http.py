@@ -4,10 +4,10 @@ Front door: :class:`ProviderHTTP` (one per process: one ``aiohttp`` session, one
 and :class:`ProviderClient`, the view of it that a provider receives, bound by
 :meth:`ProviderHTTP.bind` to the provider's name, display name, base URL and the connection's
 credentials (like External Secrets' ``NewClient(store)``). A provider call then states only what is
-particular to it: ``await http.request("GET", "/version", call="probe", body="text")``. The name
-labels every call's metric (``on_call(provider, call, outcome, seconds)``; the operator wires it to
-``oneie_provider_calls_total``), so a plug-in cannot forget it; the credentials are removed from
-every message, so a plug-in cannot forget that either.
+particular to it: ``await http.request("GET", "/instance_name", call="probe", body="text")``. The
+name and the tenant's namespace label every call's metric (``on_call(provider, call, outcome,
+seconds, namespace)``; the operator wires it to ``oneie_provider_calls_total``), so a plug-in cannot
+forget it; the credentials are removed from every message, so a plug-in cannot forget that either.
 
 Guarantees, for every call:
 
@@ -63,7 +63,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Literal
@@ -126,8 +126,8 @@ MAX_ENCODING_LAYERS = 2
 #: How many URLs that passed the destination policy are remembered (their check is skipped).
 CHECKED_URLS = 4096
 
-#: ``on_call(provider, call, outcome, seconds)``.
-OnCall = Callable[[str, str, str, float], None]
+#: ``on_call(provider, call, outcome, seconds, namespace)`` (``namespace`` "" when not bound to a tenant).
+OnCall = Callable[[str, str, str, float, str], None]
 #: ``describe(status, body) -> "code: message"``; ``body`` is parsed JSON, text, or None.
 ErrorDescriber = Callable[[int, Any], "str | None"]
 
@@ -409,8 +409,11 @@ class ProviderHTTP:
         provider: Provider[Any],
         settings: ProviderSettings | None = None,
         credentials: Mapping[str, str] | None = None,
+        *,
+        namespace: str = "",
     ) -> ProviderClient:
-        """The client one provider call gets: its name, display name, base URL and credentials."""
+        """The client one provider call gets: its name, display name, base URL and credentials, and
+        the tenant's ``namespace`` its calls are counted for (``oneie_provider_calls_total``)."""
         base = provider.base_url(settings) if settings is not None else None
         return self.client(
             provider.name,
@@ -418,19 +421,30 @@ class ProviderHTTP:
             base_url=base,
             url_field=f"spec.{provider.name}.{provider.base_url_field}",
             credentials=credentials,
+            namespace=namespace,
         )
 
     async def test_credentials(
-        self, provider: Provider[Any], settings: ProviderSettings, credentials: Mapping[str, str]
+        self,
+        provider: Provider[Any],
+        settings: ProviderSettings,
+        credentials: Mapping[str, str],
+        *,
+        namespace: str = "",
     ) -> CheckResult:
         """``provider.test_credentials`` with a bound client; every failure typed (see :meth:`run`)."""
-        return await self.run(provider, "test_credentials", settings, credentials)
+        return await self.run(provider, "test_credentials", settings, credentials, namespace=namespace)
 
     async def probe(
-        self, provider: Provider[Any], settings: ProviderSettings, credentials: Mapping[str, str]
+        self,
+        provider: Provider[Any],
+        settings: ProviderSettings,
+        credentials: Mapping[str, str],
+        *,
+        namespace: str = "",
     ) -> CheckResult:
         """``provider.probe`` with a bound client; every failure typed (see :meth:`run`)."""
-        return await self.run(provider, "probe", settings, credentials)
+        return await self.run(provider, "probe", settings, credentials, namespace=namespace)
 
     async def run(
         self,
@@ -438,6 +452,8 @@ class ProviderHTTP:
         call: Literal["test_credentials", "probe"],
         settings: ProviderSettings,
         credentials: Mapping[str, str],
+        *,
+        namespace: str = "",
     ) -> CheckResult:
         """How the operator calls a provider: bound client, and a typed error whatever fails.
 
@@ -446,7 +462,7 @@ class ProviderHTTP:
         the exception's type, never its text (which may quote the answer or the credentials), so
         a switch rolls back and a probe reports it like any other failure.
         """
-        client = self.bind(provider, settings, credentials)
+        client = self.bind(provider, settings, credentials, namespace=namespace)
         method = provider.test_credentials if call == "test_credentials" else provider.probe
         try:
             result: CheckResult = await method(settings, credentials, client)
@@ -457,6 +473,8 @@ class ProviderHTTP:
             raise ProviderProtocolError(
                 f"{provider.display_name} {call.replace('_', ' ')} failed inside the provider ({type(exc).__name__})"
             ) from None
+        if result.capabilities is not None:  # narrowing only: a provider cannot add capabilities here
+            result = replace(result, capabilities=frozenset(result.capabilities) & provider.capabilities)
         return result
 
     def client(
@@ -467,9 +485,12 @@ class ProviderHTTP:
         base_url: str | None = None,
         url_field: str = "url",
         credentials: Mapping[str, str] | None = None,
+        namespace: str = "",
     ) -> ProviderClient:
         """A :class:`ProviderClient` from its parts (what :meth:`bind` does for a registered provider)."""
-        return ProviderClient(self, provider, display_name or provider, base_url, url_field, dict(credentials or {}))
+        return ProviderClient(
+            self, provider, display_name or provider, base_url, url_field, dict(credentials or {}), namespace
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def _client_session(self) -> aiohttp.ClientSession:
@@ -526,7 +547,9 @@ class ProviderHTTP:
         finally:
             if self.on_call is not None:
                 try:
-                    self.on_call(client.provider, request.call, outcome, time.perf_counter() - started)
+                    self.on_call(
+                        client.provider, request.call, outcome, time.perf_counter() - started, client.namespace
+                    )
                 except Exception:  # a broken metrics hook must not break provider calls
                     log.exception("on_call hook failed")
 
@@ -785,7 +808,7 @@ class ProviderClient:
     """What a provider's calls go through: a :class:`ProviderHTTP` bound to one provider and one
     connection's credentials (see :meth:`ProviderHTTP.bind`)."""
 
-    __slots__ = ("_http", "base_url", "credentials", "display", "provider", "url_field")
+    __slots__ = ("_http", "base_url", "credentials", "display", "namespace", "provider", "url_field")
 
     def __init__(
         self,
@@ -795,6 +818,7 @@ class ProviderClient:
         base_url: str | None,
         url_field: str,
         credentials: Mapping[str, str],
+        namespace: str = "",
     ) -> None:
         self._http = http
         #: The provider's name: the ``provider`` label of every call's metric.
@@ -807,6 +831,8 @@ class ProviderClient:
         self.url_field = url_field
         #: The connection's credentials: removed from every message, named (never shown) when unusable.
         self.credentials = credentials
+        #: The tenant's namespace: the ``namespace`` label of every call's metric ("" when unbound).
+        self.namespace = namespace
 
     def url(self, path: str) -> str:
         """``path`` (``/version``) under the base URL, or ``path`` itself when it is an absolute URL."""

@@ -22,6 +22,8 @@ Documented behaviour followed here (checked 2026):
 * Probe — ``GET /auth/v1/health`` with an ``apikey`` (``{"version","name","description"}``),
   https://supabase.com/docs/guides/troubleshooting/how-do-i-check-gotrueapi-version-of-a-supabase-project-lQAnOR
   (uses ``anonKey`` when given, else ``serviceRoleKey``).
+* Authenticated health check — the credential test's ``GET /rest/v1/`` with ``serviceRoleKey``
+  (the probe's key is not the privileged one), run by the operator with the probe.
 * Errors — gateway ``401 {"message":"Invalid API key","hint":"..."}`` / ``{"message":"No API key
   found in request"}``; PostgREST ``{"code":"PGRST…","message":...}``; Auth
   ``{"code":<status>,"error_code":"...","msg":"..."}`` (429 ``over_request_rate_limit``).

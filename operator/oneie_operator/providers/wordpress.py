@@ -3,6 +3,8 @@
 Documented behaviour followed here (checked 2026):
 
 * Site URL — any WordPress site URL, including one in a subdirectory (``https://example.com/blog``).
+  A ``url`` ending in ``/wp-json`` (the REST API root, often copied instead of the site URL) is
+  normalised to the site URL, so requests never go to ``/wp-json/wp-json/...``.
   The REST API lives under ``/wp-json`` (``rest_get_url_prefix()``, filterable, hence
   ``restPrefix``); on sites without pretty permalinks the same routes are reached with
   ``?rest_route=/wp/v2/...`` ("the REST API can be accessed at ``?rest_route=``"), which is what
@@ -22,6 +24,8 @@ Documented behaviour followed here (checked 2026):
 * Probe — ``GET {prefix}/`` (the API index, public), with ``_fields`` so plugins' route lists are
   not downloaded; it also says whether application passwords are available
   (``authentication.application-passwords``).
+* Authenticated health check — the credential test's ``users/me`` call (the index is public, and a
+  wrong application password does not change its answer), run by the operator with the probe.
 * Errors — ``{"code": "...", "message": "...", "data": {"status": 401}}``: ``invalid_username``,
   ``incorrect_password``, ``application_passwords_disabled``, ``rest_not_logged_in`` (credentials
   missing or ignored — a server that strips ``Authorization`` — and, on older WordPress
@@ -70,7 +74,12 @@ class WordPressSettings(ProviderSettings):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        return validate_base_url(value, example=EXAMPLE_URL)
+        url = validate_base_url(value, example=EXAMPLE_URL)
+        # The site URL, not the API root: a URL copied from the REST API index
+        # (``https://example.com/wp-json/``) is normalised, so calls never go to /wp-json/wp-json/...
+        while url.endswith("/wp-json"):
+            url = url[: -len("/wp-json")]
+        return url
 
     @field_validator("rest_prefix")
     @classmethod

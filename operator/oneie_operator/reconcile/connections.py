@@ -212,6 +212,15 @@ def read_credentials(
     return {key: snapshot.data[key] for key in wanted if snapshot.data.get(key)}
 
 
+def known_capabilities(status: Mapping[str, Any], provider: Provider[Any]) -> list[str]:
+    """The capabilities the last credential test allowed (``status.capabilities``, which a test may
+    have narrowed), within the provider's; the provider's own when nothing was recorded for it."""
+    stored = status.get("capabilities")
+    if status.get("provider") == provider.name and isinstance(stored, list):
+        return sorted(provider.capabilities & {str(c) for c in stored})
+    return sorted(provider.capabilities)
+
+
 def capability_labels(current: Mapping[str, str], capabilities: Sequence[str]) -> dict[str, str | None]:
     """Label changes so that exactly ``capability.one.ie/<c>: "true"`` for each capability exists."""
     desired = {f"{CAPABILITY_LABEL_PREFIX}{cap}": "true" for cap in capabilities}
@@ -297,7 +306,7 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
                         # Written by a version before the opt-in label: label it (same data, no
                         # Event), so that the operator's Secret watch sees it (edits are noticed).
                         return await _store(obj, deps, valid, source, sealed, events, check=None, quiet=True)
-                    labels = capability_labels(obj.labels, sorted(valid.provider.capabilities))
+                    labels = capability_labels(obj.labels, known_capabilities(obj.status, valid.provider))
                     return ConnectionResult(
                         labels=labels, unchanged=not labels, provider=valid.provider, settings=valid.settings,
                         sealed=sealed,
@@ -320,7 +329,7 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
                     check=None,
                 )
 
-        check = await deps.http.test_credentials(valid.provider, valid.settings, credentials)
+        check = await deps.http.test_credentials(valid.provider, valid.settings, credentials, namespace=obj.namespace)
         events.append(
             EventNote(
                 "Normal",
@@ -333,7 +342,9 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
             )
         )
         sealed = seal(deps.keyring, credentials, namespace=obj.namespace, connection=obj.name)
-        return await _store(obj, deps, valid, source, sealed, events, check=check.latency_seconds)
+        return await _store(
+            obj, deps, valid, source, sealed, events, check=check.latency_seconds, capabilities=check.capabilities
+        )
     except OneieError as exc:
         return _failure(obj, exc, deps, list(credentials.values()))
 
@@ -347,6 +358,7 @@ async def _store(
     events: list[EventNote],
     check: float | None,
     quiet: bool = False,
+    capabilities: frozenset[str] | None = None,
 ) -> ConnectionResult:
     owned_name = owned_secret_name(obj.name)
     key_id = deps.keyring.primary_id
@@ -366,12 +378,12 @@ async def _store(
                 f"encrypted {len(sealed)} field(s) with AES-256-GCM key {key_id} into Secret '{owned_name}'",
             )
         )
-    capabilities = sorted(valid.provider.capabilities)
+    allowed = sorted(capabilities) if capabilities is not None else known_capabilities(obj.status, valid.provider)
     message = f"credentials verified and stored encrypted; provider {valid.provider.name}"
     status: dict[str, Any] = {
         "observedGeneration": obj.generation,
         "provider": valid.provider.name,
-        "capabilities": capabilities,
+        "capabilities": allowed,
         "credentials": {
             "secretName": owned_name,
             "keyId": key_id,
@@ -390,6 +402,6 @@ async def _store(
     if not isinstance(obj.status.get("health"), Mapping):
         status["health"] = {"status": "unknown"}
     return ConnectionResult(
-        status=status, labels=capability_labels(obj.labels, capabilities), events=events,
+        status=status, labels=capability_labels(obj.labels, allowed), events=events,
         provider=valid.provider, settings=valid.settings, sealed=dict(sealed),
     )

@@ -296,7 +296,7 @@ def binding_data(target: Target) -> dict[str, str]:
         "connection": target.name,
         "uri": target.provider.base_url(target.settings),
     }
-    for key, value in target.settings.model_dump(by_alias=True, mode="json").items():
+    for key, value in target.settings.model_dump(by_alias=True, mode="json", exclude_none=True).items():
         data[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     if target.share_credentials:
         data.update(target.credentials)
@@ -451,10 +451,12 @@ class _OrgSwitchDeps:
         return target
 
     async def test(self, target: Target) -> None:
-        await self._deps.http.test_credentials(target.provider, target.settings, target.credentials)
+        await self._deps.http.test_credentials(
+            target.provider, target.settings, target.credentials, namespace=self._obj.namespace
+        )
 
     async def check(self, target: Target) -> None:
-        await self._deps.http.probe(target.provider, target.settings, target.credentials)
+        await self._deps.http.probe(target.provider, target.settings, target.credentials, namespace=self._obj.namespace)
 
     async def write(self, target: Target) -> None:
         await write_binding(self._obj, target, self._deps)

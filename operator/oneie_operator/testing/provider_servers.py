@@ -54,7 +54,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -308,70 +308,66 @@ class ProviderServer:
 
 # ---------------------------------------------------------------------------------------- Convex
 class ConvexServer(ProviderServer):
-    """Convex deployment: ``/version``, ``/api/v1/deployment_info``, ``/api/check_admin_key``.
+    """Convex deployment: the health routes (``/``, ``/instance_name``, ``/instance_version``) and
+    ``/api/check_admin_key``, as ``crates/local_backend/src/router.rs`` and ``dashboard.rs`` serve them.
 
-    ``deployment_info_route = False`` mimics a self-hosted backend older than that route (404).
+    ``instance_name`` defaults to the deployment the deploy key names; ``read_only = True`` makes
+    the key a read-only one (``isReadOnly`` and the read-only ``allowedOps``).
     """
 
     name = "convex"
-    deployment_info_route = True
+    read_only = False
+    #: ``keybroker::read_only_operations()``.
+    READ_ONLY_OPS: ClassVar[list[str]] = [
+        "ViewEnvironmentVariables", "ViewLogs", "ViewMetrics", "ViewIntegrations", "ViewData", "ViewBackups",
+        "DownloadBackups", "RunInternalQueries", "RunTestQuery", "ViewAuditLog", "ViewUsageLimits", "ViewUsage",
+    ]  # fmt: skip
+
+    def __init__(self, credentials: Mapping[str, str], *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(credentials, host=host, port=port)
+        key = self.credentials.get("deployKey", "")
+        prefix = key.split("|", 1)[0]
+        self.instance_name = prefix.split(":", 1)[1] if ":" in prefix else prefix or "convex-self-hosted"
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._root)
-        app.router.add_get("/version", self._version)
-        app.router.add_get("/api/v1/deployment_info", self._deployment_info)
+        app.router.add_get("/instance_name", self._instance_name)
+        app.router.add_get("/instance_version", self._instance_version)
         app.router.add_get("/api/check_admin_key", self._check_admin_key)
 
     def _denied(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
-        if not header:
+        scheme, _, key = header.partition(" ")
+        if not header or scheme.lower() != "convex":  # no admin identity: keybroker::bad_admin_key_error
             return _json(
-                401,
+                403,
                 {
-                    "code": "Unauthenticated",
-                    "message": "This endpoint requires a deploy key in Authorization",
+                    "code": "BadDeployKey",
+                    "message": f"The provided deploy key was invalid for deployment '{self.instance_name}'. Double "
+                    "check that the environment this key was generated for matches the desired deployment.",
                 },
             )
-        scheme, _, key = header.partition(" ")
-        if scheme != "Convex" or key != self.credentials["deployKey"]:
+        if key != self.credentials["deployKey"]:  # a key that does not decrypt for this deployment
             return _json(
-                401,
-                {"code": "BadAdminKey", "message": "The provided admin key was invalid for this instance"},
+                401, {"code": "BadAdminKey", "message": "The provided admin key was invalid for this instance"}
             )
         return None
 
     async def _root(self, request: web.Request) -> web.Response:
         return web.Response(text="This Convex deployment is running. See https://docs.convex.dev/.")
 
-    async def _version(self, request: web.Request) -> web.Response:
-        return web.Response(text="1.27.0-fake")
+    async def _instance_name(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.instance_name)
 
-    async def _deployment_info(self, request: web.Request) -> web.Response:
-        if not self.deployment_info_route:
-            return web.Response(status=404, text="Not Found")
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
-        key = self.credentials["deployKey"]
-        if key.startswith(("prod:", "dev:")):
-            return _json(
-                200,
-                {
-                    "kind": "cloud",
-                    "teamId": 1,
-                    "projectId": 2,
-                    "projectName": "Demo",
-                    "projectSlug": "demo",
-                    "id": 3,
-                    "deploymentType": "prod" if key.startswith("prod:") else "dev",
-                    "reference": None,
-                },
-            )
-        return _json(200, {"kind": "selfHosted"})
+    async def _instance_version(self, request: web.Request) -> web.Response:
+        return web.Response(text="1.29.0-fake")
 
     async def _check_admin_key(self, request: web.Request) -> web.Response:
         denied = self._denied(request)
-        return denied or _json(200, {"success": True, "allowedOps": [], "isReadOnly": False})
+        if denied is not None:
+            return denied
+        ops = self.READ_ONLY_OPS if self.read_only else []
+        return _json(200, {"success": True, "allowedOps": ops, "isReadOnly": self.read_only})
 
 
 # ------------------------------------------------------------------------------------- WordPress
@@ -483,10 +479,16 @@ class NotionServer(ProviderServer):
             return _json(529, self.error_document(529, "service_overload", "Notion is overloaded."))
         return _json(status, self.error_document(status, "internal_server_error", "Unexpected error occurred."))
 
+    #: Databases shared with the integration: dashed ID → data source names.
+    shared_databases: ClassVar[dict[str, list[str]]] = {
+        "1429989f-e8ac-4eff-bc8f-57f56486db54": ["Tasks", "Archive"],
+    }
+
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/users/me", self._me)
+        app.router.add_get("/v1/databases/{database_id}", self._database)
 
-    async def _me(self, request: web.Request) -> web.Response:
+    def _refused(self, request: web.Request) -> web.Response | None:
         if "Notion-Version" not in request.headers:
             return _json(
                 400,
@@ -499,6 +501,38 @@ class NotionServer(ProviderServer):
             )
         if request.headers.get("Authorization") != f"Bearer {self.credentials['token']}":
             return _json(401, self.error_document(401, "unauthorized", "API token is invalid."))
+        return None
+
+    async def _database(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        raw = request.match_info["database_id"].replace("-", "").lower()
+        dashed = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+        sources = self.shared_databases.get(dashed)
+        if sources is None:
+            return _json(
+                404,
+                self.error_document(
+                    404,
+                    "object_not_found",
+                    f"Could not find database with ID: {dashed}. Make sure the relevant pages and "
+                    "databases are shared with your integration.",
+                ),
+            )
+        database: dict[str, Any] = {"object": "database", "id": dashed, "title": [], "is_inline": False}
+        if request.headers["Notion-Version"] >= "2025-09-03":
+            database["data_sources"] = [
+                {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, dashed + name)), "name": name} for name in sources
+            ]
+        else:
+            database["properties"] = {"Name": {"id": "title", "type": "title", "title": {}}}
+        return _json(200, database)
+
+    async def _me(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         return _json(
             200,
             {
