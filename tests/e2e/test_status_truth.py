@@ -20,6 +20,7 @@ import pytest
 from e2e_support import Tenant
 from org_support import ORG, apply_org, binding, get_org, switch, wait_org
 
+from oneie_operator.reconcile.connections import ConnectionObject, reconcile_connection
 from oneie_operator.reconcile.organizations import OrgObject, resolve, write_binding
 from oneie_operator.testing.kubeapi import condition, wait_for
 
@@ -61,6 +62,19 @@ async def test_first_probe_result_is_not_overwritten_by_the_reconcile(tenant: Te
     except TimeoutError:
         states = {n: ((await tenant.get(n)) or {}).get("status", {}).get("health") for n in names}
         raise AssertionError(f"health in status: {states}") from None
+
+    # The race made certain: the reconcile ran on the body as it was before the probe wrote (no
+    # status.health yet). What it returns is the patch Kopf applies after the probe's write; it
+    # must not carry a health of its own.
+    stored = await tenant.get(names[0])
+    assert stored is not None
+    before_probe = {k: v for k, v in stored["status"].items() if k not in ("health", "observedGeneration")}
+    obj = ConnectionObject(namespace=tenant.ns, name=names[0], uid=stored["metadata"]["uid"],
+                           generation=stored["metadata"]["generation"], spec=stored["spec"],
+                           status=before_probe, labels=stored["metadata"].get("labels") or {})
+    result = await reconcile_connection(obj, env.services.connection_deps())
+    assert result.error is None and result.status, result
+    assert "health" not in result.status, f"the reconcile would overwrite the probe: {result.status['health']}"
 
 
 async def test_stalled_organization_follows_its_active_connections_health(tenant: Tenant) -> None:

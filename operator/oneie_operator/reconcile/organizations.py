@@ -6,8 +6,11 @@
 * **Switch** (desired != active): resolve → test → activate → healthGate, timed, under
   ``spec.switchPolicy.timeoutSeconds`` (the state machine in ``reconcile.switch_machine``; this
   module adapts it to Kubernetes objects). Any failure leaves (or puts back) the previous backend
-  in the binding, sets ``Stalled`` and is not retried until the spec, the target connection or
-  its credentials change, or the ``one.ie/retry`` annotation changes.
+  in the binding and sets ``Stalled``. A transient failure of the target (unreachable, unhealthy,
+  too slow) is retried by itself once the target's health is online, with back-off, at most
+  ``MAX_SWITCH_RETRIES`` times; any other is not retried until the spec, the target connection or
+  its credentials change, or the ``one.ie/retry`` annotation changes. ``Healthy`` follows the
+  active backend's health in every state.
 * **Crash safety**: the binding Secret is the commit point. It is written in one atomic
   replace, annotated with the connection it serves. Status is written after it. An operator
   killed anywhere re-runs the switch from the start (every step is idempotent); a health gate
