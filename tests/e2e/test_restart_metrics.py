@@ -66,14 +66,15 @@ async def test_every_gauge_series_survives_a_restart(restart_env: LocalEnvironme
     assert any(k[0] == "oneie_credentials_encrypted" and v == 3.0 for k, v in before.items()), before
 
     old_metrics = env.services.metrics
-    await restart_operator(env, new_process=True)
+    # First probes after the restart come within 30 s: the gauges must be right before they do.
+    await restart_operator(env, {**env.environ, "PROBE_INITIAL_JITTER_SECONDS": "30"}, new_process=True)
     assert env.services.metrics is not old_metrics, "the restart starts from an empty registry"
 
     async def same() -> bool:
         return gauges(env.services.metrics) == before
 
     try:
-        await wait_for(same, timeout=30, what="every gauge series as before the restart")
+        await wait_for(same, timeout=10, what="every gauge series as before the restart")
     except TimeoutError:
         after = gauges(env.services.metrics)
         missing = sorted(set(before) - set(after))

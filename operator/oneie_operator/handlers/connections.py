@@ -99,6 +99,9 @@ async def reconcile(
         # Also when nothing changed (a resume after a restart): a fresh process has no series yet.
         stored = result.status.get("credentials") or obj.status.get("credentials") or {}
         metrics.set_connection(ns, name, provider, True, stored.get("keyId"))
+        health = obj.status.get("health")
+        if isinstance(health, Mapping):  # until this process probes it: what the last probe found
+            metrics.restore_health(ns, name, provider, health)
     register_for_probes(services, obj, result, dict(meta.get("annotations") or {}))
     if services.probe_engine is not None:
         ensure_running(memo, services.probe_engine)
