@@ -21,6 +21,7 @@
     ├── SwitchTargetError             an organization's desired backend cannot be used
     │   ├── ConnectionNotFoundError   no such BackendConnection in the namespace
     │   ├── ConnectionNotReadyError   it exists but is not Ready (its own reason in the message)
+    │   ├── ConnectionDeletingError   it is being deleted (held by the in-use finalizer)
     │   ├── NoBackendError            no connectionRef and no platform default configured
     │   ├── SwitchDeadlineError       the switch did not finish within spec.switchPolicy.timeoutSeconds
     │   └── BindingIndeterminateError a failed switch could not put the previous binding back
@@ -148,6 +149,13 @@ class ConnectionNotFoundError(SwitchTargetError):
 
 class ConnectionNotReadyError(SwitchTargetError):
     reason = "ConnectionNotReady"
+
+
+class ConnectionDeletingError(SwitchTargetError):
+    """The target connection is being deleted (held only by the in-use finalizer): never a new
+    target, or a tenant could extend the hold forever. Permanent: waits for a change of spec."""
+
+    reason = "ConnectionDeleting"
 
 
 class NoBackendError(SwitchTargetError):

@@ -26,6 +26,14 @@ async def _org_healthy(tenant: Tenant, status: str) -> None:
     await wait_for(probe, timeout=20, what=f"org Healthy={status}")
 
 
+async def _connection_healthy(tenant: Tenant, name: str, status: str, reason: str) -> dict:
+    """The BackendConnection's own Healthy condition, as the CRD documents it."""
+    async def probe() -> dict | None:
+        cond = condition(await tenant.get(name), "Healthy")
+        return cond if cond.get("status") == status and cond.get("reason") == reason else None
+    return await wait_for(probe, timeout=20, what=f"{name} Healthy={status} {reason}")
+
+
 async def test_probe_results_reach_status_events_metrics_and_the_organization(tenant: Tenant) -> None:
     env = tenant.env
     await tenant.good("db", "convex")
@@ -36,6 +44,7 @@ async def test_probe_results_reach_status_events_metrics_and_the_organization(te
     assert health["responseTimeMilliseconds"] >= 0 and health["errorRate"] == 0
     await tenant.wait_event("db", "BackendOnline")
     await _org_healthy(tenant, "True")
+    await _connection_healthy(tenant, "db", "True", "Online")
 
     server = env.providers["convex"]
     server.fault = "500"
@@ -47,6 +56,9 @@ async def test_probe_results_reach_status_events_metrics_and_the_organization(te
         event = await tenant.wait_event("db", "BackendOffline")
         assert event["type"] == "Warning" and "was online" in event["message"]
         await _org_healthy(tenant, "False")
+        assert condition(await get_org(tenant, "org"), "Healthy")["reason"] == "Offline"
+        offline = await _connection_healthy(tenant, "db", "False", "Offline")
+        assert "ProviderServerError" in offline["message"]
         metrics = generate_latest(env.services.metrics.registry).decode()
         labels = f'connection="db",namespace="{tenant.ns}",provider="convex",state="offline"'
         line = f"oneie_connection_health{{{labels}}} 1.0"
@@ -57,7 +69,10 @@ async def test_probe_results_reach_status_events_metrics_and_the_organization(te
     await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "db",
                         {"metadata": {"annotations": {"one.ie/probe": "2"}}})
     await _health(tenant, "db", "degraded")  # online again, but 1 failure of 3 in the window > 0.2
-    await _org_healthy(tenant, "True")
+    # Healthy is True only while online: degraded is False, reason Degraded (issue 13, item 8).
+    await _org_healthy(tenant, "False")
+    assert condition(await get_org(tenant, "org"), "Healthy")["reason"] == "Degraded"
+    await _connection_healthy(tenant, "db", "False", "Degraded")
 
 
 async def test_deleted_connection_loses_its_series(tenant: Tenant) -> None:

@@ -68,6 +68,8 @@ class LocalEnvironment:
     #: The running operator's Kopf settings (set by :func:`env_start_operator`).
     kopf_settings: kopf.OperatorSettings = field(default_factory=kopf.OperatorSettings)
     stop_flag: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The operator's configuration variables (a restart as a new process starts with the same).
+    environ: dict[str, str] = field(default_factory=dict)
 
     def everything_emitted(self) -> list[str]:
         """Log lines, and (via the emulator) every stored object: Events, statuses, Secrets' metadata."""
@@ -166,6 +168,7 @@ async def local_environment(
             services=services,
             logs=logs,
             secure=secure,
+            environ=dict(environ),
         )
         stack.push_async_callback(env_stop_operator, env)
         if start_operator:
@@ -221,15 +224,21 @@ async def env_stop_operator(env: LocalEnvironment) -> None:
                 await releaser
 
 
-async def restart_operator(env: LocalEnvironment, config_env: Mapping[str, str] | None = None) -> None:
-    """Stop the operator and start it again, optionally with a new configuration (e.g. keys)."""
+async def restart_operator(
+    env: LocalEnvironment, config_env: Mapping[str, str] | None = None, *, new_process: bool = False
+) -> None:
+    """Stop the operator and start it again, optionally with a new configuration (e.g. keys).
+
+    ``new_process``: start from nothing held in memory, as a restarted process does (new services,
+    metrics in a new registry); the configuration stays the same unless ``config_env`` is given."""
     await env_stop_operator(env)
-    if config_env is not None:
+    if config_env is not None or new_process:
         old = env.services
-        environ = {**demo_config_env(), **config_env}
+        environ = {**demo_config_env(), **config_env} if config_env is not None else dict(env.environ)
         config = load_config(environ)
         kubeconfig = env.secure.operator_kubeconfig if env.secure is not None else env.kubeconfig
-        env.services = build_services(config, load_api_client(str(kubeconfig)), metrics=old.metrics,
-                                      environ=environ)
+        env.services = build_services(config, load_api_client(str(kubeconfig)),
+                                      metrics=None if new_process else old.metrics, environ=environ)
+        env.environ = dict(environ)
         await old.close()
     await env_start_operator(env)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from oneie_operator.handlers.health import ensure_running
+from oneie_operator.handlers.health import ensure_running, healthy_condition, write_health
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
@@ -94,9 +95,13 @@ async def reconcile(
     if result.error is not None:
         metrics.reconcile_errors.labels("BackendConnection", result.error.reason).inc()
         metrics.set_connection(ns, name, provider, False, None)
-    elif not result.unchanged:
-        key_id = result.status.get("credentials", {}).get("keyId")
-        metrics.set_connection(ns, name, provider, True, key_id)
+    else:
+        # Also when nothing changed (a resume after a restart): a fresh process has no series yet.
+        stored = result.status.get("credentials") or obj.status.get("credentials") or {}
+        metrics.set_connection(ns, name, provider, True, stored.get("keyId"))
+        health = obj.status.get("health")
+        if isinstance(health, Mapping):  # until this process probes it: what the last probe found
+            metrics.restore_health(ns, name, provider, health)
     register_for_probes(services, obj, result, dict(meta.get("annotations") or {}))
     if services.probe_engine is not None:
         ensure_running(memo, services.probe_engine)
@@ -282,6 +287,13 @@ async def connection_changed(
         services.known_connections[(ns, name)] = {
             "metadata": dict(meta), "spec": dict(body.get("spec") or {}), "status": dict(status)
         }
+    health = status.get("health")
+    if event.get("type") != "DELETED" and isinstance(health, Mapping) and health.get("status"):
+        # Healthy follows status.health; a reconcile's patch built from an older status may have
+        # undone it: put it right (a read and a conditional write, only when they disagree).
+        stored = conditions.get_condition(status.get("conditions"), "Healthy") or {}
+        if stored.get("reason") != healthy_condition(name, health).reason:
+            await write_health(services, ns, name, None)
     ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
     state = (
         meta.get("generation"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -60,9 +61,9 @@ class HealthReporter:
         if not latest.ok:
             self.services.metrics.count_security_events(target.namespace, [latest.reason])
         health = tracker.status()
-        essential = {
-            k: v for k, v in health.items() if k not in ("lastProbeTime", "responseTimeMilliseconds", "errorRate")
-        }
+        # errorRate is essential: it falls back as failures leave the window, and status must
+        # say what the metric says.
+        essential = {k: v for k, v in health.items() if k not in ("lastProbeTime", "responseTimeMilliseconds")}
         previous, written_at = self._written.get(key, ({}, 0.0))
         due = time.monotonic() - written_at >= HEARTBEAT_SECONDS
         # A requested probe (one.ie/probe) is always written, and echoes the request it answers.
@@ -72,9 +73,7 @@ class HealthReporter:
             health["lastRequest"] = requested
         if essential != previous or due or key in self._dirty or old != new or answered:
             try:
-                await self.services.objects.patch_status(
-                    "backendconnections", target.namespace, target.name, {"health": health}
-                )
+                await write_health(self.services, target.namespace, target.name, health, latest_error(tracker))
             except Exception as exc:  # the API refused: keep it dirty, the next probe writes again
                 self._dirty.add(key)
                 logger.warning(
@@ -166,6 +165,40 @@ class HealthReporter:
         self._dirty.discard((namespace, name))
         self._answered.pop((namespace, name), None)
         self._rejected.discard((namespace, name))
+
+
+def latest_error(tracker: HealthTracker) -> str:
+    latest = tracker.outcomes[-1] if tracker.outcomes else None
+    return f"{latest.reason}: {latest.message}" if latest is not None and not latest.ok else ""
+
+
+def healthy_condition(name: str, health: Mapping[str, Any], detail: str = "") -> conditions.Condition:
+    """The connection's ``Healthy`` condition, from its ``status.health``."""
+    return conditions.healthy(str(health.get("status") or "unknown"), name, detail[:512])
+
+
+async def write_health(
+    services: Services, namespace: str, name: str, health: Mapping[str, Any] | None, detail: str = ""
+) -> None:
+    """Write ``status.health`` (when given) and the ``Healthy`` condition that follows it, in one
+    write based on the stored conditions (a concurrent reconcile's conditions are kept)."""
+
+    def build(status: Mapping[str, Any]) -> dict[str, Any] | None:
+        current = dict(health) if health is not None else dict(status.get("health") or {})
+        cond = healthy_condition(name, current, detail)
+        stored = conditions.get_condition(status.get("conditions"), "Healthy") or {}
+        same = stored.get("status") == cond.status and stored.get("reason") == cond.reason
+        if health is None and same:
+            return None
+        changes: dict[str, Any] = {} if health is None else {"health": dict(health)}
+        if not same or (detail and stored.get("message") != cond.message):
+            generation = conditions.get_condition(status.get("conditions"), "Ready") or {}
+            changes["conditions"] = conditions.merge_conditions(
+                status.get("conditions"), [cond], generation=generation.get("observedGeneration")
+            )
+        return changes
+
+    await services.objects.update_status("backendconnections", namespace, name, build)
 
 
 @kopf.on.startup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from oneie_operator.platform_default import PlatformDefault
 from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
+from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps, ValidSpec
 from oneie_operator.reconcile.organizations import VALID_SPECS, OrgDeps, OrgObject
 from oneie_operator.reconcile.retrigger import Retrigger
@@ -112,9 +114,15 @@ class Services:
         async def progress(obj: OrgObject, target: str, step: str) -> None:
             if step not in PROGRESS_STEPS:
                 return  # activate and rollback take milliseconds: not worth a write and a watch event each
-            await self.objects.patch_status(
-                "organizations", obj.namespace, obj.name, {"switching": {"to": target, "step": step}}
-            )
+            switching = conditions.Condition("Switching", "True", "Switching", f"switching to {target}: step {step}")
+
+            def build(status: Mapping[str, Any]) -> dict[str, Any]:
+                # Switching=True for watchers, merged into the stored conditions (the switch's final
+                # status, written after this, sets it False again).
+                merged = conditions.merge_conditions(status.get("conditions"), [switching], generation=obj.generation)
+                return {"switching": {"to": target, "step": step}, "conditions": merged}
+
+            await self.objects.update_status("organizations", obj.namespace, obj.name, build)
 
         return OrgDeps(
             registry=self.registry,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,6 +241,33 @@ class CustomObjects:
         except KubeAPIError as exc:
             if exc.status != 404:
                 raise
+
+    async def update_status(
+        self, plural: str, namespace: str, name: str,
+        build: Callable[[Mapping[str, Any]], Mapping[str, Any] | None], *, attempts: int = 5,
+    ) -> None:
+        """Read the object, ``build`` the status fields to merge from its current status (None:
+        nothing to write), write them with the read's resourceVersion (409 → read again). For
+        fields computed from others (a condition list), so a concurrent write is never undone."""
+        for _ in range(attempts):
+            obj = await self.get(plural, namespace, name)
+            if obj is None:
+                return
+            changes = build(obj.get("status") or {})
+            if not changes:
+                return
+            body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": dict(changes)}
+            try:
+                await self._api.patch_namespaced_custom_object_status(
+                    self._group, self._version, namespace, plural, name, body
+                )
+                return
+            except KubeAPIError as exc:
+                if exc.status == 404:
+                    return
+                if exc.status != 409:
+                    raise
+        raise KubeAPIError(409, "Conflict", f"{plural} {namespace}/{name}: status changed {attempts} times meanwhile")
 
     async def update_set(
         self, plural: str, namespace: str, name: str, field: str, changes: Mapping[str, bool], *,

@@ -209,6 +209,23 @@ class Metrics:
         self._rejected_series.add((namespace, name, provider))
         self.credentials_rejected.labels(namespace, name, provider).set(1 if rejected else 0)
 
+    def restore_health(self, namespace: str, name: str, provider: str, health: Mapping[str, object]) -> None:
+        """The health gauges from a connection's stored ``status.health`` (what its last probe found),
+        for a process that has not probed it yet (after a restart); the next probe overwrites them."""
+        state = health.get("status")
+        if (namespace, name) in self._health_series or state not in ("online", "degraded", "offline"):
+            return
+        self._health_series[(namespace, name)] = provider
+        for candidate in ("online", "degraded", "offline", "unknown"):
+            self.health_state.labels(namespace, name, provider, candidate).set(1 if candidate == state else 0)
+        for gauge, value, scale in (
+            (self.response_time, health.get("responseTimeMilliseconds"), 1000.0),
+            (self.error_rate, health.get("errorRate"), 1.0),
+            (self.consecutive_failures, health.get("consecutiveFailures"), 1.0),
+        ):
+            if isinstance(value, int | float):
+                gauge.labels(namespace, name, provider).set(value / scale)
+
     def forget_health(self, namespace: str, name: str) -> None:
         provider = self._health_series.pop((namespace, name), None)
         if provider is None:

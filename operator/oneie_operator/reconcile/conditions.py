@@ -109,3 +109,15 @@ def progressing(reason: str, message: str) -> list[Condition]:
         Condition("Reconciling", "True", reason, message),
         Condition("Stalled", "False", reason, ""),
     ]
+
+
+def healthy(state: str, subject: str, detail: str = "") -> Condition:
+    """``Healthy`` from a health state: True only while online; degraded and offline are False."""
+    suffix = f" ({detail})" if detail else ""
+    if state == "online":
+        return Condition("Healthy", "True", "Online", f"{subject} is online")
+    if state == "degraded":
+        return Condition("Healthy", "False", "Degraded", f"{subject} is degraded{suffix}")
+    if state == "offline":
+        return Condition("Healthy", "False", "Offline", f"{subject} is offline{suffix}")
+    return Condition("Healthy", "Unknown", "NotProbed", f"{subject} has not been probed yet")

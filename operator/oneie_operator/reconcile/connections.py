@@ -399,8 +399,8 @@ async def _store(
             obj.status.get("conditions"), conditions.ready("CredentialsVerified", message), generation=obj.generation
         ),
     }
-    if not isinstance(obj.status.get("health"), Mapping):
-        status["health"] = {"status": "unknown"}
+    # status.health is the probes' alone: a reconcile writing a placeholder could land after the
+    # first probe's result (an immediate probe finishes first) and turn it back to "unknown".
     return ConnectionResult(
         status=status, labels=capability_labels(obj.labels, allowed), events=events,
         provider=valid.provider, settings=valid.settings, sealed=dict(sealed),

@@ -6,8 +6,11 @@
 * **Switch** (desired != active): resolve → test → activate → healthGate, timed, under
   ``spec.switchPolicy.timeoutSeconds`` (the state machine in ``reconcile.switch_machine``; this
   module adapts it to Kubernetes objects). Any failure leaves (or puts back) the previous backend
-  in the binding, sets ``Stalled`` and is not retried until the spec, the target connection or
-  its credentials change, or the ``one.ie/retry`` annotation changes.
+  in the binding and sets ``Stalled``. A transient failure of the target (unreachable, unhealthy,
+  too slow) is retried by itself once the target's health is online, with back-off, at most
+  ``MAX_SWITCH_RETRIES`` times; any other is not retried until the spec, the target connection or
+  its credentials change, or the ``one.ie/retry`` annotation changes. ``Healthy`` follows the
+  active backend's health in every state.
 * **Crash safety**: the binding Secret is the commit point. It is written in one atomic
   replace, annotated with the connection it serves. Status is written after it. An operator
   killed anywhere re-runs the switch from the start (every step is idempotent); a health gate
@@ -25,6 +28,7 @@ from typing import Any, Protocol
 
 from oneie_operator.errors import (
     APIServerUnavailableError,
+    ConnectionDeletingError,
     ConnectionNotFoundError,
     ConnectionNotReadyError,
     DependencyTimeoutError,
@@ -140,9 +144,12 @@ class SwitchRecord:
     finished_at: str
     attempt: str
     explicit_rollback: bool = False
+    #: Automatic retries of this switch so far (after a transient failure of its target).
+    retries: int = 0
 
     def as_status(self) -> dict[str, Any]:
         return {
+            **({"retries": self.retries} if self.retries else {}),
             "from": self.source or "",
             "to": self.target,
             "result": self.result,
@@ -241,6 +248,11 @@ async def resolve(
     if valid is None:
         valid = validate_spec(connection, deps.registry, deps.policy)
         deps.valid_specs.put(spec_key, valid)
+    if require_ready and meta.get("deletionTimestamp") and name != obj.status.get("activeConnection"):
+        raise ConnectionDeletingError(
+            f"spec.backend.connectionRef.name: BackendConnection '{name}' is being deleted"
+            f" (since {meta['deletionTimestamp']}); name another connection"
+        )
     ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
     if require_ready and ready.get("status") != "True":
         why = f"{ready.get('reason')}: {ready.get('message')}" if ready else "not reconciled yet"
@@ -330,14 +342,7 @@ def _binding_state(binding: SecretSnapshot | None, deps: OrgDeps) -> tuple[str |
 def _healthy(target: Target | None) -> conditions.Condition:
     if target is None:
         return conditions.Condition("Healthy", "Unknown", "NoActiveBackend", "no backend is active")
-    state = target.health
-    if state == "online":
-        return conditions.Condition("Healthy", "True", "Online", f"{target.name} is online")
-    if state == "degraded":
-        return conditions.Condition("Healthy", "True", "Degraded", f"{target.name} is degraded")
-    if state == "offline":
-        return conditions.Condition("Healthy", "False", "Offline", f"{target.name} is offline")
-    return conditions.Condition("Healthy", "Unknown", "NotProbed", f"{target.name} has not been probed yet")
+    return conditions.healthy(target.health, target.name)
 
 
 def _base_status(obj: OrgObject, target: Target | None, active: str | None) -> dict[str, Any]:
@@ -401,13 +406,7 @@ async def _steady(
     if binding is None or not intact or dict(binding.data) != expected:
         await write_binding(obj, target, deps)
         if binding is None or not intact:
-            events.append(
-                EventNote(
-                    "Warning",
-                    "BindingRestored",
-                    f"binding Secret '{binding_name(obj.name)}' was deleted or edited; restored for {active}",
-                )
-            )
+            events.append(_binding_restored(obj, active, None if binding is None else active, intact))
         else:
             events.append(
                 EventNote(
@@ -498,8 +497,14 @@ async def _switch(
     conn_now = await _connection(obj.namespace, desired, deps) if desired else None
     attempt = attempt_key(obj, desired, conn_now)
     last = obj.status.get("lastSwitch") or {}
+    retries = 0
     if last.get("attempt") == attempt and last.get("result") in ("RolledBack", "Failed"):
-        return await _keep_after_failure(obj, deps, active)
+        wait = transient_retry_in(last, conn_now)
+        if wait is None or wait > 0:
+            kept = await _keep_after_failure(obj, deps, active)
+            kept.retry_after = wait  # back-off still running: come back when it has
+            return kept
+        retries = int(last.get("retries") or 0) + 1  # the target is online again: retry by itself
 
     policy = obj.spec.get("switchPolicy") or {}
     explicit = _explicit_rollback(obj, desired_name)
@@ -527,7 +532,7 @@ async def _switch(
     finally:
         await progress.close()  # before the final status: no progress write may land after it
     if outcome.failure is not None:
-        return _failed(obj, outcome, outcome.failure, desired_name, active, plan, started_at, attempt)
+        return _failed(obj, outcome, outcome.failure, desired_name, active, plan, started_at, attempt, retries)
     target = outcome.target
     assert target is not None
     record = SwitchRecord(
@@ -542,6 +547,7 @@ async def _switch(
         finished_at=_now(),
         attempt=attempt,
         explicit_rollback=explicit,
+        retries=retries,
     )
     status = {
         **_serving_status(obj, target, active, record),
@@ -597,30 +603,38 @@ def _serving_status(obj: OrgObject, target: Target, active: str | None, record: 
 
 
 async def _keep_after_failure(obj: OrgObject, deps: OrgDeps, active: str | None) -> OrgResult:
-    """After a failed switch that nothing has changed since: keep the binding serving ``active``."""
+    """After a failed switch that nothing has changed since: keep the binding serving ``active``,
+    and ``Healthy`` following the active backend's health (it is still what the tenant uses)."""
     served, intact = _binding_state(await deps.secrets.read(obj.namespace, binding_name(obj.name)), deps)
     if active is None:
         if served is not None:
             await deps.secrets.delete(obj.namespace, binding_name(obj.name))
         return OrgResult(unchanged=True)
-    if served != active or not intact:
-        restored = await _restore_binding(obj, deps, active)
-        if restored:
-            return OrgResult(events=[restored])
-    return OrgResult(unchanged=True)
-
-
-async def _restore_binding(obj: OrgObject, deps: OrgDeps, active: str) -> EventNote | None:
     try:
         target, _ = await resolve(obj, None if active == PLATFORM_DEFAULT else active, deps, require_ready=False)
     except OneieError:
-        return None
-    await write_binding(obj, target, deps)
-    return EventNote(
-        "Warning",
-        "BindingRestored",
-        f"binding Secret '{binding_name(obj.name)}' was deleted or edited; restored for {active}",
-    )
+        return OrgResult(unchanged=True)  # the active backend cannot be read now: keep what is there
+    events: list[EventNote] = []
+    if served != active or not intact:
+        await write_binding(obj, target, deps)
+        events.append(_binding_restored(obj, active, served, intact))
+    merged = conditions.merge_conditions(obj.status.get("conditions"), [_healthy(target)], generation=obj.generation)
+    if merged == list(obj.status.get("conditions") or []):
+        return OrgResult(events=events, unchanged=not events)
+    return OrgResult(status={"conditions": merged}, events=events)
+
+
+def _binding_restored(obj: OrgObject, active: str, served: str | None, intact: bool) -> EventNote:
+    """Why the binding had to be rewritten: the operator's own interrupted switch, or a hand."""
+    name = binding_name(obj.name)
+    if served is not None and intact:
+        why = (
+            f"binding Secret '{name}' served {served}, as left by this operator's switch that was"
+            f" interrupted before it finished; restored for {active}"
+        )
+    else:
+        why = f"binding Secret '{name}' was {'deleted' if served is None else 'edited'}; restored for {active}"
+    return EventNote("Warning", "BindingRestored", why)
 
 
 def _explicit_rollback(obj: OrgObject, desired_name: str) -> bool:
@@ -634,8 +648,52 @@ def _explicit_rollback(obj: OrgObject, desired_name: str) -> bool:
 
 def _history(obj: OrgObject, record: SwitchRecord) -> list[dict[str, Any]]:
     # Compact: the steps of the last switch are in lastSwitch; history keeps the outcome only.
-    entry = {k: v for k, v in record.as_status().items() if k not in ("steps", "attempt")}
+    entry = {k: v for k, v in record.as_status().items() if k not in ("steps", "attempt", "retries")}
     return [entry, *list(obj.status.get("history") or [])][:HISTORY_LIMIT]
+
+
+#: Failures of the switch's target that pass (unreachable, unhealthy, too slow): the switch is
+#: retried by itself, with back-off and at most MAX_SWITCH_RETRIES times, once the target's health
+#: is online again. Any other reason (credentials rejected, an invalid spec, a missing or deleting
+#: connection) waits for a change.
+TARGET_TRANSIENT_FAILURES = frozenset({
+    "ProviderUnreachable",
+    "ProviderTimeout",
+    "ProviderServerError",
+    "ProviderRateLimited",
+    "ProviderProtocolError",
+    "SwitchDeadlineExceeded",
+})
+MAX_SWITCH_RETRIES = 5
+SWITCH_RETRY_BASE_SECONDS = 5.0
+SWITCH_RETRY_MAX_SECONDS = 300.0
+
+
+def retry_delay(retries: int) -> float:
+    """The back-off before automatic retry number ``retries + 1``: 5 s, 10 s, 20 s … at most 5 min."""
+    return float(min(SWITCH_RETRY_BASE_SECONDS * 2**retries, SWITCH_RETRY_MAX_SECONDS))
+
+
+def transient_retry_in(
+    last: Mapping[str, Any], conn: Mapping[str, Any] | None, now: float | None = None
+) -> float | None:
+    """Seconds until a failed switch may be retried by itself (0: now), or None: it waits for a change.
+
+    Only a transient failure of a connection target, fewer than MAX_SWITCH_RETRIES times, and only
+    while the target's health (its own probes) is online; the back-off counts from the failure."""
+    if conn is None or last.get("reason") not in TARGET_TRANSIENT_FAILURES:
+        return None
+    retries = int(last.get("retries") or 0)
+    if retries >= MAX_SWITCH_RETRIES:
+        return None
+    if ((conn.get("status") or {}).get("health") or {}).get("status") != "online":
+        return None  # the health change that brings it online triggers this organization again
+    try:
+        finished = datetime.datetime.fromisoformat(str(last.get("finishedAt"))).timestamp()
+    except ValueError:
+        return 0.0
+    current = now if now is not None else datetime.datetime.now(datetime.UTC).timestamp()
+    return max(0.0, finished + retry_delay(retries) - current)
 
 
 #: Failures of the cluster itself, not of the tenant's backend: the switch is tried again.
@@ -652,10 +710,12 @@ def _failed(
     plan: SwitchPlan,
     started_at: str,
     attempt: str,
+    retries: int = 0,
 ) -> OrgResult:
     serving = outcome.serving_target
     message = failure.message
     retried = isinstance(failure.error, RETRIED_FAILURES)
+    retry_after: float | None = RETRY_AFTER_SECONDS if retried else None
     if retried:
         # Not "nothing changed since": an empty attempt key lets the retry run the switch again.
         attempt = ""
@@ -669,6 +729,19 @@ def _failed(
         message += "; no backend is active"
     if retried:
         message += f"; retrying in {RETRY_AFTER_SECONDS:g}s"
+    elif failure.reason in TARGET_TRANSIENT_FAILURES and desired_name != PLATFORM_DEFAULT:
+        if retries < MAX_SWITCH_RETRIES:
+            # Back after the back-off: retried then if the target's health is online; if it is not,
+            # the health change that brings it online triggers the organization again.
+            retry_after = retry_delay(retries)
+            message += (
+                f"; retried by itself once {desired_name}'s health is online again"
+                f" (retry {retries + 1} of {MAX_SWITCH_RETRIES}, not before {retry_delay(retries):g}s)"
+            )
+        else:
+            message += f"; {MAX_SWITCH_RETRIES} automatic retries failed: waits for a change"
+    else:
+        message += "; waits for a change (spec, the target connection or its credentials, or one.ie/retry)"
     record = SwitchRecord(
         source=active,
         target=desired_name,
@@ -680,6 +753,7 @@ def _failed(
         started_at=started_at,
         finished_at=_now(),
         attempt=attempt,
+        retries=retries,
     )
     conds = [
         *conditions.stalled(failure.reason, message),
@@ -707,5 +781,5 @@ def _failed(
         f"{failure.step} ({failure.reason}): {message}",
     )
     return OrgResult(
-        status=status, events=[event], switch=record, usage=usage, retry_after=RETRY_AFTER_SECONDS if retried else None
+        status=status, events=[event], switch=record, usage=usage, retry_after=retry_after
     )
