@@ -101,7 +101,9 @@ async def reconcile(
         metrics.set_connection(ns, name, provider, True, stored.get("keyId"))
         health = obj.status.get("health")
         if isinstance(health, Mapping):  # until this process probes it: what the last probe found
-            metrics.restore_health(ns, name, provider, health)
+            # A Ready connection's credentials were accepted by their last check (a rejection
+            # turns Ready False): the rejected gauge is 0 again, as before the restart.
+            metrics.restore_health(ns, name, provider, health, credentials_rejected=False)
     register_for_probes(services, obj, result, dict(meta.get("annotations") or {}))
     if services.probe_engine is not None:
         ensure_running(memo, services.probe_engine)

@@ -209,7 +209,8 @@ class Metrics:
         self._rejected_series.add((namespace, name, provider))
         self.credentials_rejected.labels(namespace, name, provider).set(1 if rejected else 0)
 
-    def restore_health(self, namespace: str, name: str, provider: str, health: Mapping[str, object]) -> None:
+    def restore_health(self, namespace: str, name: str, provider: str, health: Mapping[str, object],
+                       *, credentials_rejected: bool | None = None) -> None:
         """The health gauges from a connection's stored ``status.health`` (what its last probe found),
         for a process that has not probed it yet (after a restart); the next probe overwrites them."""
         state = health.get("status")
@@ -225,6 +226,9 @@ class Metrics:
         ):
             if isinstance(value, int | float):
                 gauge.labels(namespace, name, provider).set(value / scale)
+        if credentials_rejected is not None:  # from the Ready condition: what the last check found
+            self._rejected_series.add((namespace, name, provider))
+            self.credentials_rejected.labels(namespace, name, provider).set(1 if credentials_rejected else 0)
 
     def forget_health(self, namespace: str, name: str) -> None:
         provider = self._health_series.pop((namespace, name), None)
