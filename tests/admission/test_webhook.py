@@ -180,3 +180,45 @@ async def test_plain_http_is_not_served(webhook: Webhook) -> None:
     async with httpx.AsyncClient(timeout=5) as plain:
         with pytest.raises(httpx.HTTPError):
             await plain.post(webhook.url.replace("https://", "http://") + "/validate-backendconnections", json={})
+
+
+# --- fail closed: only the two endpoints, each for its own resource (issue 12, item 6) ----------
+
+
+def _review(plural: str, obj: dict[str, Any], uid: str) -> dict[str, Any]:
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": uid, "kind": {"group": "one.ie", "version": "v1alpha1", "kind": "X"},
+                        "resource": {"group": "one.ie", "version": "v1alpha1", "resource": plural},
+                        "namespace": "tenant-acme", "name": obj["metadata"]["name"], "operation": "CREATE",
+                        "userInfo": {"username": "alice", "groups": []}, "object": obj, "oldObject": None}}
+
+
+@pytest.mark.parametrize("path", ["/", "/validate", "/mutate-backendconnections", "/validate-secrets",
+                                  "/prefix/validate-backendconnections", "/validate-backendconnections/x"])
+async def test_an_unknown_path_is_refused(webhook: Webhook, path: str) -> None:
+    # a spec Kopf's own routing would have allowed (no handler there: allowed: true)
+    uid = str(uuid.uuid4())
+    response = await webhook.client.post(f"{webhook.url}{path}",
+                                         json=_review("backendconnections", connection(GOOD), uid))
+    assert response.status_code == 200, response.text
+    answer = response.json()["response"]
+    assert answer["uid"] == uid
+    assert answer["allowed"] is False
+    assert answer["status"]["message"].startswith(f"admission webhook: unknown path {path}")
+    assert "/validate-backendconnections" in answer["status"]["message"]
+
+
+@pytest.mark.parametrize(("path", "resource"), [
+    ("/validate-organizations", "backendconnections"),   # a bad connection sent to the organizations' path
+    ("/validate-backendconnections", "organizations"),
+    ("/validate-backendconnections", "secrets"),
+])
+async def test_a_review_of_another_resource_than_the_path_is_refused(webhook: Webhook, path: str,
+                                                                      resource: str) -> None:
+    uid = str(uuid.uuid4())
+    bad = connection({**GOOD, "provider": "oracle"})
+    response = await webhook.client.post(f"{webhook.url}{path}", json=_review(resource, bad, uid))
+    answer = response.json()["response"]
+    assert answer["allowed"] is False, answer
+    assert answer["uid"] == uid
+    assert f"not request.resource one.ie/v1alpha1/{resource}" in answer["status"]["message"]

@@ -8,8 +8,8 @@ reconcile's business, since the Secret may legitimately be created after the con
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
 
 import kopf
 
@@ -18,6 +18,63 @@ from oneie_operator.handlers.services import Services
 from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionObject, validate_spec
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+#: The validating endpoints (the handler ids below, served at ``/<id>``) and the one resource each judges.
+ENDPOINTS: dict[str, tuple[str, str, str]] = {
+    "validate-backendconnections": (GROUP, VERSION, "backendconnections"),
+    "validate-organizations": (GROUP, VERSION, "organizations"),
+}
+
+
+def refusal(request: Any, message: str, code: int) -> dict[str, Any] | None:
+    """A refusing AdmissionReview answer for a review that arrived at the wrong place, or None when
+    the review is for the endpoint it was sent to.
+
+    Kopf answers ``allowed: true`` when no handler matches (an unknown path, or a review of another
+    resource than the path's): the webhook fails closed instead. A body that is no review at all is
+    left to Kopf, which answers it with an HTTP error."""
+    payload = request.get("request") if isinstance(request, Mapping) else None
+    if not isinstance(payload, Mapping):
+        return None
+    response = {"uid": str(payload.get("uid", "")), "allowed": False, "status": {"message": message, "code": code}}
+    return ({
+        "apiVersion": request.get("apiVersion", "admission.k8s.io/v1"),
+        "kind": request.get("kind", "AdmissionReview"),
+        "response": response,
+    })
+
+
+def misrouted(request: Any, webhook: str | None) -> dict[str, Any] | None:
+    """The refusal for a review sent to an unknown path, or whose resource is not the path's."""
+    expected = ENDPOINTS.get(webhook or "")
+    if expected is None:
+        known = ", ".join(f"/{path}" for path in ENDPOINTS)
+        return refusal(request, f"admission webhook: unknown path /{webhook or ''}: only {known} are served;"
+                       " nothing is allowed through an unknown path", 404)
+    payload = request.get("request") if isinstance(request, Mapping) else None
+    resource = payload.get("resource") if isinstance(payload, Mapping) else None
+    if not isinstance(resource, Mapping):
+        return None  # not a review: Kopf answers it with an HTTP error
+    got = tuple(str(resource.get(k, "")) for k in ("group", "version", "resource"))
+    if got != expected:
+        return refusal(request, f"admission webhook: /{webhook} judges {'/'.join(expected)} only,"
+                       f" not request.resource {'/'.join(got)}; check the webhook configuration's path", 400)
+    return None
+
+
+class FailClosedWebhookServer(kopf.WebhookServer):
+    """Kopf's HTTPS webhook server, refusing (``allowed: false``) every review that no validating
+    handler of ours is meant to judge, instead of Kopf's ``allowed: true``."""
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async def guarded(request: Any, *, webhook: str | None = None, **kwargs: Any) -> Any:
+            refused = misrouted(request, webhook)
+            if refused is not None:
+                return refused
+            return await fn(request, webhook=webhook, **kwargs)
+
+        async for config in super().__call__(cast(kopf.WebhookFn, guarded)):
+            yield config
 
 
 @kopf.on.validate(GROUP, VERSION, "backendconnections", id="validate-backendconnections")
