@@ -15,6 +15,8 @@ import kopf
 
 from oneie_operator.errors import SpecError
 from oneie_operator.handlers.services import Services
+from oneie_operator.kube.access import may_get_secret
+from oneie_operator.kube.rest import KubeAPIError
 from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionObject, validate_spec
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -78,8 +80,9 @@ class FailClosedWebhookServer(kopf.WebhookServer):
 
 
 @kopf.on.validate(GROUP, VERSION, "backendconnections", id="validate-backendconnections")
-def validate_connection(
-    spec: kopf.Spec, namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any
+async def validate_connection(
+    spec: kopf.Spec, namespace: str | None, name: str | None, memo: kopf.Memo,
+    userinfo: kopf.UserInfo, **kwargs: Any
 ) -> None:
     services: Services = memo["services"]
     obj = ConnectionObject(
@@ -89,6 +92,43 @@ def validate_connection(
         validate_spec(obj, services.registry, services.policy)
     except SpecError as exc:
         raise kopf.AdmissionError(str(exc), code=422) from None
+    old = kwargs.get("old")  # the stored object on an update (Kopf passes it; not in its typed signature)
+    await check_secret_access(services, userinfo, namespace or "", spec, old if isinstance(old, Mapping) else None)
+
+
+def _secret_name(spec: Mapping[str, Any] | None) -> str:
+    ref = spec.get("credentialsSecretRef") if isinstance(spec, Mapping) else None
+    return str(ref.get("name") or "") if isinstance(ref, Mapping) else ""
+
+
+async def check_secret_access(
+    services: Services, userinfo: Mapping[str, Any], namespace: str, spec: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+) -> None:
+    """Refuse a connection whose requesting user may not ``get`` the Secret it names (defence in
+    depth against a confused deputy: the operator would read it and send its values to the URL
+    of the spec). Asked on a create and on every update that changes the spec (a new URL sends
+    the same Secret elsewhere), so the operator's own updates (finalizers, annotations) cost no
+    review; fails closed."""
+    secret = _secret_name(spec)
+    if not secret or (old is not None and dict(old.get("spec") or {}) == dict(spec)):
+        return
+    username = str(userinfo.get("username") or "")
+    try:
+        allowed, _reason = await may_get_secret(services.rest, userinfo, namespace, secret)
+    except KubeAPIError as exc:
+        raise kopf.AdmissionError(
+            f"spec.credentialsSecretRef.name: could not check that {username or 'the requesting user'} may read"
+            f" Secret {namespace}/{secret} (SubjectAccessReview: HTTP {exc.status} {exc.reason}); refused",
+            code=403,
+        ) from None
+    if not allowed:
+        raise kopf.AdmissionError(
+            f"spec.credentialsSecretRef.name: user {username!r} may not get Secret {namespace}/{secret}:"
+            " a connection may only name a Secret its author can read (the operator would send its values"
+            " to the connection's URL); ask someone who may read it (the namespace's org owner) to apply it",
+            code=403,
+        )
 
 
 @kopf.on.validate(GROUP, VERSION, "organizations", id="validate-organizations")
