@@ -42,7 +42,7 @@ class UsedByWriter:
     """Coalesce ``usedBy`` changes per connection and write them after ``delay`` seconds."""
 
     def __init__(
-        self, objects: SetInStatus, *, delay: float = 0.5, max_delay: float = 5.0, max_backoff: float = 30.0
+        self, objects: SetInStatus, *, delay: float = 0.5, max_delay: float = 5.0, max_backoff: float = 10.0
     ) -> None:
         self._objects = objects
         self._delay = delay
