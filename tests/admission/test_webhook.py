@@ -55,11 +55,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: As the API server names the example tenant's identities (examples/tenant/rbac.yaml binds their groups).
+ORG_OWNER = {"username": "acme-owner", "groups": ["acme-owners", "system:authenticated"]}
+ORG_USER = {"username": "acme-user", "groups": ["acme-users", "system:authenticated"]}
+PLATFORM_OWNER = {"username": "platform-owner", "groups": ["platform-owners", "system:authenticated"]}
+
+
 class Webhook:
     def __init__(self, env: LocalEnvironment, client: httpx.AsyncClient, url: str) -> None:
         self.env, self.client, self.url = env, client, url
 
-    async def review(self, plural: str, obj: dict[str, Any], operation: str = "CREATE") -> dict[str, Any]:
+    async def review(self, plural: str, obj: dict[str, Any], operation: str = "CREATE",
+                     user: dict[str, Any] | None = None, old: dict[str, Any] | None = None) -> dict[str, Any]:
         kind = "BackendConnection" if plural == "backendconnections" else "Organization"
         request = {
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -68,8 +75,8 @@ class Webhook:
                 "resource": {"group": "one.ie", "version": "v1alpha1", "resource": plural},
                 "requestKind": {"group": "one.ie", "version": "v1alpha1", "kind": kind},
                 "namespace": obj["metadata"]["namespace"], "name": obj["metadata"]["name"],
-                "operation": operation, "userInfo": {"username": "alice", "groups": ["tenant-acme-owners"]},
-                "object": obj, "oldObject": None, "dryRun": False,
+                "operation": operation, "userInfo": user or ORG_OWNER,
+                "object": obj, "oldObject": old, "dryRun": False,
             },
         }
         response = await self.client.post(f"{self.url}/validate-{plural}", json=request)
@@ -85,7 +92,9 @@ async def webhook(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Web
     ca, cert, key = _certificates(directory)
     port = _free_port()
     env_vars = {"WEBHOOK_PORT": str(port), "WEBHOOK_CERT_FILE": str(cert), "WEBHOOK_KEY_FILE": str(key)}
-    async with local_environment(directory, config_env=env_vars) as env:
+    # RBAC on (the chart's roles, the example tenant's bindings): the webhook asks the API server
+    # whether the requesting user may read the connection's Secret.
+    async with local_environment(directory, config_env=env_vars, rbac=True) as env:
         async with httpx.AsyncClient(verify=str(ca), timeout=10) as client:
             url = f"https://127.0.0.1:{port}"
 
@@ -180,3 +189,83 @@ async def test_plain_http_is_not_served(webhook: Webhook) -> None:
     async with httpx.AsyncClient(timeout=5) as plain:
         with pytest.raises(httpx.HTTPError):
             await plain.post(webhook.url.replace("https://", "http://") + "/validate-backendconnections", json={})
+
+
+# --- fail closed: only the two endpoints, each for its own resource (issue 12, item 6) ----------
+
+
+def _review(plural: str, obj: dict[str, Any], uid: str) -> dict[str, Any]:
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": uid, "kind": {"group": "one.ie", "version": "v1alpha1", "kind": "X"},
+                        "resource": {"group": "one.ie", "version": "v1alpha1", "resource": plural},
+                        "namespace": "tenant-acme", "name": obj["metadata"]["name"], "operation": "CREATE",
+                        "userInfo": {"username": "alice", "groups": []}, "object": obj, "oldObject": None}}
+
+
+@pytest.mark.parametrize("path", ["/", "/validate", "/mutate-backendconnections", "/validate-secrets",
+                                  "/prefix/validate-backendconnections", "/validate-backendconnections/x"])
+async def test_an_unknown_path_is_refused(webhook: Webhook, path: str) -> None:
+    # a spec Kopf's own routing would have allowed (no handler there: allowed: true)
+    uid = str(uuid.uuid4())
+    response = await webhook.client.post(f"{webhook.url}{path}",
+                                         json=_review("backendconnections", connection(GOOD), uid))
+    assert response.status_code == 200, response.text
+    answer = response.json()["response"]
+    assert answer["uid"] == uid
+    assert answer["allowed"] is False
+    assert answer["status"]["message"].startswith(f"admission webhook: unknown path {path}")
+    assert "/validate-backendconnections" in answer["status"]["message"]
+
+
+@pytest.mark.parametrize(("path", "resource"), [
+    ("/validate-organizations", "backendconnections"),   # a bad connection sent to the organizations' path
+    ("/validate-backendconnections", "organizations"),
+    ("/validate-backendconnections", "secrets"),
+])
+async def test_a_review_of_another_resource_than_the_path_is_refused(webhook: Webhook, path: str,
+                                                                      resource: str) -> None:
+    uid = str(uuid.uuid4())
+    bad = connection({**GOOD, "provider": "oracle"})
+    response = await webhook.client.post(f"{webhook.url}{path}", json=_review(resource, bad, uid))
+    answer = response.json()["response"]
+    assert answer["allowed"] is False, answer
+    assert answer["uid"] == uid
+    assert f"not request.resource one.ie/v1alpha1/{resource}" in answer["status"]["message"]
+
+
+# --- the requesting user must be able to read the Secret (issue 12, item 2) ---------------------
+
+
+@pytest.mark.parametrize(("who", "user", "allowed"), [
+    ("org owner (reads tenant-acme's Secrets)", ORG_OWNER, True),
+    ("org user (no Secret read)", ORG_USER, False),
+    ("platform owner (writes connections anywhere, never reads Secrets)", PLATFORM_OWNER, False),
+])
+async def test_the_author_must_be_able_to_read_the_secret(webhook: Webhook, who: str, user: dict[str, Any],
+                                                          allowed: bool) -> None:
+    response = await webhook.review("backendconnections", connection(GOOD, "deputy"), user=user)
+    assert response["allowed"] is allowed, (who, response)
+    if not allowed:
+        message = response["status"]["message"]
+        assert response["status"]["code"] == 403
+        assert message.startswith(f"spec.credentialsSecretRef.name: user {user['username']!r} may not get Secret"
+                                  " tenant-acme/creds"), message
+
+
+async def test_a_changed_destination_is_checked_and_an_unchanged_spec_is_not(webhook: Webhook) -> None:
+    stored = connection(GOOD, "deputy")
+    # the platform owner points an existing connection (and so its Secret) at another URL: refused
+    moved = connection({**GOOD, "convex": {"url": "https://evil-otter-666.convex.cloud"}}, "deputy")
+    response = await webhook.review("backendconnections", moved, "UPDATE", user=PLATFORM_OWNER, old=stored)
+    assert response["allowed"] is False and "may not get Secret" in response["status"]["message"]
+    # an update that leaves the spec as it was (a label, the operator's finalizer) asks nothing
+    labelled = {**stored, "metadata": {**stored["metadata"], "labels": {"team": "a"}}}
+    response = await webhook.review("backendconnections", labelled, "UPDATE", user=PLATFORM_OWNER, old=stored)
+    assert response["allowed"] is True
+
+
+async def test_the_operator_asked_the_api_server_as_itself(webhook: Webhook) -> None:
+    from oneie_operator.testing.identities import OPERATOR
+    assert webhook.env.secure is not None
+    assert ("authorization.k8s.io", "subjectaccessreviews", "create") in \
+        webhook.env.secure.access.allowed[OPERATOR.name]

@@ -20,6 +20,9 @@ UNUSED_ON_PURPOSE: dict[Grant, str] = {
     ("one.ie", "organizations", "get"): "no code reads one Organization by name today (Kopf lists and watches); "
     "kept because list and watch already show every Organization, so get gives no further access, and "
     "`kubectl oneie`-style reads by the operator need no chart change",
+    ("authorization.k8s.io", "subjectaccessreviews", "create"): "only the admission webhook asks it (may the "
+    "connection's author read its Secret?); the emulator calls no webhooks, so these flows never reach it: "
+    "tests/admission/test_webhook.py exercises it under the chart's roles",
     ("", "secrets", "delete"): "only when the very first activation of an organization fails after its binding "
     "Secret was written (rollback to no backend, reconcile/organizations.py); not reached by these flows",
 }

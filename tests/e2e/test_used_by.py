@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from typing import Any, cast
 
 import pytest
 from e2e_support import Tenant
 
-from oneie_operator.kube.secrets import CustomObjects
+from oneie_operator.kube.rest import KubeAPIError, KubeREST
+from oneie_operator.kube.secrets import CustomObjects, SetUpdateConflict
+from oneie_operator.reconcile.connections import GROUP, VERSION
 from oneie_operator.reconcile.usage import UsedByWriter
 from oneie_operator.testing.kubeapi import wait_for
 
@@ -97,6 +100,47 @@ async def test_a_refused_write_is_kept_and_written_later(tenant: Tenant) -> None
     assert await writer.wait_idle(timeout=10)
     assert await _used_by(tenant, "db") == ["acme", "beta"]
     assert counting.calls[-1] == {"acme": True, "beta": True}
+    await writer.aclose()
+
+
+class Conflicting:
+    """The operator's real REST client, answering its first ``conflicts`` status writes with the
+    API server's 409 Conflict (another writer got there first), as a busy API server would."""
+
+    def __init__(self, real: KubeREST, conflicts: int) -> None:
+        self.real, self.conflicts, self.refused = real, conflicts, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def patch_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
+        if self.refused < self.conflicts:
+            self.refused += 1
+            raise KubeAPIError(409, "Conflict", "the object has been modified; please apply your changes"
+                               " to the latest version and try again")
+        return await self.real.patch_namespaced_custom_object_status(*args)
+
+
+async def test_conflicts_a_dozen_times_then_the_exact_used_by_is_written(tenant: Tenant) -> None:
+    """update_set used to give up silently after 5 conflicts (the change lost); now it raises
+    SetUpdateConflict, the writer keeps the change and retries with back-off until it lands."""
+    await tenant.good("busy", "convex")
+    api = Conflicting(tenant.env.services.rest, conflicts=12)
+    objects = CustomObjects(cast(KubeREST, api), GROUP, VERSION)
+    with pytest.raises(SetUpdateConflict, match=r"status\.usedBy of backendconnections .*/busy not written"):
+        await objects.update_set("backendconnections", tenant.ns, "busy", "usedBy", {"x": True}, attempts=2)
+    writer = UsedByWriter(objects, delay=0.05, max_backoff=0.4)
+    for org in ("acme", "beta", "gamma"):
+        writer.report(tenant.ns, "busy", org, True)
+
+    async def refused_twice() -> bool:
+        return writer.refused_rounds >= 2
+    await wait_for(refused_twice, timeout=10, what="two refused rounds")
+    writer.report(tenant.ns, "busy", "beta", False)  # a newer report while the write is refused: it wins
+    assert await writer.wait_idle(timeout=20), "the change was never written"
+    assert api.refused == 12
+    assert await _used_by(tenant, "busy") == ["acme", "gamma"]
+    assert writer.refused_rounds == 0 and writer.pending == 0
     await writer.aclose()
 
 

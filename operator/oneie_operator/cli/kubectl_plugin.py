@@ -20,6 +20,10 @@ Commands:
                                  (--secret: ENCRYPTION_KEYRING written, ENCRYPTION_KEY kept unless
                                  --drop-encryption-key) or a 0600 file (--output-file);
                                  --status shows the re-encryption progress
+  migrate-labels [-A]            label the Secrets existing BackendConnections use one.ie/credentials=true
+                                 (the opt-in; only Opaque ones in the connection's namespace); --dry-run
+  uninstall-cleanup [-A]         remove the operator's finalizer one.ie/finalizer from Organizations and
+                                 BackendConnections after uninstalling it (nothing stays stuck); --dry-run
 
 Global flags (as kubectl's): --kubeconfig, --context, -n/--namespace (default: the context's
 namespace, else "default"), -A/--all-namespaces (status, rotate-key --status), -o table|json|yaml.
@@ -48,7 +52,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from oneie_operator.cli import plugin_keys, plugin_probe, plugin_status, plugin_switch
+from oneie_operator.cli import plugin_keys, plugin_probe, plugin_status, plugin_switch, plugin_upgrade
 from oneie_operator.cli.plugin_common import OUTPUT_FORMATS, ExitCode, PluginError
 from oneie_operator.cli.plugin_kube import Cluster
 
@@ -73,7 +77,7 @@ def _global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     group.add_argument("-n", "--namespace", default=default(None),
                        help="namespace (default: the context's namespace, else 'default')")
     group.add_argument("-A", "--all-namespaces", action="store_true", default=default(False),
-                       help="every namespace (status, rotate-key --status)")
+                       help="every namespace (status, rotate-key --status, migrate-labels, uninstall-cleanup)")
     group.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default=default("table"), help="output format")
 
 
@@ -148,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write the keyring to FILE (mode 0600); '-' for stdout")
     rotate.add_argument("--primary", metavar="ID", help="with --status: the primary key id (default: from --secret)")
     rotate.add_argument("--dry-run", action="store_true", help="show the key ids the keyring would have")
+
+    migrate = command("migrate-labels", "opt in the credential Secrets that existing BackendConnections use",
+                      plugin_upgrade.cmd_migrate_labels)
+    migrate.add_argument("--dry-run", action="store_true", help="show what would be labelled; store nothing")
+    cleanup = command("uninstall-cleanup", "remove the operator's finalizer from Organizations and "
+                      "BackendConnections (after uninstalling the operator)", plugin_upgrade.cmd_uninstall_cleanup)
+    cleanup.add_argument("--dry-run", action="store_true", help="show what would be removed; store nothing")
     return parser
 
 

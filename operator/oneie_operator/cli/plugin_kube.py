@@ -121,11 +121,13 @@ class Cluster:
         items = [_mapping(o) for o in _mapping(result).get("items") or []]
         return sorted(items, key=lambda o: ((o.get("metadata") or {}).get("namespace", ""), o["metadata"]["name"]))
 
-    def patch(self, plural: str, name: str, body: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def patch(
+        self, plural: str, name: str, body: Mapping[str, Any], *, dry_run: bool = False, namespace: str | None = None
+    ) -> dict[str, Any]:
         """A JSON merge patch (``null`` removes a field); ``dry_run`` asks the server to check only."""
         with api_errors():
             result = self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, plural, name, dict(body),
+                GROUP, VERSION, namespace or self.namespace, plural, name, dict(body),
                 dry_run="All" if dry_run else None, field_manager="kubectl-oneie", _content_type=MERGE_PATCH,
             )
         return _mapping(result)
@@ -161,6 +163,23 @@ class Cluster:
             secret = self.core.read_namespaced_secret(name, namespace)
         data = secret.data or {}
         return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+    def read_secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret's ``type`` and ``labels`` (None when it does not exist); its data is not kept."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise api_error(exc) from None
+        return {"type": str(secret.type or "Opaque"), "labels": dict(secret.metadata.labels or {})}
+
+    def label_secret(self, namespace: str, name: str, labels: Mapping[str, str], *, dry_run: bool = False) -> None:
+        with api_errors():
+            self.core.patch_namespaced_secret(
+                name, namespace, {"metadata": {"labels": dict(labels)}}, field_manager="kubectl-oneie",
+                dry_run="All" if dry_run else None, _content_type=MERGE_PATCH,
+            )
 
     def patch_secret(self, namespace: str, name: str, data: Mapping[str, str | None]) -> None:
         """Set (or, with ``None``, remove) keys of a Secret's data in one merge patch."""

@@ -11,6 +11,7 @@ from typing import Any, cast
 import kopf
 
 from oneie_operator.errors import APIServerError, OneieError
+from oneie_operator.handlers.admission import FailClosedWebhookServer
 from oneie_operator.handlers.services import Services
 from oneie_operator.kube.secrets import WATCH_SELECTOR
 
@@ -132,8 +133,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     services: Services = memo["services"]
     config = services.config
     if config.webhook_port:
-        # The chart owns the ValidatingWebhookConfiguration; Kopf only serves the endpoint.
-        settings.admission.server = kopf.WebhookServer(
+        # The chart owns the ValidatingWebhookConfiguration; Kopf only serves the endpoint, and
+        # refuses what arrives at any other path (handlers/admission.py: fail closed).
+        settings.admission.server = FailClosedWebhookServer(
             addr=config.bind_address, port=config.webhook_port,
             certfile=config.webhook_cert_file, pkeyfile=config.webhook_key_file,
         )

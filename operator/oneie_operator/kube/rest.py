@@ -184,6 +184,12 @@ class KubeREST:
     async def delete_namespaced_secret(self, name: str, namespace: str) -> dict[str, Any]:
         return await self.request("DELETE", self._secret_path(namespace, name))
 
+    # --- authorization.k8s.io -------------------------------------------------------------
+
+    async def create_subject_access_review(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Ask the API server whether a user may do something (``SubjectAccessReview``)."""
+        return await self.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=body)
+
     # --- custom objects --------------------------------------------------------------------
 
     @staticmethod

@@ -207,6 +207,16 @@ class SecretStore:
         return _version_of(await self._core.replace_namespaced_secret(name, namespace, body))
 
 
+class SetUpdateConflict(KubeAPIError):
+    """:meth:`CustomObjects.update_set` met a conflict (409) on every attempt: nothing was written,
+    the caller keeps the change and tries again later (it must not be dropped)."""
+
+    def __init__(self, plural: str, namespace: str, name: str, field: str, attempts: int) -> None:
+        super().__init__(409, "Conflict", f"status.{field} of {plural} {namespace}/{name} not written:"
+                         f" the object changed under each of {attempts} read-modify-writes")
+        self.plural, self.namespace, self.name, self.field, self.attempts = plural, namespace, name, field, attempts
+
+
 class CustomObjects:
     """Patches to our own custom objects outside of a Kopf handler (e.g. trigger annotations)."""
 
@@ -274,7 +284,8 @@ class CustomObjects:
         attempts: int = 5,
     ) -> None:
         """Put items in (True) or out (False) of a list-as-set in status: one read and one write
-        with the read's resourceVersion (409 → read again); nothing written when nothing changes."""
+        with the read's resourceVersion (409 → read again); nothing written when nothing changes.
+        Raises :class:`SetUpdateConflict` when every one of ``attempts`` met a conflict."""
         for _ in range(attempts):
             obj = await self.get(plural, namespace, name)
             if obj is None:
@@ -295,3 +306,4 @@ class CustomObjects:
                     return
                 if exc.status != 409:
                     raise
+        raise SetUpdateConflict(plural, namespace, name, field, attempts)

@@ -8,8 +8,10 @@ changes, waits ``delay`` seconds so that a burst of switches becomes one read-mo
 connection, and applies them with optimistic concurrency (a conflict re-reads and retries).
 The writes wait for a quiet moment: until no new change has come for ``delay`` seconds (a burst
 of switches is served first, its ``usedBy`` writes follow it), but never longer than
-``max_delay`` after the oldest pending change. A write the API refuses stays pending and is tried
-again in the next round.
+``max_delay`` after the oldest pending change. A write the API refuses (an error, or a conflict on
+every attempt: ``SetUpdateConflict``) is never dropped: it stays pending, under any newer report,
+and is tried again after a back-off that doubles with each refused round (from ``delay`` up to
+``max_backoff``) and starts over after a round that wrote everything.
 
 Every organization reconcile reports the connection it has active (and the one it left), not only
 switches: after an operator restart between a switch and its ``usedBy`` write, the next reconcile
@@ -39,10 +41,15 @@ class SetInStatus(Protocol):
 class UsedByWriter:
     """Coalesce ``usedBy`` changes per connection and write them after ``delay`` seconds."""
 
-    def __init__(self, objects: SetInStatus, *, delay: float = 0.5, max_delay: float = 5.0) -> None:
+    def __init__(
+        self, objects: SetInStatus, *, delay: float = 0.5, max_delay: float = 5.0, max_backoff: float = 10.0
+    ) -> None:
         self._objects = objects
         self._delay = delay
         self._max_delay = max_delay
+        self._max_backoff = max_backoff
+        #: Refused rounds in a row (the back-off doubles with each).
+        self.refused_rounds = 0
         self._last_report = 0.0
         #: (namespace, connection) → {organization: using?}; the latest report wins.
         self._pending: dict[tuple[str, str], dict[str, bool]] = {}
@@ -74,8 +81,11 @@ class UsedByWriter:
                         # Keep it for the next round, under any newer report of the same organization.
                         self._pending[key] = {**changes, **self._pending.get(key, {})}
                         refused = True
-                if refused:
-                    await asyncio.sleep(self._delay)  # the API refused: not again at once
+                if refused:  # the API refused: not again at once, and less often while it goes on
+                    self.refused_rounds += 1
+                    await asyncio.sleep(min(self._delay * 2 ** (self.refused_rounds - 1), self._max_backoff))
+                else:
+                    self.refused_rounds = 0
         finally:
             if not self._pending:
                 self._idle.set()
@@ -94,7 +104,7 @@ class UsedByWriter:
         namespace, connection = key
         try:
             await self._objects.update_set(PLURAL, namespace, connection, "usedBy", changes)
-        except Exception as exc:  # the API refused or is away: try again after the next delay
+        except Exception as exc:  # the API refused (also SetUpdateConflict) or is away: kept, tried again
             logger.warning("usedBy of %s/%s not written yet: %s", namespace, connection, type(exc).__name__)
             return False
         return True
