@@ -20,6 +20,8 @@ UNUSED_ON_PURPOSE: dict[Grant, str] = {
     ("one.ie", "organizations", "get"): "no code reads one Organization by name today (Kopf lists and watches); "
     "kept because list and watch already show every Organization, so get gives no further access, and "
     "`kubectl oneie`-style reads by the operator need no chart change",
+    ("", "configmaps", "patch"): "the provider catalog (oneie-providers) is patched only when it already exists, "
+    "i.e. when the operator starts again in the same cluster (reconcile/catalog.py); these flows start it once",
     ("", "secrets", "delete"): "only when the very first activation of an organization fails after its binding "
     "Secret was written (rollback to no backend, reconcile/organizations.py); not reached by these flows",
 }
