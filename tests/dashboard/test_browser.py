@@ -153,7 +153,7 @@ async def test_switch_in_the_page_shows_its_steps(env: LocalEnvironment, admin: 
     await expect(page.locator("#active")).to_have_text("next", timeout=30000)
     last = page.locator("#last-switch")
     await expect(last).to_contain_text("main → next: Succeeded", timeout=30000)
-    for step in ("validate", "activate"):
+    for step in ("resolve", "activate"):
         await expect(last.get_by_role("listitem").filter(has_text=step)).to_be_visible()
     await expect(page.get_by_role("listitem").filter(has_text=re.compile(r"\d+ ms"))).not_to_have_count(0)
     assert await _org_settled(env, "next")

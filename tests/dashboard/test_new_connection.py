@@ -164,7 +164,8 @@ async def test_the_form_comes_from_the_cluster(env: LocalEnvironment, dash: Dash
     page = dash.page
     expect = playwright_api.expect
     await page.goto(dash.view("#/fleet"))
-    await page.locator("#new-connection").get_by_role("link", name=NS).click()
+    await page.locator("#new-ns").select_option(NS)
+    await page.locator("#new-connection").get_by_role("button", name="New connection…").click()
     await expect(page.get_by_role("heading", name="New connection")).to_be_visible()
     await expect(page.get_by_text("CustomResourceDefinition backendconnections.one.ie")).to_be_visible()
     await page.get_by_label("Provider").select_option("wordpress")
@@ -192,7 +193,7 @@ async def test_a_wrong_password_shows_the_providers_reason_and_cancel_removes_it
     await page.get_by_role("button", name="Test connection").click()
     verdict = page.locator("#verdict")
     await expect(verdict).to_contain_text("The test failed", timeout=30000)
-    await expect(verdict).to_contain_text("CredentialsRejected")
+    await expect(verdict).to_contain_text("CredentialsRejected: WordPress rejected the credentials")  # the provider's
     await expect(page.locator("#secret-applicationPassword")).to_have_value("")  # not kept after submit
     await expect(page.get_by_role("button", name="Save and switch")).to_be_disabled()
     secret = await env.api.get(*SECRET, NS, "blog-wrong-credentials")
@@ -221,7 +222,21 @@ async def test_invalid_input_reads_as_a_sentence(env: LocalEnvironment, dash: Da
     await page.locator("#secret-deployKey").fill("x")
     await page.get_by_role("button", name="Test connection").click()
     await expect(page.locator("#verdict")).to_contain_text("Name the connection with lower-case letters")
-    assert await env.api.get(*SECRET, NS, "Not A Name-credentials") is None
+    # the API server's own 422 (the CRD's pattern for restPrefix), as a sentence naming the field
+    await page.get_by_label("Provider").select_option("wordpress")
+    await page.get_by_label("Connection name").fill("blog-invalid")
+    await page.get_by_label("url").fill("https://blog.example.com")
+    await page.get_by_label("restPrefix").fill("wp-json")
+    await page.locator("#secret-username").fill("editor")
+    await page.locator("#secret-applicationPassword").fill("abcd efgh ijkl mnop qrst uvwx")
+    await page.get_by_role("button", name="Test connection").click()
+    verdict = page.locator("#verdict")
+    await expect(verdict).to_contain_text("The Kubernetes API server rejected the input while checking the connection "
+                                          "blog-invalid: spec.wordpress.restPrefix")
+    assert "{" not in (await verdict.text_content() or "")  # a sentence, not the raw API error
+    await _shot(page, "new-connection-invalid")
+    assert await env.api.get(*SECRET, NS, "blog-invalid-credentials") is None  # nothing left behind
+    assert await env.api.get(*BC, NS, "blog-invalid") is None
 
 
 async def test_a_new_connection_becomes_ready_and_save_and_switch_completes(env: LocalEnvironment,

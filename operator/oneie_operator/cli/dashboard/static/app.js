@@ -110,12 +110,7 @@ async function renderFleet(r) {
   const conns = body.connections.filter(match);
   replaceMain(
     el("h2", {}, `Fleet `, el("span", { class: "muted" }, `(${body.scope})`)),
-    el("p", { id: "new-connection" }, "New connection in ",
-      [...new Set(body.organizations.map((o) => o.namespace).concat(body.connections.map((c) => c.namespace)))]
-        .sort().concat([]).slice(0, 20).flatMap((ns, i) => [i ? " · " : "",
-          el("a", { href: `#/new/${encodeURIComponent(ns)}`, class: "button" }, ns)]),
-      body.organizations.length || body.connections.length ? "" :
-        el("a", { href: `#/new/${encodeURIComponent(sessionNamespace)}`, class: "button" }, sessionNamespace)),
+    newConnectionPicker(body),
     el("div", { class: "filters", role: "search" },
       el("label", { for: "search" }, "Search", el("input", { id: "search", type: "search", value: r.params.get("q") || "",
         placeholder: "name, namespace, provider", oninput: (e) => setParam("q", e.target.value) })),
@@ -146,6 +141,16 @@ async function renderFleet(r) {
         el("td", { class: cls(c.health) }, c.health), el("td", {}, ms(c.responseTimeMilliseconds)),
         el("td", {}, pct(c.errorRate)), el("td", {}, (c.usedBy || []).join(", ") || "–")))))
   );
+}
+
+function newConnectionPicker(body) {
+  const seen = [...new Set(body.organizations.map((o) => o.namespace).concat(body.connections.map((c) => c.namespace)))].sort();
+  const namespaces = seen.length ? seen : [sessionNamespace];
+  const select = el("select", { id: "new-ns" }, namespaces.map((ns) => el("option", { value: ns }, ns)));
+  return el("div", { class: "filters", id: "new-connection" },
+    el("label", { for: "new-ns" }, "Namespace", select),
+    el("button", { class: "primary", type: "button",
+      onclick: () => { location.hash = `#/new/${encodeURIComponent(select.value)}`; } }, "New connection…"));
 }
 
 // -- organization ----------------------------------------------------------------------------------
@@ -347,7 +352,7 @@ function fieldInput(f) {
     "aria-describedby": describedBy, autocomplete: "off", spellcheck: "false" });
   return el("div", { class: "field" },
     el("label", { for: id }, f.name, f.required ? el("span", { class: "req", "aria-hidden": "true" }, " *") : el("span", { class: "muted" }, " (optional)")),
-    input, el("p", { class: "help muted", id: describedBy }, f.description || ""));
+    input, el("p", { class: "help muted", id: describedBy }, f.description || "", f.pattern ? ` Format: ${f.pattern}` : ""));
 }
 
 function secretInput(key, optional, description) {
