@@ -76,7 +76,11 @@ def _invalid(message: str) -> str:
     parts = []
     for item in re.split(r", (?=spec\.|metadata\.|data\.)", details.strip("[]")):
         m = re.match(r"^(?P<field>[\w.\[\]-]+): (?:Invalid value: (?:\"[^\"]*\"|\S+): )?(?P<why>.*)$", item.strip())
-        parts.append(f"{m['field']}: {m['why']}" if m else item.strip())
+        if m is None:
+            parts.append(item.strip())
+            continue
+        why = m["why"].removeprefix(f"{m['field']} in body ").replace("should match", "must match the format")
+        parts.append(f"{m['field']}: {why}")
     text = "; ".join(p for p in parts if p)
     return text if text.endswith(".") else text + "."
 
