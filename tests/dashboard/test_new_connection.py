@@ -265,6 +265,51 @@ async def test_a_new_connection_becomes_ready_and_save_and_switch_completes(env:
     await _shot(page, "new-connection-switched")
 
 
+async def test_an_organization_owner_gets_the_form_and_a_user_is_refused(env: LocalEnvironment) -> None:
+    """With a tenant's own identity (RBAC on): the owner reads the operator's catalog (the chart's
+    reader Role) and the schema, so the form is complete; an organization user, who may not
+    create Secrets, gets the API server's refusal as a sentence and nothing is created."""
+    assert env.secure is not None
+    expect = playwright_api.expect
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            for context in ("org-owner", "org-user"):
+                cluster = Cluster(str(env.secure.kubeconfig), context, NS)
+                guard = Guard()
+                runner, port = await serve(build_app(cluster, guard, pinned_namespace=NS, all_namespaces=False),
+                                           guard, "127.0.0.1", 0)
+                page = await browser.new_page(viewport={"width": 1366, "height": 900})
+                try:
+                    await page.goto(url_of("127.0.0.1", port, guard.token))
+                    await page.goto(url_of("127.0.0.1", port, guard.token).split("/?")[0] + f"/#/new/{NS}")
+                    await expect(page.get_by_text("the operator's provider catalog")).to_be_visible()
+                    await page.get_by_label("Provider").select_option("notion")
+                    await expect(page.locator("#secret-token")).to_have_attribute("type", "password")
+                    if context == "org-owner":
+                        await expect(page.get_by_label("databaseId")).to_be_visible()  # from the served schema
+                        await _shot(page, "new-connection-owner")
+                        continue
+                    await page.get_by_label("Connection name").fill("user-notion")
+                    for key, value in env.providers.settings("notion").items():
+                        await page.locator(f"#set-{key}").fill(str(value))
+                    typed = "secret_" + secrets.token_hex(16)
+                    TYPED.add(typed)
+                    await page.locator("#secret-token").fill(typed)
+                    await page.get_by_role("button", name="Test connection").click()
+                    verdict = page.locator("#verdict")
+                    await expect(verdict).to_contain_text("Refused by the Kubernetes API server for your identity")
+                    await expect(verdict).to_contain_text('User "acme-user" cannot create resource')
+                    await _shot(page, "new-connection-refused")
+                    assert await env.api.get(*SECRET, NS, "user-notion-credentials") is None
+                    assert await env.api.get(*BC, NS, "user-notion") is None
+                finally:
+                    await page.close()
+                    await runner.cleanup()
+        finally:
+            await browser.close()
+
+
 async def test_typed_credentials_reach_the_secret_only(env: LocalEnvironment, dash: Dashboard) -> None:
     """What was typed went out in the form's request and into the Secret; no response, no
     event of the stream, no console line and no log line of the operator holds it."""
