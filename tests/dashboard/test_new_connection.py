@@ -265,6 +265,32 @@ async def test_a_new_connection_becomes_ready_and_save_and_switch_completes(env:
     await _shot(page, "new-connection-switched")
 
 
+async def test_a_gitops_managed_namespace_warns_before_creating(env: LocalEnvironment, dash: Dashboard) -> None:
+    """Flux manages the namespace: the form says so, and Test connection asks first with the
+    plug-in's warning; cancelling that creates nothing."""
+    flux = {"kustomize.toolkit.fluxcd.io/name": "tenants", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
+    namespace = await env.api.get("v1", "Namespace", None, NS)
+    if namespace is None:
+        await env.api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": flux}})
+    else:
+        await env.api.patch("v1", "Namespace", None, NS, {"metadata": {"labels": flux}})
+    try:
+        page = dash.page
+        expect = playwright_api.expect
+        await page.goto(dash.view("#/fleet"))
+        await page.goto(dash.view(f"#/new/{NS}"))
+        await expect(page.locator("#new-gitops")).to_contain_text(f"Namespace {NS} is managed by Flux")
+        await _fill_provider(page, env, "convex", "flux-convex", dict(env.providers.credentials["convex"]))
+        await page.get_by_role("button", name="Test connection").click()
+        await expect(page.locator("#confirm-gitops")).to_contain_text("Flux")
+        await _shot(page, "new-connection-gitops")
+        await page.locator("#confirm").get_by_role("button", name="Cancel").click()
+        assert await env.api.get(*BC, NS, "flux-convex") is None
+        assert await env.api.get(*SECRET, NS, "flux-convex-credentials") is None
+    finally:
+        await env.api.patch("v1", "Namespace", None, NS, {"metadata": {"labels": {k: None for k in flux}}})
+
+
 async def test_an_organization_owner_gets_the_form_and_a_user_is_refused(env: LocalEnvironment) -> None:
     """With a tenant's own identity (RBAC on): the owner reads the operator's catalog (the chart's
     reader Role) and the schema, so the form is complete; an organization user, who may not

@@ -189,8 +189,9 @@ class NewConnections:
             return None  # tenants may not read their Namespace: the organizations' own warnings still show
         client: Any = self.cluster.client
         meta = client.sanitize_for_serialization(ns)
-        return gitops_warning("Namespace", meta, "a connection created from the dashboard",
-                              "Add the Secret and the BackendConnection to Git instead, or they may be pruned.")
+        warning = gitops_warning("Namespace", meta, "a connection created from the dashboard",
+                                 "Add the Secret and the BackendConnection to Git instead, or they may be pruned.")
+        return warning.replace(f"Namespace /{namespace} ", f"Namespace {namespace} ", 1) if warning else None
 
     def _scoped(self, namespace: str) -> Cluster:
         import copy
