@@ -42,6 +42,12 @@ class OperatorConfig(BaseSettings):
     )
     """Which namespaces the operator serves. Empty means the whole cluster."""
 
+    pod_namespace: str = Field(
+        default="oneie-system",
+        description="POD_NAMESPACE: the operator's own namespace (the chart sets it); the provider catalog goes there.",
+    )
+    """Where the ``oneie-providers`` ConfigMap is published (reconcile.catalog)."""
+
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="METRICS_PORT: 0-65535; 0 = off.")
     """Port of the Prometheus ``/metrics`` endpoint."""
 

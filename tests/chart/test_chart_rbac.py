@@ -73,6 +73,8 @@ def operator_grants(docs: list[dict[str, Any]]) -> dict[str | None, set[Grant]]:
     for binding in docs:
         if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding") or not operator_subject(binding):
             continue
+        if binding["roleRef"]["name"] == f"{RELEASE}-provider-catalog":
+            continue  # named ConfigMap grants: test_provider_catalog_roles
         namespace = binding["metadata"].get("namespace") if binding["kind"] == "RoleBinding" else None
         ref = binding["roleRef"]
         role = roles[(ref["kind"], namespace if ref["kind"] == "Role" else None, ref["name"])]
@@ -89,6 +91,25 @@ def cluster_role(docs: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
 
 def test_operator_cluster_wide_grants_exactly_the_contract() -> None:
     assert operator_grants(render()) == {None: OPERATOR_CONTRACT | ACCESS_REVIEWS}
+
+
+def test_provider_catalog_roles() -> None:
+    """The operator may create the catalog ConfigMap and patch only that one, in its own namespace;
+    every authenticated user may get only that one (names and descriptions of Secret keys)."""
+    for docs in (render(), render(sets={"watch.namespaces": "{tenant-acme}"})):
+        writer = one(docs, "Role", f"{RELEASE}-provider-catalog")
+        assert writer["metadata"]["namespace"] == "oneie-system"
+        assert writer["rules"] == [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["oneie-providers"], "verbs": ["patch"]},
+        ]
+        assert operator_subject(one(docs, "RoleBinding", f"{RELEASE}-provider-catalog"))
+        reader = one(docs, "Role", f"{RELEASE}-provider-catalog-readers")
+        assert reader["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
+                                    "resourceNames": ["oneie-providers"], "verbs": ["get"]}]
+        binding = one(docs, "RoleBinding", f"{RELEASE}-provider-catalog-readers")
+        assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                        "name": "system:authenticated"}]
 
 
 def test_operator_cluster_wide_with_peering() -> None:

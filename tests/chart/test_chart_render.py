@@ -137,6 +137,11 @@ def test_defaults_render_the_minimum() -> None:
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
+            # the provider catalog ConfigMap: the operator writes it, everyone signed in reads it
+            "Role",
+            "RoleBinding",
+            "Role",
+            "RoleBinding",
         ]
     )
     for doc in rendered("defaults"):

@@ -23,6 +23,8 @@ UNUSED_ON_PURPOSE: dict[Grant, str] = {
     ("authorization.k8s.io", "subjectaccessreviews", "create"): "only the admission webhook asks it (may the "
     "connection's author read its Secret?); the emulator calls no webhooks, so these flows never reach it: "
     "tests/admission/test_webhook.py exercises it under the chart's roles",
+    ("", "configmaps", "patch"): "the provider catalog (oneie-providers) is patched only when it already exists, "
+    "i.e. when the operator starts again in the same cluster (reconcile/catalog.py); these flows start it once",
     ("", "secrets", "delete"): "only when the very first activation of an organization fails after its binding "
     "Secret was written (rollback to no backend, reconcile/organizations.py); not reached by these flows",
 }

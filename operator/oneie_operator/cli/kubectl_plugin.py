@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="address to listen on (default 127.0.0.1; another needs --allow-remote)")
     dashboard.add_argument("--allow-remote", action="store_true",
                            help="allow a non-loopback --address (anyone with the URL acts as you)")
+    dashboard.add_argument("--operator-namespace", default="oneie-system",
+                           help="the operator's namespace, where its provider catalog is (default oneie-system)")
 
     command("keygen", "print a new encryption key (64 hex) and its key id", plugin_keys.cmd_keygen)
 

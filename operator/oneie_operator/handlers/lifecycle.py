@@ -14,6 +14,7 @@ from oneie_operator.errors import APIServerError, OneieError
 from oneie_operator.handlers.admission import FailClosedWebhookServer
 from oneie_operator.handlers.services import Services
 from oneie_operator.kube.secrets import WATCH_SELECTOR
+from oneie_operator.reconcile.catalog import publish_catalog
 
 
 class LeanStatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
@@ -143,6 +144,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     else:
         # The validating handlers are registered, but the webhook is off: serve nothing.
         settings.admission.server = _no_webhook_server
+
+
+@kopf.on.startup()
+async def publish_provider_catalog(memo: kopf.Memo, **_: Any) -> None:
+    """The ``oneie-providers`` ConfigMap: what each registered provider needs (for the dashboard's form)."""
+    services: Services = memo["services"]
+    await publish_catalog(services.api_client, services.registry, services.config.pod_namespace)
 
 
 async def _no_webhook_server(fn: Any) -> AsyncIterator[Any]:

@@ -101,6 +101,8 @@ class Provider(abc.ABC, Generic[SettingsT]):
     settings_model: ClassVar[type[ProviderSettings]]
     secret_fields: ClassVar[tuple[str, ...]]
     optional_secret_fields: ClassVar[tuple[str, ...]] = ()
+    #: What each secret key holds, for people filling a form (published in the ``oneie-providers`` ConfigMap).
+    secret_descriptions: ClassVar[Mapping[str, str]] = {}
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: The settings field that :meth:`base_url` comes from, for messages (``spec.<name>.<field>``).
     base_url_field: ClassVar[str] = "url"

@@ -117,6 +117,7 @@ class ConvexProvider(Provider[ConvexSettings]):
     display_name = "Convex"
     settings_model = ConvexSettings
     secret_fields = ("deployKey",)
+    secret_descriptions = {"deployKey": "The deployment's deploy key (Convex dashboard → Settings → Deploy key)."}
     capabilities = frozenset(
         {
             "database",

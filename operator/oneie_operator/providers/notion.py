@@ -110,6 +110,7 @@ class NotionProvider(Provider[NotionSettings]):
     display_name = "Notion"
     settings_model = NotionSettings
     secret_fields = ("token",)
+    secret_descriptions = {"token": "The integration's internal secret (ntn_… or, if older, secret_…)."}
     capabilities = frozenset({"documents", "databases", "comments", "search", "users"})
     base_url_field = "apiUrl"
 

@@ -134,6 +134,10 @@ class SupabaseProvider(Provider[SupabaseSettings]):
     settings_model = SupabaseSettings
     secret_fields = ("serviceRoleKey",)
     optional_secret_fields = ("anonKey",)
+    secret_descriptions = {
+        "serviceRoleKey": "The project's service_role key (Project settings → API).",
+        "anonKey": "The project's anon (public) key, optional.",
+    }
     capabilities = frozenset(
         {"database", "auth", "realtime", "file-storage", "functions", "vector-search", "full-text-search"}
     )

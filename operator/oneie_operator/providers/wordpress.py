@@ -113,6 +113,10 @@ class WordPressProvider(Provider[WordPressSettings]):
     display_name = "WordPress"
     settings_model = WordPressSettings
     secret_fields = ("username", "applicationPassword")
+    secret_descriptions = {
+        "username": "The WordPress user name.",
+        "applicationPassword": "An application password of that user (Users → Profile → Application passwords).",
+    }
     capabilities = frozenset({"cms", "content", "media", "users", "comments"})
 
     def credential_issues(self, credentials: Mapping[str, str]) -> list[FieldIssue]:

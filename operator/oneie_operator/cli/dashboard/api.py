@@ -23,6 +23,7 @@ from aiohttp import web
 from kubernetes.client.exceptions import ApiException
 
 from oneie_operator.cli import plugin_probe, plugin_switch
+from oneie_operator.cli.dashboard.newconn import FormError, NewConnections
 from oneie_operator.cli.gitops import gitops_warning
 from oneie_operator.cli.plugin_common import PluginError
 from oneie_operator.cli.plugin_kube import CONNS, ORGS, Cluster
@@ -66,8 +67,10 @@ def failure(message: str) -> web.Response:
 class Backend:
     """The cluster seen with the user's identity, and the namespaces the dashboard shows."""
 
-    def __init__(self, cluster: Cluster, *, namespace: str | None, all_namespaces: bool) -> None:
+    def __init__(self, cluster: Cluster, *, namespace: str | None, all_namespaces: bool,
+                 operator_namespace: str = "oneie-system") -> None:
         self.cluster = cluster
+        self.new = NewConnections(cluster, operator_namespace)
         self.pinned = namespace is not None  # -n given: that namespace only
         self.all_namespaces = all_namespaces
         self._lock = threading.Lock()  # the plug-in's commands print: one at a time, output captured
@@ -212,6 +215,8 @@ def routes(backend: Backend) -> web.RouteTableDef:
             return web.json_response(await asyncio.to_thread(func, *args, **kw))
         except PluginError as exc:
             return failure(str(exc))
+        except FormError as exc:
+            return web.json_response({"refused": exc.refused, "message": str(exc)}, status=exc.status)
         except Exception as exc:  # the API server unreachable and the like
             return web.json_response({"refused": False, "unreachable": True,
                                       "message": unreachable(backend.cluster, exc)}, status=502)
@@ -241,5 +246,49 @@ def routes(backend: Backend) -> web.RouteTableDef:
                 return failure("Choose the connection to switch to (field: to).")
             fields["to"] = target
         return await call(backend.run_command, ACTIONS[verb], request.match_info["namespace"], **fields)
+
+    # -- new connection ------------------------------------------------------------------------------
+
+    @r.get("/api/new/{namespace}")
+    async def new_form(request: web.Request) -> web.Response:
+        return await call(backend.new.form, request.match_info["namespace"])
+
+    async def body_of(request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise FormError("The request is not JSON.") from None
+        if not isinstance(body, dict):
+            raise FormError("The request is not a JSON object.")
+        return body
+
+    @r.post("/api/new/{namespace}")
+    async def new_test(request: web.Request) -> web.Response:
+        try:
+            body = await body_of(request)
+        except FormError as exc:
+            return failure(str(exc))
+        return await call(backend.new.create, request.match_info["namespace"], body)
+
+    @r.get("/api/new/{namespace}/{name}")
+    async def new_verdict(request: web.Request) -> web.Response:
+        return await call(backend.new.verdict, request.match_info["namespace"], request.match_info["name"])
+
+    @r.delete("/api/new/{namespace}/{name}")
+    async def new_cancel(request: web.Request) -> web.Response:
+        return await call(backend.new.cancel, request.match_info["namespace"], request.match_info["name"])
+
+    @r.post("/api/new/{namespace}/{name}/save")
+    async def new_save(request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        try:
+            body = await body_of(request)
+        except FormError as exc:
+            return failure(str(exc))
+        backend.new.saved(namespace, name)
+        organization = str(body.get("organization") or "")
+        if not organization:
+            return web.json_response({"saved": True, "switched": False})
+        return await call(backend.run_command, ACTIONS["switch"], namespace, name=organization, to=name)
 
     return r

@@ -21,8 +21,10 @@ DEFAULT_PORT = 3100
 STATIC = Path(str(resources.files("oneie_operator.cli.dashboard") / "static"))
 
 
-def build_app(cluster: Cluster, guard: Guard, *, pinned_namespace: str | None, all_namespaces: bool) -> web.Application:
-    backend = Backend(cluster, namespace=pinned_namespace, all_namespaces=all_namespaces)
+def build_app(cluster: Cluster, guard: Guard, *, pinned_namespace: str | None, all_namespaces: bool,
+              operator_namespace: str = "oneie-system") -> web.Application:
+    backend = Backend(cluster, namespace=pinned_namespace, all_namespaces=all_namespaces,
+                      operator_namespace=operator_namespace)
     hub = Hub(cluster, namespace=cluster.namespace, cluster_wide=pinned_namespace is None)
     app = web.Application(middlewares=[guard_middleware(guard)])
 
@@ -74,7 +76,8 @@ def cmd_dashboard(args: argparse.Namespace, cluster: Cluster) -> int:
         raise PluginError(str(exc)) from None
     guard = Guard()
     app = build_app(cluster, guard, pinned_namespace=None if args.all_namespaces or not args.namespace
-                    else args.namespace, all_namespaces=args.all_namespaces)
+                    else args.namespace, all_namespaces=args.all_namespaces,
+                    operator_namespace=getattr(args, "operator_namespace", "oneie-system"))
 
     async def main() -> None:
         runner, port = await serve(app, guard, args.address, args.port)

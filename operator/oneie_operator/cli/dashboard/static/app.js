@@ -4,7 +4,8 @@ const main = document.getElementById("main");
 const banner = document.getElementById("banner");
 let csrf = "";
 let renderTimer = 0;
-let pending = null; // the action in progress: {ns, name, verb, target}
+let pending = null;
+let sessionNamespace = "default"; // the action in progress: {ns, name, verb, target}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -73,6 +74,7 @@ async function render() {
   try {
     if (r.view === "org" && r.ns && r.name) await renderOrg(r);
     else if (r.view === "conn" && r.ns && r.name) await renderConn(r);
+    else if (r.view === "new" && r.ns) await renderNew(r);
     else await renderFleet(r);
   } catch (err) { /* the banner says why */ }
 }
@@ -108,6 +110,7 @@ async function renderFleet(r) {
   const conns = body.connections.filter(match);
   replaceMain(
     el("h2", {}, `Fleet `, el("span", { class: "muted" }, `(${body.scope})`)),
+    newConnectionPicker(body),
     el("div", { class: "filters", role: "search" },
       el("label", { for: "search" }, "Search", el("input", { id: "search", type: "search", value: r.params.get("q") || "",
         placeholder: "name, namespace, provider", oninput: (e) => setParam("q", e.target.value) })),
@@ -138,6 +141,16 @@ async function renderFleet(r) {
         el("td", { class: cls(c.health) }, c.health), el("td", {}, ms(c.responseTimeMilliseconds)),
         el("td", {}, pct(c.errorRate)), el("td", {}, (c.usedBy || []).join(", ") || "–")))))
   );
+}
+
+function newConnectionPicker(body) {
+  const seen = [...new Set(body.organizations.map((o) => o.namespace).concat(body.connections.map((c) => c.namespace)))].sort();
+  const namespaces = seen.length ? seen : [sessionNamespace];
+  const select = el("select", { id: "new-ns" }, namespaces.map((ns) => el("option", { value: ns }, ns)));
+  return el("div", { class: "filters", id: "new-connection" },
+    el("label", { for: "new-ns" }, "Namespace", select),
+    el("button", { class: "primary", type: "button",
+      onclick: () => { location.hash = `#/new/${encodeURIComponent(select.value)}`; } }, "New connection…"));
 }
 
 // -- organization ----------------------------------------------------------------------------------
@@ -201,6 +214,7 @@ async function confirmAction(text, gitops) {
 }
 
 let lastOutcome = null; // {key, node}: the result of the last action, kept across live re-renders
+let keepOutcome = false; // the next hash change keeps lastOutcome (Save and switch → organization view)
 
 async function act(kind, ns, name, verb, body, text, gitops) {
   if (!(await confirmAction(text, gitops))) return;
@@ -257,6 +271,8 @@ async function renderOrg(r) {
           el("button", { id: "do-rollback", disabled: !s.previousConnection || !!pending,
             onclick: () => act("organizations", r.ns, r.name, "rollback", {},
               `Roll ${r.ns}/${r.name} back to ${s.previousConnection}?`, body.gitops) }, "Roll back"),
+          el("a", { class: "button", id: "new-connection", href: `#/new/${encodeURIComponent(r.ns)}?org=${encodeURIComponent(r.name)}` },
+            "New connection…"),
           el("button", { id: "do-retry", disabled: !failedLast || !!pending,
             title: failedLast ? "" : "Retry is for a failed switch; the last one did not fail",
             onclick: () => act("organizations", r.ns, r.name, "retry", {},
@@ -319,13 +335,192 @@ async function renderConn(r) {
   );
 }
 
+// -- new connection ------------------------------------------------------------------------------
+// The form comes from the cluster (GET /api/new/<ns>: the operator's provider catalog and the
+// BackendConnection schema). It is built once per visit: live updates refresh only the verdict,
+// so nothing typed is lost. Secret inputs are cleared as soon as they are sent.
+let draft = null; // {ns, root, form, created, verdict, actions...}
+
+function fieldInput(f) {
+  const id = `set-${f.name}`;
+  const describedBy = `${id}-help`;
+  let input;
+  if (f.enum) input = el("select", { id, name: f.name }, (f.required ? [] : [""]).concat(f.enum).map((v) => el("option", { value: v, selected: v === f.default }, v || "(default)")));
+  else if (f.type === "boolean") input = el("input", { id, name: f.name, type: "checkbox", checked: f.default === true });
+  else input = el("input", { id, name: f.name, type: f.type === "string" ? "text" : "number", required: f.required,
+    maxlength: f.maxLength, placeholder: f.default !== undefined && f.default !== null ? String(f.default) : "",
+    "aria-describedby": describedBy, autocomplete: "off", spellcheck: "false" });
+  return el("div", { class: "field" },
+    el("label", { for: id }, f.name, f.required ? el("span", { class: "req", "aria-hidden": "true" }, " *") : el("span", { class: "muted" }, " (optional)")),
+    input, el("p", { class: "help muted", id: describedBy }, f.description || "", f.pattern ? ` Format: ${f.pattern}` : ""));
+}
+
+function secretInput(key, optional, description) {
+  const id = `secret-${key}`;
+  return el("div", { class: "field" },
+    el("label", { for: id }, key, optional ? el("span", { class: "muted" }, " (optional)") : el("span", { class: "req", "aria-hidden": "true" }, " *")),
+    el("input", { id, name: key, type: "password", autocomplete: "new-password", required: !optional, spellcheck: "false",
+      "data-secret": "true", "aria-describedby": `${id}-help` }),
+    el("p", { class: "help muted", id: `${id}-help` }, description || "Stored only in the credentials Secret; never shown again."));
+}
+
+function providerBlock(p) {
+  const settings = p.fields === null
+    ? [el("div", { class: "field" }, el("label", { for: "settings-json" }, `Settings (JSON, spec.${p.name})`),
+        el("textarea", { id: "settings-json", rows: 4, spellcheck: "false" }, "{}"),
+        el("p", { class: "help muted" }, "The cluster publishes no schema for this provider's settings; the operator checks them."))]
+    : p.fields.map(fieldInput);
+  const keys = p.secretFields.map((k) => secretInput(k, false, p.secretDescriptions[k]))
+    .concat(p.optionalSecretFields.map((k) => secretInput(k, true, p.secretDescriptions[k])));
+  return el("div", { id: "provider-form" },
+    p.description ? el("p", { class: "muted" }, p.description) : null,
+    el("fieldset", {}, el("legend", {}, "Settings"), settings),
+    el("fieldset", {}, el("legend", {}, "Credentials (kept in a Secret, never shown again)"),
+      keys.length ? keys : el("p", { class: "muted" }, "The operator's catalog lists no Secret keys for this provider.")));
+}
+
+function collect(p) {
+  let settings = {};
+  if (p.fields === null) {
+    try { settings = JSON.parse(document.getElementById("settings-json").value || "{}"); }
+    catch (err) { return { error: `The settings are not valid JSON: ${err.message}` }; }
+  } else {
+    for (const f of p.fields) {
+      const input = document.getElementById(`set-${f.name}`);
+      if (f.type === "boolean") { if (input.checked !== (f.default === true)) settings[f.name] = input.checked; continue; }
+      const v = input.value.trim();
+      if (v === "") { if (f.required) return { error: `Fill in ${f.name}: ${f.description}`, focus: input }; continue; }
+      settings[f.name] = f.type === "integer" || f.type === "number" ? Number(v) : v;
+    }
+  }
+  const secrets = {};
+  for (const input of document.querySelectorAll("input[data-secret]")) {
+    if (input.value === "" && input.required) return { error: `Fill in the credential ${input.name}.`, focus: input };
+    if (input.value !== "") secrets[input.name] = input.value;
+  }
+  return { settings, secrets };
+}
+
+function clearSecrets() { for (const input of document.querySelectorAll("input[data-secret]")) input.value = ""; }
+
+async function refreshVerdict() {
+  if (!draft || !draft.created) return;
+  const c = draft.created;
+  const { ok, body } = await api(`/api/new/${encodeURIComponent(c.namespace)}/${encodeURIComponent(c.name)}`);
+  if (!ok) { draft.verdict.replaceChildren(failureBox(body)); return; }
+  draft.ready = body.ready === "True";
+  const head = body.ready === "True" ? "The connection works. " : body.ready === "False" ? "The test failed. " : "Testing… ";
+  draft.verdict.replaceChildren(el("div", { class: `result ${cls(body.ready)}`, role: "status", id: "verdict-text" },
+    el("strong", {}, head), body.reason ? `${body.reason}: ` : "", body.message || ""));
+  updateButtons();
+}
+
+function updateButtons() {
+  if (!draft) return;
+  document.getElementById("do-test").disabled = !!draft.created || draft.busy;
+  document.getElementById("do-cancel").disabled = !draft.created || draft.busy;
+  document.getElementById("do-save").disabled = !draft.created || !draft.ready || draft.busy;
+}
+
+async function renderNew(r) {
+  if (draft && draft.ns === r.ns && main.contains(draft.root)) { await refreshVerdict(); return; }
+  const { ok, body } = await api(`/api/new/${encodeURIComponent(r.ns)}`);
+  const title = el("h2", {}, "New connection ", el("span", { class: "muted" }, `in ${r.ns}`));
+  const back = el("p", {}, el("a", { href: "#/fleet" }, "← Fleet"));
+  if (!ok) { draft = null; replaceMain(back, title, failureBox(body)); return; }
+  if (!body.providers.length) { draft = null; replaceMain(back, title, failureBox({ message: body.catalogNote || "No provider is known." })); return; }
+  const wantedOrg = r.params.get("org") || "";
+  const providerSelect = el("select", { id: "provider" }, body.providers.map((p) => el("option", { value: p.name }, `${p.displayName} (${p.name})`)));
+  const nameInput = el("input", { id: "conn-name", type: "text", required: true, autocomplete: "off", spellcheck: "false",
+    "aria-describedby": "conn-name-help", maxlength: 63 });
+  const orgSelect = el("select", { id: "save-org" }, body.organizations.map((o) => el("option", { value: o.name, selected: o.name === wantedOrg },
+    `${o.name} (now ${o.active || "nothing"})`)), el("option", { value: "" }, "(none: keep it for later)"));
+  const slot = el("div", {});
+  const verdict = el("div", { id: "verdict", "aria-live": "polite" });
+  const provider = () => body.providers.find((p) => p.name === providerSelect.value);
+  const showProvider = () => { slot.replaceChildren(providerBlock(provider())); if (!nameInput.value || nameInput.dataset.auto) { nameInput.value = `${providerSelect.value}-${Math.random().toString(36).slice(2, 6)}`; nameInput.dataset.auto = "1"; } };
+  providerSelect.addEventListener("change", showProvider);
+  nameInput.addEventListener("input", () => { delete nameInput.dataset.auto; });
+  const form = el("form", { id: "new-form", novalidate: true },
+    el("div", { class: "field" }, el("label", { for: "provider" }, "Provider"), providerSelect),
+    el("div", { class: "field" }, el("label", { for: "conn-name" }, "Connection name"), nameInput,
+      el("p", { class: "help muted", id: "conn-name-help" }, "Lower-case letters, digits and hyphens; the Secret is named <name>-credentials.")),
+    slot,
+    el("div", { class: "actions", role: "group", "aria-label": "Actions" },
+      el("button", { type: "submit", class: "primary", id: "do-test" }, "Test connection"),
+      el("button", { type: "button", id: "do-cancel", disabled: true }, "Cancel"),
+      el("label", { for: "save-org" }, "Switch organization", orgSelect),
+      el("button", { type: "button", id: "do-save", disabled: true }, "Save and switch")),
+    verdict);
+  const root = el("div", { id: "new-view" }, back, title,
+    body.gitops ? el("p", { class: "warning", id: "new-gitops" }, body.gitops) : null,
+    el("p", { class: "muted" }, `Form from ${body.schemaSource}${body.catalogNote ? "" : " and the operator's provider catalog"}.`),
+    body.catalogNote ? el("p", { class: "warning" }, body.catalogNote) : null, form);
+  draft = { ns: r.ns, root, verdict, created: null, ready: false, busy: false };
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const p = provider();
+    const data = collect(p);
+    if (data.error) { verdict.replaceChildren(failureBox({ message: data.error })); if (data.focus) data.focus.focus(); return; }
+    if (body.gitops && !(await confirmAction(`Create the connection ${nameInput.value} and its Secret in ${r.ns}?`, body.gitops))) return;
+    draft.busy = true; updateButtons();
+    verdict.replaceChildren(el("div", { class: "result", role: "status" }, "Creating the Secret and the connection…"));
+    const res = await api(`/api/new/${encodeURIComponent(r.ns)}`, { method: "POST",
+      body: JSON.stringify({ name: nameInput.value.trim(), provider: p.name, settings: data.settings, secrets: data.secrets }) });
+    clearSecrets(); // typed credentials are not kept in the page after they were sent
+    draft.busy = false;
+    if (!res.ok) { verdict.replaceChildren(failureBox(res.body)); updateButtons(); return; }
+    draft.created = res.body;
+    draft.ready = false;
+    verdict.replaceChildren(el("div", { class: "result", role: "status" }, "Created; waiting for the operator's verdict…"));
+    updateButtons();
+    await refreshVerdict();
+  });
+  form.querySelector("#do-cancel").addEventListener("click", async () => {
+    const c = draft.created;
+    draft.busy = true; updateButtons();
+    const res = await api(`/api/new/${encodeURIComponent(c.namespace)}/${encodeURIComponent(c.name)}`, { method: "DELETE" });
+    draft.busy = false;
+    if (!res.ok) { verdict.replaceChildren(failureBox(res.body)); updateButtons(); return; }
+    draft.created = null; draft.ready = false;
+    verdict.replaceChildren(el("div", { class: "result", role: "status", id: "cancelled" }, `Removed: ${res.body.removed.join(", ") || "nothing was left"}.`));
+    updateButtons();
+  });
+  form.querySelector("#do-save").addEventListener("click", async () => {
+    const c = draft.created;
+    const org = orgSelect.value;
+    const info = body.organizations.find((o) => o.name === org);
+    const text = org ? `Keep the connection ${c.name} and switch ${r.ns}/${org} from ${(info && info.active) || "(nothing)"} to it?`
+      : `Keep the connection ${c.name}?`;
+    if (!(await confirmAction(text, (info && info.gitops) || body.gitops))) return;
+    draft.busy = true; updateButtons();
+    const res = await api(`/api/new/${encodeURIComponent(c.namespace)}/${encodeURIComponent(c.name)}/save`,
+      { method: "POST", body: JSON.stringify({ organization: org }) });
+    draft.busy = false;
+    if (!res.ok) { verdict.replaceChildren(failureBox(res.body)); updateButtons(); return; }
+    draft.created = null;
+    if (!org) { verdict.replaceChildren(el("div", { class: "result", role: "status" }, `Saved ${c.name}.`)); updateButtons(); return; }
+    const doc = res.body.result || {};
+    const warnings = (res.body.warnings || []).map((w) => el("p", { class: "warning" }, w));
+    lastOutcome = { key: `organizations/${r.ns}/${org}`, node: el("div", { class: "result", role: "status" },
+      `Saved ${c.name}; switch requested: ${doc.from || "(nothing)"} → ${doc.to || c.name}. The steps follow live below.`, warnings) };
+    keepOutcome = true;
+    draft = null;
+    location.hash = `#/org/${encodeURIComponent(r.ns)}/${encodeURIComponent(org)}`;
+  });
+  showProvider();
+  replaceMain(root);
+  updateButtons();
+}
+
 // -- start -----------------------------------------------------------------------------------------
 async function start() {
   const session = await api("/api/session");
   if (!session.ok) { replaceMain(failureBox(session.body)); return; }
   csrf = session.body.csrf;
+  sessionNamespace = session.body.namespace;
   document.getElementById("identity").textContent = `Acting with your kubeconfig identity · ${session.body.scope}`;
-  window.addEventListener("hashchange", () => { lastOutcome = null; render(); });
+  window.addEventListener("hashchange", () => { if (!keepOutcome) lastOutcome = null; keepOutcome = false; render(); });
   const events = new EventSource("/api/events");
   events.addEventListener("change", scheduleRender);
   events.addEventListener("hello", () => showBanner(""));
