@@ -30,6 +30,7 @@ from oneie_operator.errors import (
     DependencyTimeoutError,
     NoBackendError,
     OneieError,
+    SecretNameTakenError,
 )
 from oneie_operator.kube.secrets import BINDING, CREDENTIALS_LABEL, OwnerRef, SecretSnapshot
 from oneie_operator.lru import LRU
@@ -75,7 +76,7 @@ class ObjectReader(Protocol):
 
 
 class BindingStore(SecretReader, Protocol):
-    async def delete(self, namespace: str, name: str) -> None: ...
+    async def delete_owned(self, namespace: str, name: str, owner_uid: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -303,7 +304,11 @@ def binding_data(target: Target) -> dict[str, str]:
     return data
 
 
-async def write_binding(obj: OrgObject, target: Target, deps: OrgDeps) -> None:
+async def write_binding(
+    obj: OrgObject, target: Target, deps: OrgDeps, current: SecretSnapshot | None = None
+) -> None:
+    """Write the binding; ``current`` is the binding as just read (ours), to replace it in one
+    request. A Secret of that name that is not ours raises :class:`SecretNameTakenError`."""
     data = binding_data(target)
     await deps.secrets.write_owned(
         obj.namespace,
@@ -315,8 +320,14 @@ async def write_binding(obj: OrgObject, target: Target, deps: OrgDeps) -> None:
             BINDING_CONNECTION_ANNOTATION: target.name,
             BINDING_DIGEST_ANNOTATION: keyed_digest(deps.keyring, data),
         },
-        replace_first=True,
+        current=current,
     )
+
+
+def _ours(obj: OrgObject, binding: SecretSnapshot | None) -> SecretSnapshot | None:
+    """The binding if the operator wrote it for this organization (owner reference), else None:
+    a Secret of that name that belongs to someone else is neither read nor replaced."""
+    return binding if binding is not None and obj.uid in binding.owner_uids else None
 
 
 def _binding_state(binding: SecretSnapshot | None, deps: OrgDeps) -> tuple[str | None, bool]:
@@ -371,7 +382,7 @@ async def _reconcile(obj: OrgObject, deps: OrgDeps) -> OrgResult:
         # A switch: it rewrites the binding anyway; the binding is read only if the switch is not
         # attempted again (see _switch).
         return await _switch(obj, deps, desired, active)
-    binding = await deps.secrets.read(obj.namespace, binding_name(obj.name))
+    binding = _ours(obj, await deps.secrets.read(obj.namespace, binding_name(obj.name)))
     served, intact = _binding_state(binding, deps)
     if served in (active, None):
         return await _steady(obj, deps, active, binding, intact)
@@ -399,7 +410,10 @@ async def _steady(
         return OrgResult(status=status, events=events)
     expected = binding_data(target)
     if binding is None or not intact or dict(binding.data) != expected:
-        await write_binding(obj, target, deps)
+        try:
+            await write_binding(obj, target, deps, current=binding)
+        except SecretNameTakenError as exc:
+            return _name_taken(obj, exc)
         if binding is None or not intact:
             events.append(
                 EventNote(
@@ -439,6 +453,20 @@ async def _steady(
     return OrgResult(status=status, events=events, usage=usage)
 
 
+def _name_taken(obj: OrgObject, exc: SecretNameTakenError) -> OrgResult:
+    """The binding's name is someone else's Secret: Stalled with the reason, one Warning, nothing
+    written to that Secret (the next reconcile, e.g. once it is renamed or removed, tries again)."""
+    current = conditions.get_condition(obj.status.get("conditions"), "Ready") or {}
+    status = {
+        "observedGeneration": obj.generation,
+        "conditions": conditions.merge_conditions(
+            obj.status.get("conditions"), conditions.stalled(exc.reason, str(exc)), generation=obj.generation
+        ),
+    }
+    repeated = current.get("reason") == exc.reason and current.get("message") == str(exc)
+    return OrgResult(status=status, events=[] if repeated else [EventNote("Warning", exc.reason, str(exc))])
+
+
 class _OrgSwitchDeps:
     """The switch machine's dependencies for one organization (see ``reconcile.switch_machine``)."""
 
@@ -462,7 +490,7 @@ class _OrgSwitchDeps:
         await write_binding(self._obj, target, self._deps)
 
     async def clear(self) -> None:
-        await self._deps.secrets.delete(self._obj.namespace, binding_name(self._obj.name))
+        await self._deps.secrets.delete_owned(self._obj.namespace, binding_name(self._obj.name), self._obj.uid)
 
 
 class _Progress:
@@ -598,24 +626,29 @@ def _serving_status(obj: OrgObject, target: Target, active: str | None, record: 
 
 async def _keep_after_failure(obj: OrgObject, deps: OrgDeps, active: str | None) -> OrgResult:
     """After a failed switch that nothing has changed since: keep the binding serving ``active``."""
-    served, intact = _binding_state(await deps.secrets.read(obj.namespace, binding_name(obj.name)), deps)
+    binding = _ours(obj, await deps.secrets.read(obj.namespace, binding_name(obj.name)))
+    served, intact = _binding_state(binding, deps)
     if active is None:
         if served is not None:
-            await deps.secrets.delete(obj.namespace, binding_name(obj.name))
+            await deps.secrets.delete_owned(obj.namespace, binding_name(obj.name), obj.uid)
         return OrgResult(unchanged=True)
     if served != active or not intact:
-        restored = await _restore_binding(obj, deps, active)
+        restored = await _restore_binding(obj, deps, active, binding)
         if restored:
             return OrgResult(events=[restored])
     return OrgResult(unchanged=True)
 
 
-async def _restore_binding(obj: OrgObject, deps: OrgDeps, active: str) -> EventNote | None:
+async def _restore_binding(
+    obj: OrgObject, deps: OrgDeps, active: str, binding: SecretSnapshot | None
+) -> EventNote | None:
     try:
         target, _ = await resolve(obj, None if active == PLATFORM_DEFAULT else active, deps, require_ready=False)
+        await write_binding(obj, target, deps, current=binding)
+    except SecretNameTakenError:
+        return None  # the failed switch's status already says so (Stalled, SecretNameTaken)
     except OneieError:
         return None
-    await write_binding(obj, target, deps)
     return EventNote(
         "Warning",
         "BindingRestored",
