@@ -53,7 +53,7 @@ from oneie_operator.reconcile.failures import as_typed_error
 from oneie_operator.reconcile.progress import DelayedProgress
 from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.switch_machine import StepFailure, SwitchDeps, SwitchOutcome, SwitchPlan, run_switch
-from oneie_operator.vault import Keyring, keyed_digest, unseal
+from oneie_operator.vault import Keyring, keyed_digest, unseal, verify_digest
 
 BINDING_CONNECTION_ANNOTATION = "one.ie/connection"
 BINDING_DIGEST_ANNOTATION = "one.ie/binding-digest"
@@ -331,11 +331,18 @@ def _ours(obj: OrgObject, binding: SecretSnapshot | None) -> SecretSnapshot | No
 
 
 def _binding_state(binding: SecretSnapshot | None, deps: OrgDeps) -> tuple[str | None, bool]:
-    """(connection the binding serves, whether its data is as the operator wrote it)."""
+    """(connection the binding serves, whether its data is as the operator wrote it: its digest
+    verifies with the key that stamped it, the primary or an older key of the keyring)."""
     if binding is None:
         return None, False
-    intact = binding.annotations.get(BINDING_DIGEST_ANNOTATION) == keyed_digest(deps.keyring, binding.data)
-    return binding.annotations.get(BINDING_CONNECTION_ANNOTATION), intact
+    check = verify_digest(deps.keyring, binding.data, binding.annotations.get(BINDING_DIGEST_ANNOTATION))
+    return binding.annotations.get(BINDING_CONNECTION_ANNOTATION), check.genuine
+
+
+def _stamp_is_stale(binding: SecretSnapshot, deps: OrgDeps) -> bool:
+    """A genuine binding whose digest an older key (or the id-less form) stamped: after a key
+    rotation, re-stamped with the primary in one write, without an alarm."""
+    return verify_digest(deps.keyring, binding.data, binding.annotations.get(BINDING_DIGEST_ANNOTATION)).stale
 
 
 def _healthy(target: Target | None) -> conditions.Condition:
@@ -430,6 +437,13 @@ async def _steady(
                     f"binding Secret '{binding_name(obj.name)}' updated: {active}'s settings or credentials changed",
                 )
             )
+    elif _stamp_is_stale(binding, deps):
+        # Same data, stamped by an older key: re-stamp with the primary (no Event: nothing changed
+        # for the tenant, and a rotation is not tampering).
+        try:
+            await write_binding(obj, target, deps, current=binding)
+        except SecretNameTakenError as exc:
+            return _name_taken(obj, exc)
     ready_message = f"{target.provider.name} backend {active} is active"
     wanted = [
         *conditions.ready("Active", ready_message),
