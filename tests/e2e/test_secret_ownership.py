@@ -130,3 +130,49 @@ async def test_a_taken_encrypted_copy_name_stalls_the_connection_and_the_secret_
         return await tenant.get("conn") is None
     await wait_for(conn_gone, timeout=20, what="connection deleted")
     await _assert_untouched(tenant, theirs)
+
+
+async def test_the_connection_stores_its_copy_once_the_name_is_free(tenant: Tenant) -> None:
+    env = tenant.env
+    await _foreign(tenant, "oneie-conn-credentials")
+    await tenant.secret("conn-creds", dict(env.providers.credentials["convex"]))
+    await tenant.connection("conn", "convex")
+    await tenant.wait_ready("conn", "False", "SecretNameTaken")
+    await env.api.delete("v1", "Secret", tenant.ns, "oneie-conn-credentials")
+    # Their Secret is not watched (it has no opt-in label): a change to the connection resumes it.
+    await env.api.patch(*("one.ie/v1alpha1", "BackendConnection"), tenant.ns, "conn",
+                        {"metadata": {"annotations": {"one.ie/reconcile-trigger": "name-freed"}}})
+    obj = await tenant.wait_ready("conn", "True")
+    owned = await tenant.owned("conn")
+    assert owned is not None
+    assert [ref["uid"] for ref in owned["metadata"]["ownerReferences"]] == [obj["metadata"]["uid"]]
+
+
+async def test_a_binding_name_taken_while_active_is_reported_not_replaced(tenant: Tenant) -> None:
+    """The binding of an active organization deleted and its name taken while the operator was
+    away: on the next reconcile the organization is Stalled (SecretNameTaken, one Warning) and
+    their Secret stays as it is."""
+    from oneie_operator.demo.environment import env_start_operator, env_stop_operator
+
+    env = tenant.env
+    await tenant.good("conn", "convex")
+    await apply_org(tenant, "org", "conn")
+    await wait_org(tenant, "org", active="conn", result="Succeeded")
+    await env_stop_operator(env)
+    try:
+        await env.api.delete("v1", "Secret", tenant.ns, "org-backend")
+        theirs = await _foreign(tenant, "org-backend")
+    finally:
+        await env_start_operator(env)
+
+    async def stalled() -> dict[str, Any] | None:
+        obj = await get_org(tenant, "org")
+        return obj if condition(obj, "Stalled").get("reason") == "SecretNameTaken" else None
+    obj = await wait_for(stalled, timeout=20, what="org Stalled with SecretNameTaken")
+    assert condition(obj, "Ready")["status"] == "False"
+    assert "Secret 'org-backend'" in condition(obj, "Ready")["message"]
+    event = await tenant.wait_event("org", "SecretNameTaken")
+    assert event["type"] == "Warning" and "rename or remove" in event["message"]
+    await _settled(lambda: get_org(tenant, "org"), "the organization")
+    await _assert_untouched(tenant, theirs)
+    assert sum(e.get("reason") == "SecretNameTaken" for e in await tenant.events("org")) == 1
