@@ -20,6 +20,10 @@ UNUSED_ON_PURPOSE: dict[Grant, str] = {
     ("one.ie", "organizations", "get"): "no code reads one Organization by name today (Kopf lists and watches); "
     "kept because list and watch already show every Organization, so get gives no further access, and "
     "`kubectl oneie`-style reads by the operator need no chart change",
+    ("", "secrets", "update"): "a replace conditioned on a read resourceVersion: the binding or encrypted "
+    "copy rewritten after it was read (repair, re-encryption), or after a create answered 409 / a patch "
+    "whose owner-reference test failed (kube/secrets.py); a switch and a first store write with one patch "
+    "or create, so these flows do not reach it",
     ("", "secrets", "delete"): "only when the very first activation of an organization fails after its binding "
     "Secret was written (rollback to no backend, reconcile/organizations.py); not reached by these flows",
 }

@@ -161,6 +161,7 @@ class FakeSecrets:
         annotations: Mapping[str, str],
         secret_type: str = "Opaque",
         current: SecretSnapshot | None = None,
+        patch_first: bool = False,
     ) -> str:
         fault = await self.faults.call(f"secrets.write {name}")
         self.put(name, data, annotations)

@@ -187,14 +187,18 @@ class SecretStore:
         annotations: Mapping[str, str],
         secret_type: str = "Opaque",  # noqa: S107  (a Secret type, not a password)
         current: SecretSnapshot | None = None,
+        patch_first: bool = False,
     ) -> str:
         """Create or replace (one atomic write) an operator-owned Secret; return its resourceVersion.
 
         A Secret of that name that is not ours (no owner reference with ``owner``'s uid) is never
         replaced: :class:`SecretNameTakenError`, nothing written. Usually one request: a create,
         or, when the caller read the Secret (``current``), a replace conditioned on that read's
-        resourceVersion; a create answered 409 reads the Secret, checks it is ours, and replaces
-        it conditioned on what was read (a concurrent change answers 409: try again later)."""
+        resourceVersion; with ``patch_first`` (the Secret usually exists: a switch rewriting a
+        binding) a JSON patch whose ``test`` op requires our owner reference, so the check and the
+        write are one atomic request. A create answered 409 (or a patch whose test failed) reads
+        the Secret, checks it is ours, and replaces it conditioned on what was read (a concurrent
+        change answers 409: try again later)."""
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -210,6 +214,20 @@ class SecretStore:
         }
         if current is not None:
             return await self._replace_ours(current, owner, body)
+        if patch_first:
+            ops = [
+                {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": owner.uid},
+                {"op": "add", "path": "/metadata/labels", "value": body["metadata"]["labels"]},
+                {"op": "add", "path": "/metadata/annotations", "value": body["metadata"]["annotations"]},
+                {"op": "add", "path": "/data", "value": body["data"]},
+            ]
+            try:
+                return _version_of(await self._core.patch_namespaced_secret(name, namespace, ops))
+            except KubeAPIError as exc:
+                # 404: not there yet (created below). A failed test op or a missing path is a 422
+                # on the emulator, 400, 409 or 500 on API server versions: read and decide below.
+                if exc.status not in (400, 404, 409, 422, 500):
+                    raise
         try:
             return _version_of(await self._core.create_namespaced_secret(namespace, body))
         except KubeAPIError as exc:

@@ -72,6 +72,7 @@ class SecretReader(Protocol):
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         current: SecretSnapshot | None = None,
+        patch_first: bool = False,
     ) -> str: ...
 
 
@@ -378,6 +379,7 @@ async def _store(
         labels={CONNECTION_LABEL: obj.name, CREDENTIALS_LABEL: ENCRYPTED},
         annotations={SOURCE_VERSION_ANNOTATION: source.resource_version, KEY_ID_ANNOTATION: key_id},
         current=current,
+        patch_first=bool(obj.status.get("credentials")),  # stored before: one conditioned write
     )
     if not quiet:
         events.append(

@@ -321,6 +321,7 @@ async def write_binding(
             BINDING_DIGEST_ANNOTATION: keyed_digest(deps.keyring, data),
         },
         current=current,
+        patch_first=True,  # usually there already: one conditioned write (a switch reads nothing first)
     )
 
 
