@@ -28,6 +28,7 @@
     ├── APIServerError                the Kubernetes API server did not do what was asked
     │   ├── APIServerUnavailableError unreachable, 429, 5xx, conflict: try again later
     │   └── APIWriteRefusedError      a request refused for good (403, 422, ...)
+    ├── SecretNameTakenError          a Secret the operator would write exists and is someone else's
     ├── DependencyTimeoutError        a call timed out (not the switch's own deadline)
     ├── UnexpectedError               any other exception, typed; its text withheld (may hold credentials)
     ├── VaultError                    encrypted credentials cannot be used
@@ -187,6 +188,23 @@ class APIServerUnavailableError(APIServerError):
 
 class APIWriteRefusedError(APIServerError):
     reason = "APIWriteRefused"
+
+
+class SecretNameTakenError(OneieError):
+    """A Secret the operator writes (an Organization's binding ``<org>-backend``, a connection's
+    encrypted copy ``oneie-<conn>-credentials``) already exists and is not the operator's: it has
+    no owner reference to the object it would serve. The operator never replaces, labels, owns or
+    deletes it. Permanent: renaming or removing that Secret (then asking for a retry) resolves it."""
+
+    reason = "SecretNameTaken"
+
+    def __init__(self, namespace: str, name: str, owner_kind: str, owner_name: str) -> None:
+        self.namespace, self.name = namespace, name
+        super().__init__(
+            f"Secret '{name}' in namespace '{namespace}' already exists and is not owned by"
+            f" {owner_kind} '{owner_name}'; the operator does not overwrite a Secret it does not own:"
+            f" rename or remove that Secret so that {owner_kind} '{owner_name}' can use the name"
+        )
 
 
 class DependencyTimeoutError(OneieError):

@@ -42,7 +42,7 @@ OPERATOR_CONTRACT: set[Grant] = (
     | expand([ONE_IE], [f"{k}/finalizers" for k in KINDS], ["update"])
     # Tenants' credential Secrets (read, watched for rotation) and its own encrypted and binding
     # Secrets (create, replace = update, delete).
-    | expand([""], ["secrets"], ["get", "list", "watch", "create", "update", "delete"])
+    | expand([""], ["secrets"], ["get", "list", "watch", "create", "update", "patch", "delete"])
     # Events with stable reasons.
     | expand([""], ["events"], ["create"])
 )

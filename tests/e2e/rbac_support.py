@@ -25,6 +25,10 @@ UNUSED_ON_PURPOSE: dict[Grant, str] = {
     "tests/admission/test_webhook.py exercises it under the chart's roles",
     ("", "configmaps", "patch"): "the provider catalog (oneie-providers) is patched only when it already exists, "
     "i.e. when the operator starts again in the same cluster (reconcile/catalog.py); these flows start it once",
+    ("", "secrets", "update"): "a replace conditioned on a read resourceVersion: the binding or encrypted "
+    "copy rewritten after it was read (repair, re-encryption), or after a create answered 409 / a patch "
+    "whose owner-reference test failed (kube/secrets.py); a switch and a first store write with one patch "
+    "or create, so these flows do not reach it",
     ("", "secrets", "delete"): "only when the very first activation of an organization fails after its binding "
     "Secret was written (rollback to no backend, reconcile/organizations.py); not reached by these flows",
 }

@@ -145,6 +145,11 @@ class FakeSecrets:
         self.secrets.pop(name, None)
         self.faults.after(fault)
 
+    async def delete_owned(self, namespace: str, name: str, owner_uid: str) -> None:
+        current = self.secrets.get(name)
+        if current is not None and owner_uid in current.owner_uids:
+            await self.delete(namespace, name)
+
     async def write_owned(
         self,
         namespace: str,
@@ -155,7 +160,8 @@ class FakeSecrets:
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         secret_type: str = "Opaque",
-        replace_first: bool = False,
+        current: SecretSnapshot | None = None,
+        patch_first: bool = False,
     ) -> str:
         fault = await self.faults.call(f"secrets.write {name}")
         self.put(name, data, annotations)

@@ -30,7 +30,7 @@ from oneie_operator.reconcile.organizations import (
     BINDING_DIGEST_ANNOTATION,
     ORGANIZATION_LABEL,
 )
-from oneie_operator.vault import keyed_digest
+from oneie_operator.vault import verify_digest
 
 PLURAL = "backendconnections"
 PROBE_ANNOTATION = "one.ie/probe"
@@ -180,8 +180,9 @@ def binding_is_intact(services: Services, body: kopf.Body) -> bool:
         data = {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
     except (binascii.Error, UnicodeDecodeError):
         return False
-    return bool(annotations.get(BINDING_DIGEST_ANNOTATION)) and \
-        annotations.get(BINDING_DIGEST_ANNOTATION) == keyed_digest(services.keyring, data)
+    # Genuine also when stamped by an older key of the keyring (after a rotation): the
+    # organization re-stamps it quietly when it reconciles (at start-up, Kopf resumes them all).
+    return verify_digest(services.keyring, data, annotations.get(BINDING_DIGEST_ANNOTATION)).genuine
 
 
 def forget_binding_user(services: Services, namespace: str, meta: kopf.Meta) -> None:

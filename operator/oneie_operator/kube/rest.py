@@ -26,7 +26,7 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -34,6 +34,7 @@ import aiohttp
 import kubernetes.client
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 #: Metadata only (no ``data``) where the server supports it, else the whole object.
 PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 #: How long the authentication headers are reused before the configuration is asked again (its
@@ -109,7 +110,7 @@ class KubeREST:
         method: str,
         path: str,
         *,
-        body: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         content_type: str = "application/json",
         accept: str = "application/json",
     ) -> dict[str, Any]:
@@ -180,6 +181,12 @@ class KubeREST:
 
     async def replace_namespaced_secret(self, name: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("PUT", self._secret_path(namespace, name), body=body)
+
+    async def patch_namespaced_secret(
+        self, name: str, namespace: str, ops: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """An RFC 6902 patch (its ``test`` ops make it conditional, atomically)."""
+        return await self.request("PATCH", self._secret_path(namespace, name), body=ops, content_type=JSON_PATCH)
 
     async def delete_namespaced_secret(self, name: str, namespace: str) -> dict[str, Any]:
         return await self.request("DELETE", self._secret_path(namespace, name))

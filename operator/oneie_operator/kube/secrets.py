@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from oneie_operator.errors import SecretNameTakenError
 from oneie_operator.kube.rest import KubeAPIError, KubeREST
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "oneie-operator"}
@@ -167,6 +168,14 @@ class SecretStore:
             if exc.status != 404:
                 raise
 
+    async def delete_owned(self, namespace: str, name: str, owner_uid: str) -> None:
+        """Delete the Secret only if it is ours (an owner reference carries ``owner_uid``): a Secret
+        of that name that belongs to someone else is left as it is."""
+        current = await self.read(namespace, name)
+        if current is None or owner_uid not in current.owner_uids:
+            return
+        await self.delete(namespace, name)
+
     async def write_owned(
         self,
         namespace: str,
@@ -177,9 +186,19 @@ class SecretStore:
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         secret_type: str = "Opaque",  # noqa: S107  (a Secret type, not a password)
-        replace_first: bool = False,
+        current: SecretSnapshot | None = None,
+        patch_first: bool = False,
     ) -> str:
-        """Create or replace (one atomic write) an operator-owned Secret; return its resourceVersion."""
+        """Create or replace (one atomic write) an operator-owned Secret; return its resourceVersion.
+
+        A Secret of that name that is not ours (no owner reference with ``owner``'s uid) is never
+        replaced: :class:`SecretNameTakenError`, nothing written. Usually one request: a create,
+        or, when the caller read the Secret (``current``), a replace conditioned on that read's
+        resourceVersion; with ``patch_first`` (the Secret usually exists: a switch rewriting a
+        binding) a JSON patch whose ``test`` op requires our owner reference, so the check and the
+        write are one atomic request. A create answered 409 (or a patch whose test failed) reads
+        the Secret, checks it is ours, and replaces it conditioned on what was read (a concurrent
+        change answers 409: try again later)."""
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -193,18 +212,43 @@ class SecretStore:
             },
             "data": _encode(data),
         }
-        if replace_first:  # usually there already: one write instead of a 409 and a retry
+        if current is not None:
+            return await self._replace_ours(current, owner, body)
+        if patch_first:
+            ops = [
+                {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": owner.uid},
+                {"op": "add", "path": "/metadata/labels", "value": body["metadata"]["labels"]},
+                {"op": "add", "path": "/metadata/annotations", "value": body["metadata"]["annotations"]},
+                {"op": "add", "path": "/data", "value": body["data"]},
+            ]
             try:
-                return _version_of(await self._core.replace_namespaced_secret(name, namespace, body))
+                return _version_of(await self._core.patch_namespaced_secret(name, namespace, ops))
             except KubeAPIError as exc:
-                if exc.status != 404:
+                # 404: not there yet (created below). A failed test op or a missing path is a 422
+                # on the emulator, 400, 409 or 500 on API server versions: read and decide below.
+                if exc.status not in (400, 404, 409, 422, 500):
                     raise
         try:
             return _version_of(await self._core.create_namespaced_secret(namespace, body))
         except KubeAPIError as exc:
             if exc.status != 409:
                 raise
-        return _version_of(await self._core.replace_namespaced_secret(name, namespace, body))
+        existing = await self.read(namespace, name)
+        if existing is None:  # deleted meanwhile: create it (a 409 now is a real conflict)
+            return _version_of(await self._core.create_namespaced_secret(namespace, body))
+        return await self._replace_ours(existing, owner, body)
+
+    async def _replace_ours(self, current: SecretSnapshot, owner: OwnerRef, body: dict[str, Any]) -> str:
+        if owner.uid not in current.owner_uids:
+            raise SecretNameTakenError(current.namespace, current.name, owner.kind, owner.name)
+        conditioned = {**body, "metadata": {**body["metadata"], "resourceVersion": current.resource_version}}
+        try:
+            return _version_of(await self._core.replace_namespaced_secret(current.name, current.namespace, conditioned))
+        except KubeAPIError as exc:
+            if exc.status != 404:
+                raise  # 409: changed since it was read (by someone else, maybe): try again later
+        # Deleted since it was read: create it (a 409 now is a real conflict, tried again later).
+        return _version_of(await self._core.create_namespaced_secret(current.namespace, body))
 
 
 class SetUpdateConflict(KubeAPIError):

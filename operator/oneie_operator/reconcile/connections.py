@@ -20,6 +20,7 @@ from oneie_operator.errors import (
     OneieError,
     ProviderRateLimitedError,
     SecretKeyMissingError,
+    SecretNameTakenError,
     SecretNotFoundError,
     SecretNotOptedInError,
     SpecError,
@@ -70,7 +71,8 @@ class SecretReader(Protocol):
         owner: OwnerRef,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
-        replace_first: bool = False,
+        current: SecretSnapshot | None = None,
+        patch_first: bool = False,
     ) -> str: ...
 
 
@@ -287,6 +289,9 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
 
         if _is_current(obj, source):
             owned = await deps.secrets.read(obj.namespace, owned_name)
+            if owned is not None and obj.uid not in owned.owner_uids:
+                # Someone else's Secret under our name: never read, replaced or owned by us.
+                raise SecretNameTakenError(obj.namespace, owned_name, "BackendConnection", obj.name)
             sealed = dict(owned.data) if owned is not None else {}
             try:
                 if owned is None or set(sealed) != set(credentials):
@@ -305,7 +310,9 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
                     if owned is not None and owned.labels.get(CREDENTIALS_LABEL) != ENCRYPTED:
                         # Written by a version before the opt-in label: label it (same data, no
                         # Event), so that the operator's Secret watch sees it (edits are noticed).
-                        return await _store(obj, deps, valid, source, sealed, events, check=None, quiet=True)
+                        return await _store(
+                            obj, deps, valid, source, sealed, events, check=None, quiet=True, current=owned
+                        )
                     labels = capability_labels(obj.labels, known_capabilities(obj.status, valid.provider))
                     return ConnectionResult(
                         labels=labels, unchanged=not labels, provider=valid.provider, settings=valid.settings,
@@ -327,6 +334,7 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
                         ),
                     ],
                     check=None,
+                    current=owned,
                 )
 
         check = await deps.http.test_credentials(valid.provider, valid.settings, credentials, namespace=obj.namespace)
@@ -359,6 +367,7 @@ async def _store(
     check: float | None,
     quiet: bool = False,
     capabilities: frozenset[str] | None = None,
+    current: SecretSnapshot | None = None,
 ) -> ConnectionResult:
     owned_name = owned_secret_name(obj.name)
     key_id = deps.keyring.primary_id
@@ -369,6 +378,8 @@ async def _store(
         owner=OwnerRef(API_VERSION, "BackendConnection", obj.name, obj.uid),
         labels={CONNECTION_LABEL: obj.name, CREDENTIALS_LABEL: ENCRYPTED},
         annotations={SOURCE_VERSION_ANNOTATION: source.resource_version, KEY_ID_ANNOTATION: key_id},
+        current=current,
+        patch_first=bool(obj.status.get("credentials")),  # stored before: one conditioned write
     )
     if not quiet:
         events.append(

@@ -34,6 +34,7 @@ from oneie_operator.errors import (
     DependencyTimeoutError,
     NoBackendError,
     OneieError,
+    SecretNameTakenError,
 )
 from oneie_operator.kube.secrets import BINDING, CREDENTIALS_LABEL, OwnerRef, SecretSnapshot
 from oneie_operator.lru import LRU
@@ -56,7 +57,7 @@ from oneie_operator.reconcile.failures import as_typed_error
 from oneie_operator.reconcile.progress import DelayedProgress
 from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.switch_machine import StepFailure, SwitchDeps, SwitchOutcome, SwitchPlan, run_switch
-from oneie_operator.vault import Keyring, keyed_digest, unseal
+from oneie_operator.vault import Keyring, keyed_digest, unseal, verify_digest
 
 BINDING_CONNECTION_ANNOTATION = "one.ie/connection"
 BINDING_DIGEST_ANNOTATION = "one.ie/binding-digest"
@@ -79,7 +80,7 @@ class ObjectReader(Protocol):
 
 
 class BindingStore(SecretReader, Protocol):
-    async def delete(self, namespace: str, name: str) -> None: ...
+    async def delete_owned(self, namespace: str, name: str, owner_uid: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,11 @@ def binding_data(target: Target) -> dict[str, str]:
     return data
 
 
-async def write_binding(obj: OrgObject, target: Target, deps: OrgDeps) -> None:
+async def write_binding(
+    obj: OrgObject, target: Target, deps: OrgDeps, current: SecretSnapshot | None = None
+) -> None:
+    """Write the binding; ``current`` is the binding as just read (ours), to replace it in one
+    request. A Secret of that name that is not ours raises :class:`SecretNameTakenError`."""
     data = binding_data(target)
     await deps.secrets.write_owned(
         obj.namespace,
@@ -327,16 +332,30 @@ async def write_binding(obj: OrgObject, target: Target, deps: OrgDeps) -> None:
             BINDING_CONNECTION_ANNOTATION: target.name,
             BINDING_DIGEST_ANNOTATION: keyed_digest(deps.keyring, data),
         },
-        replace_first=True,
+        current=current,
+        patch_first=True,  # usually there already: one conditioned write (a switch reads nothing first)
     )
 
 
+def _ours(obj: OrgObject, binding: SecretSnapshot | None) -> SecretSnapshot | None:
+    """The binding if the operator wrote it for this organization (owner reference), else None:
+    a Secret of that name that belongs to someone else is neither read nor replaced."""
+    return binding if binding is not None and obj.uid in binding.owner_uids else None
+
+
 def _binding_state(binding: SecretSnapshot | None, deps: OrgDeps) -> tuple[str | None, bool]:
-    """(connection the binding serves, whether its data is as the operator wrote it)."""
+    """(connection the binding serves, whether its data is as the operator wrote it: its digest
+    verifies with the key that stamped it, the primary or an older key of the keyring)."""
     if binding is None:
         return None, False
-    intact = binding.annotations.get(BINDING_DIGEST_ANNOTATION) == keyed_digest(deps.keyring, binding.data)
-    return binding.annotations.get(BINDING_CONNECTION_ANNOTATION), intact
+    check = verify_digest(deps.keyring, binding.data, binding.annotations.get(BINDING_DIGEST_ANNOTATION))
+    return binding.annotations.get(BINDING_CONNECTION_ANNOTATION), check.genuine
+
+
+def _stamp_is_stale(binding: SecretSnapshot, deps: OrgDeps) -> bool:
+    """A genuine binding whose digest an older key (or the id-less form) stamped: after a key
+    rotation, re-stamped with the primary in one write, without an alarm."""
+    return verify_digest(deps.keyring, binding.data, binding.annotations.get(BINDING_DIGEST_ANNOTATION)).stale
 
 
 def _healthy(target: Target | None) -> conditions.Condition:
@@ -376,7 +395,7 @@ async def _reconcile(obj: OrgObject, deps: OrgDeps) -> OrgResult:
         # A switch: it rewrites the binding anyway; the binding is read only if the switch is not
         # attempted again (see _switch).
         return await _switch(obj, deps, desired, active)
-    binding = await deps.secrets.read(obj.namespace, binding_name(obj.name))
+    binding = _ours(obj, await deps.secrets.read(obj.namespace, binding_name(obj.name)))
     served, intact = _binding_state(binding, deps)
     if served in (active, None):
         return await _steady(obj, deps, active, binding, intact)
@@ -404,7 +423,10 @@ async def _steady(
         return OrgResult(status=status, events=events)
     expected = binding_data(target)
     if binding is None or not intact or dict(binding.data) != expected:
-        await write_binding(obj, target, deps)
+        try:
+            await write_binding(obj, target, deps, current=binding)
+        except SecretNameTakenError as exc:
+            return _name_taken(obj, exc)
         if binding is None or not intact:
             events.append(_binding_restored(obj, active, None if binding is None else active, intact))
         else:
@@ -415,6 +437,13 @@ async def _steady(
                     f"binding Secret '{binding_name(obj.name)}' updated: {active}'s settings or credentials changed",
                 )
             )
+    elif _stamp_is_stale(binding, deps):
+        # Same data, stamped by an older key: re-stamp with the primary (no Event: nothing changed
+        # for the tenant, and a rotation is not tampering).
+        try:
+            await write_binding(obj, target, deps, current=binding)
+        except SecretNameTakenError as exc:
+            return _name_taken(obj, exc)
     ready_message = f"{target.provider.name} backend {active} is active"
     wanted = [
         *conditions.ready("Active", ready_message),
@@ -436,6 +465,20 @@ async def _steady(
     if current == status and not events:
         return OrgResult(unchanged=True, usage=usage)
     return OrgResult(status=status, events=events, usage=usage)
+
+
+def _name_taken(obj: OrgObject, exc: SecretNameTakenError) -> OrgResult:
+    """The binding's name is someone else's Secret: Stalled with the reason, one Warning, nothing
+    written to that Secret (the next reconcile, e.g. once it is renamed or removed, tries again)."""
+    current = conditions.get_condition(obj.status.get("conditions"), "Ready") or {}
+    status = {
+        "observedGeneration": obj.generation,
+        "conditions": conditions.merge_conditions(
+            obj.status.get("conditions"), conditions.stalled(exc.reason, str(exc)), generation=obj.generation
+        ),
+    }
+    repeated = current.get("reason") == exc.reason and current.get("message") == str(exc)
+    return OrgResult(status=status, events=[] if repeated else [EventNote("Warning", exc.reason, str(exc))])
 
 
 class _OrgSwitchDeps:
@@ -461,7 +504,7 @@ class _OrgSwitchDeps:
         await write_binding(self._obj, target, self._deps)
 
     async def clear(self) -> None:
-        await self._deps.secrets.delete(self._obj.namespace, binding_name(self._obj.name))
+        await self._deps.secrets.delete_owned(self._obj.namespace, binding_name(self._obj.name), self._obj.uid)
 
 
 class _Progress:
@@ -605,10 +648,11 @@ def _serving_status(obj: OrgObject, target: Target, active: str | None, record: 
 async def _keep_after_failure(obj: OrgObject, deps: OrgDeps, active: str | None) -> OrgResult:
     """After a failed switch that nothing has changed since: keep the binding serving ``active``,
     and ``Healthy`` following the active backend's health (it is still what the tenant uses)."""
-    served, intact = _binding_state(await deps.secrets.read(obj.namespace, binding_name(obj.name)), deps)
+    binding = _ours(obj, await deps.secrets.read(obj.namespace, binding_name(obj.name)))
+    served, intact = _binding_state(binding, deps)
     if active is None:
         if served is not None:
-            await deps.secrets.delete(obj.namespace, binding_name(obj.name))
+            await deps.secrets.delete_owned(obj.namespace, binding_name(obj.name), obj.uid)
         return OrgResult(unchanged=True)
     try:
         target, _ = await resolve(obj, None if active == PLATFORM_DEFAULT else active, deps, require_ready=False)
@@ -616,8 +660,12 @@ async def _keep_after_failure(obj: OrgObject, deps: OrgDeps, active: str | None)
         return OrgResult(unchanged=True)  # the active backend cannot be read now: keep what is there
     events: list[EventNote] = []
     if served != active or not intact:
-        await write_binding(obj, target, deps)
-        events.append(_binding_restored(obj, active, served, intact))
+        try:
+            await write_binding(obj, target, deps, current=binding)
+        except SecretNameTakenError:
+            pass  # the failed switch's status already says so (Stalled, SecretNameTaken)
+        else:
+            events.append(_binding_restored(obj, active, served, intact))
     merged = conditions.merge_conditions(obj.status.get("conditions"), [_healthy(target)], generation=obj.generation)
     if merged == list(obj.status.get("conditions") or []):
         return OrgResult(events=events, unchanged=not events)

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
-from oneie_operator.errors import BindingIndeterminateError, OneieError, SwitchDeadlineError
+from oneie_operator.errors import BindingIndeterminateError, OneieError, SecretNameTakenError, SwitchDeadlineError
 from oneie_operator.platform_default import PLATFORM_DEFAULT
 from oneie_operator.reconcile.failures import as_typed_error
 
@@ -260,7 +260,11 @@ async def _forward(run: _Run[T]) -> None:
 
     async def activate() -> None:
         run.touched = True
-        await deps.binding.write(target)
+        try:
+            await deps.binding.write(target)
+        except SecretNameTakenError:
+            run.touched = False  # refused before any write: the binding is as it was
+            raise
         run.activated = True
 
     await run.step("activate", activate)

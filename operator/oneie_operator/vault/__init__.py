@@ -21,7 +21,7 @@ from .cipher import (
     parse_token,
     token_key_id,
 )
-from .digest import keyed_digest
+from .digest import DigestCheck, keyed_digest, verify_digest
 from .keys import (
     ENCRYPTION_KEY_VAR,
     ENCRYPTION_KEYRING_VAR,
@@ -42,6 +42,7 @@ __all__ = [
     "MAX_PLAINTEXT_BYTES",
     "NONCE_SIZE",
     "TOKEN_VERSION",
+    "DigestCheck",
     "EncryptionKey",
     "Keyring",
     "ParsedToken",
@@ -59,4 +60,5 @@ __all__ = [
     "seal",
     "token_key_id",
     "unseal",
+    "verify_digest",
 ]
