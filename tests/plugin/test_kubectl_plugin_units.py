@@ -241,3 +241,16 @@ def test_not_ready_summary_names_each_object_and_reason() -> None:
     text = not_ready_summary([no_status], [good, _conn("bad", "False", "CredentialsRejected", "no")])
     assert text == ("1 organization not Ready: t/new (no Ready condition yet); "
                     "1 connection not Ready: t/bad (CredentialsRejected)")
+
+
+def test_a_closed_pipe_is_a_quiet_exit() -> None:
+    """`kubectl oneie keygen | head -c0`: the reader went away; no error text, exit 141 as a shell's."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "oneie_operator.cli.kubectl_plugin", "keygen"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the first write
+    _, err = proc.communicate(timeout=60)
+    assert b"BrokenPipe" not in err and b"Traceback" not in err, err

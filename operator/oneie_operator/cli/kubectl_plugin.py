@@ -49,6 +49,7 @@ Exit codes (scripts rely on them):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -195,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `kubectl oneie status | head`: the reader is gone, as for any Unix tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except Exception as exc:  # API server unreachable and the like: a message, not a traceback
         print(f"{PROG}: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
         return int(ExitCode.USAGE)
