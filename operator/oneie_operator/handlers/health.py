@@ -216,7 +216,10 @@ async def start_probe_engine(memo: kopf.Memo, **_: Any) -> None:
         max_per_namespace=config.probe_concurrency_per_namespace,
         initial_jitter_seconds=config.probe_initial_jitter_seconds,
     )
-    engine = ProbeEngine(prober, reporter, settings)
+    def discarded(namespace: str, name: str) -> None:  # a probe of a connection deleted meanwhile
+        services.metrics.forget_tenant_calls(namespace)
+
+    engine = ProbeEngine(prober, reporter, settings, on_discarded=discarded)
     services.probe_engine = engine
     services.health_reporter = reporter
     # The engine's task is started by the first registration (ensure_running), from inside a

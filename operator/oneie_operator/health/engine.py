@@ -67,9 +67,13 @@ class ProbeEngine:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        on_discarded: Callable[[str, str], None] | None = None,
     ) -> None:
         self._prober = prober
         self._on_result = on_result
+        #: Called with (namespace, name) when a probe finishes for a connection deleted meanwhile:
+        #: its calls were counted after the connection's series were removed (metrics clean-up).
+        self._on_discarded = on_discarded
         self.settings = settings or EngineSettings()
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
@@ -204,6 +208,8 @@ class ProbeEngine:
                 outcome = await self._prober(target)
             self.probes_done += 1
             if self._entries.get(key) is not entry:
+                if self._on_discarded is not None and key not in self._entries:
+                    self._on_discarded(*key)
                 return  # deleted mid-probe: the result belongs to nobody
             old, new = entry.tracker.record(outcome)
             finished = self._clock()

@@ -252,6 +252,11 @@ class Metrics:
         old = self._key_of.pop(key, None)
         if old is not None:
             self.credentials_by_key.labels(old).dec()
+        self.forget_tenant_calls(namespace)
+
+    def forget_tenant_calls(self, namespace: str) -> None:
+        """Remove a tenant's provider-call series once it has no connection left (also called when a
+        probe of a deleted connection finishes late and its calls re-created them)."""
         if namespace and not any(ns == namespace for ns, _ in self._provider_of):
             for labels in self._call_series.pop(namespace, ()):  # the tenant's last connection went
                 self.provider_calls.remove(namespace, *labels)
