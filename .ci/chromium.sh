@@ -21,35 +21,11 @@ PACKAGES=(chromium)
 APT_LOG=/var/log/oneie-chromium-apt.log
 T0=$EPOCHREALTIME
 
-log() { printf 'chromium.sh: %s\n' "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND (exit $?)"' ERR
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # log, die, since, apt_ensure
 
-installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    [[ $'\n'$installed$'\n' == *$'\n'"$pkg installed"$'\n'* ]] || missing+=("$pkg")
-done
-
-if ((${#missing[@]})); then
-    [[ $(id -u) == 0 ]] || die "must run as root to install ${missing[*]}"
-    log "installing ${missing[*]} (apt log: $APT_LOG)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt_opts=(-q -y -o "DPkg::Lock::Timeout=$APT_LOCK_TIMEOUT" -o Dpkg::Options::=--force-confdef
-        -o Dpkg::Options::=--force-confold --no-install-recommends)
-    if ! { apt-get "${apt_opts[@]}" update && apt-get "${apt_opts[@]}" install "${missing[@]}"; } \
-        </dev/null >"$APT_LOG" 2>&1; then
-        tail -n 25 "$APT_LOG" >&2
-        die "apt-get could not install ${missing[*]} (full log: $APT_LOG)"
-    fi
-    state="installed ${missing[*]}"
-else
-    state="packages cached"
-fi
+apt_ensure "$APT_LOG" "${PACKAGES[@]}"
+state=${APT_INSTALLED:+installed $APT_INSTALLED}
+state=${state:-packages cached}
 
 [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium is missing after installing ${PACKAGES[*]}"
 version=$(/usr/bin/chromium --version 2>/dev/null | head -n 1) || die "chromium --version failed"

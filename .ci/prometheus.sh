@@ -23,47 +23,13 @@ PACKAGES=(prometheus prometheus-blackbox-exporter)
 APT_LOG=/var/log/oneie-prometheus-apt.log
 T0=$EPOCHREALTIME
 
-log() { printf 'prometheus.sh: %s\n' "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND (exit $?)"' ERR
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # log, die, since, apt_ensure
 
 # --- packages: install only what is missing -----------------------------------------------------
-installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    [[ $'\n'$installed$'\n' == *$'\n'"$pkg installed"$'\n'* ]] || missing+=("$pkg")
-done
-
-if ((${#missing[@]})); then
-    [[ $(id -u) == 0 ]] || die "must run as root to install ${missing[*]}"
-    log "installing ${missing[*]} (apt log: $APT_LOG)"
-    export DEBIAN_FRONTEND=noninteractive
-    # No prometheus on :9090 nor blackbox exporter on :9115 started by the packages' postinst.
-    own_policy=""
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        own_policy=1
-    fi
-    cleanup_policy() { [[ -z $own_policy ]] || rm -f /usr/sbin/policy-rc.d; }
-    trap cleanup_policy EXIT
-    apt_opts=(-q -y -o "DPkg::Lock::Timeout=$APT_LOCK_TIMEOUT" -o Dpkg::Options::=--force-confdef
-        -o Dpkg::Options::=--force-confold --no-install-recommends)
-    if ! { apt-get "${apt_opts[@]}" update && apt-get "${apt_opts[@]}" install "${missing[@]}"; } \
-        </dev/null >"$APT_LOG" 2>&1; then
-        tail -n 25 "$APT_LOG" >&2
-        die "apt-get could not install ${missing[*]} (full log: $APT_LOG)"
-    fi
-    cleanup_policy
-    trap - EXIT
-    state="installed ${missing[*]}"
-else
-    state="packages cached"
-fi
+# No prometheus on :9090 nor blackbox exporter on :9115 started by the packages' postinst.
+apt_ensure "$APT_LOG" "${PACKAGES[@]}"
+state=${APT_INSTALLED:+installed $APT_INSTALLED}
+state=${state:-packages cached}
 
 # --- the binaries run -----------------------------------------------------------------------------
 version_of() { # version_of BINARY: the first "version X.Y.Z" its --version prints

@@ -27,23 +27,12 @@ BIN=$TOOLS/bin
 T0=$EPOCHREALTIME
 declare -a SUMMARY=()
 
-log() { printf 'tools.sh: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # log, die, apt_ensure
 elapsed() { awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
 mkdir -p "$BIN"
 
-apt_updated=0
-apt_install() {
-    local out=$TOOLS/apt.log
-    if [ $apt_updated = 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" update -qq >"$out" 2>&1 \
-            || { cat "$out" >&2; die "apt-get update failed"; }
-        apt_updated=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" install -y -qq \
-        --no-install-recommends "$@" >"$out" 2>&1 || { cat "$out" >&2; die "apt-get install $* failed"; }
-}
+apt_install() { apt_ensure "$TOOLS/apt.log" "$@"; }
 
 # --- helm ------------------------------------------------------------------------------------
 install_helm() {

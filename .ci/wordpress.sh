@@ -55,15 +55,7 @@ ENV_FILE=$STATE/env
 T0=$EPOCHREALTIME
 declare -a SUMMARY=()
 
-log() { printf 'wordpress.sh: %s\n' "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND (exit $?)"' ERR
-
-# Seconds since $1 (an $EPOCHREALTIME), one decimal.
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # log, die, since, apt_ensure
 
 # wait_for COMMAND...: poll COMMAND until it succeeds or $TIMEOUT seconds pass (no blind sleeps).
 # COMMAND returns 1 for "not yet" and 2 for "never" (e.g. the server process died): stop early then.
@@ -162,31 +154,9 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # 1. Packages (the cache): install only what is missing.
 # ---------------------------------------------------------------------------------------------
 t=$EPOCHREALTIME
-installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    [[ $'\n'$installed$'\n' == *$'\n'"$pkg installed"$'\n'* ]] || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]} (apt log: /var/log/oneie-wordpress-apt.log)"
-    apt_log=/var/log/oneie-wordpress-apt.log
-    export DEBIAN_FRONTEND=noninteractive
-    # Keep the packages' own services (apache2 on :80, mariadb on :3306) from starting: Docker images
-    # ship a policy-rc.d saying "no"; provide one for the duration when this machine has none.
-    own_policy=""
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        own_policy=1
-    fi
-    apt_opts=(-q -y -o "DPkg::Lock::Timeout=$APT_LOCK_TIMEOUT" -o Dpkg::Options::=--force-confdef
-        -o Dpkg::Options::=--force-confold --no-install-recommends)
-    if ! { apt-get "${apt_opts[@]}" update && apt-get "${apt_opts[@]}" install "${missing[@]}"; } >"$apt_log" 2>&1; then
-        [[ -z $own_policy ]] || rm -f /usr/sbin/policy-rc.d
-        tail -n 25 "$apt_log" >&2
-        die "apt-get could not install ${missing[*]} (full log: $apt_log)"
-    fi
-    [[ -z $own_policy ]] || rm -f /usr/sbin/policy-rc.d
+# Keeps the packages' own services (apache2 on :80, mariadb on :3306) from starting.
+apt_ensure /var/log/oneie-wordpress-apt.log "${PACKAGES[@]}"
+if [[ -n $APT_INSTALLED ]]; then
     SUMMARY+=("packages installed in $(since "$t")")
 else
     SUMMARY+=("packages cached")

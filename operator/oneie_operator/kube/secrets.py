@@ -303,25 +303,10 @@ class CustomObjects:
         """Read the object, ``build`` the status fields to merge from its current status (None:
         nothing to write), write them with the read's resourceVersion (409 → read again). For
         fields computed from others (a condition list), so a concurrent write is never undone."""
-        for _ in range(attempts):
-            obj = await self.get(plural, namespace, name)
-            if obj is None:
-                return
-            changes = build(obj.get("status") or {})
-            if not changes:
-                return
-            body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": dict(changes)}
-            try:
-                await self._api.patch_namespaced_custom_object_status(
-                    self._group, self._version, namespace, plural, name, body
-                )
-                return
-            except KubeAPIError as exc:
-                if exc.status == 404:
-                    return
-                if exc.status != 409:
-                    raise
-        raise KubeAPIError(409, "Conflict", f"{plural} {namespace}/{name}: status changed {attempts} times meanwhile")
+        if not await self._compare_and_patch_status(plural, namespace, name, build, attempts):
+            raise KubeAPIError(
+                409, "Conflict", f"{plural} {namespace}/{name}: status changed {attempts} times meanwhile"
+            )
 
     async def update_set(
         self, plural: str, namespace: str, name: str, field: str, changes: Mapping[str, bool], *,
@@ -330,24 +315,39 @@ class CustomObjects:
         """Put items in (True) or out (False) of a list-as-set in status: one read and one write
         with the read's resourceVersion (409 → read again); nothing written when nothing changes.
         Raises :class:`SetUpdateConflict` when every one of ``attempts`` met a conflict."""
+
+        def build(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+            current = list(status.get(field) or [])
+            gone = {item for item, present in changes.items() if not present}
+            wanted = sorted({*current, *(item for item, present in changes.items() if present)} - gone)
+            return None if wanted == sorted(current) else {field: wanted}
+
+        if not await self._compare_and_patch_status(plural, namespace, name, build, attempts):
+            raise SetUpdateConflict(plural, namespace, name, field, attempts)
+
+    async def _compare_and_patch_status(
+        self, plural: str, namespace: str, name: str,
+        build: Callable[[Mapping[str, Any]], Mapping[str, Any] | None], attempts: int,
+    ) -> bool:
+        """The read-build-write loop of :meth:`update_status` and :meth:`update_set`: True when
+        written, when nothing needed writing or the object is gone; False when every one of
+        ``attempts`` met a conflict (409)."""
         for _ in range(attempts):
             obj = await self.get(plural, namespace, name)
             if obj is None:
-                return
-            current = list((obj.get("status") or {}).get(field) or [])
-            gone = {item for item, present in changes.items() if not present}
-            wanted = sorted({*current, *(item for item, present in changes.items() if present)} - gone)
-            if wanted == sorted(current):
-                return
-            body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": {field: wanted}}
+                return True
+            changes = build(obj.get("status") or {})
+            if not changes:
+                return True
+            body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": dict(changes)}
             try:
                 await self._api.patch_namespaced_custom_object_status(
                     self._group, self._version, namespace, plural, name, body
                 )
-                return
+                return True
             except KubeAPIError as exc:
                 if exc.status == 404:
-                    return
+                    return True
                 if exc.status != 409:
                     raise
-        raise SetUpdateConflict(plural, namespace, name, field, attempts)
+        return False
