@@ -8,7 +8,6 @@ Screenshots of each view go to ``.artifacts/dashboard/`` at the repository root.
 from __future__ import annotations
 
 import base64
-import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,54 +15,24 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from dash_support import ARGS, BC, BROWSER_MARKS, CHROMIUM, NS, ORG, SHOTS, org_on, seeded_environment, shot
 
 from oneie_operator.cli.dashboard.security import Guard
 from oneie_operator.cli.dashboard.server import build_app, serve, url_of
 from oneie_operator.cli.plugin_kube import Cluster
 from oneie_operator.demo.dashboard import dashboard
-from oneie_operator.demo.environment import LocalEnvironment, local_environment, repository_root
+from oneie_operator.demo.environment import LocalEnvironment
 from oneie_operator.testing.kubeapi import wait_for
 
 playwright_api = pytest.importorskip("playwright.async_api")
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/chromium.sh)"),
-]
-NS = "tenant-acme"
-BC = ("one.ie/v1alpha1", "BackendConnection")
-ORG = ("one.ie/v1alpha1", "Organization")
-SHOTS = repository_root() / ".artifacts" / "dashboard"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
+pytestmark = BROWSER_MARKS
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalEnvironment]:
-    workdir = Path(tmp_path_factory.mktemp("dashboard"))
-    async with local_environment(workdir, config_env={"PROVIDER_TIMEOUT_SECONDS": "1"}, rbac=True) as environment:
-        for name, provider in (("main", "convex"), ("next", "supabase")):
-            data = {k: base64.b64encode(v.encode()).decode()
-                    for k, v in environment.providers.credentials[provider].items()}
-            await environment.api.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                                          "metadata": {"name": f"{name}-creds", "namespace": NS,
-                                                       "labels": {"one.ie/credentials": "true"}}, "data": data})
-            spec = {"provider": provider, "credentialsSecretRef": {"name": f"{name}-creds"},
-                    provider: environment.providers.settings(provider)}
-            await environment.api.apply({"apiVersion": BC[0], "kind": BC[1],
-                                         "metadata": {"name": name, "namespace": NS}, "spec": spec})
-        await environment.api.apply({"apiVersion": ORG[0], "kind": ORG[1],
-                                     "metadata": {"name": "acme", "namespace": NS},
-                                     "spec": {"backend": {"connectionRef": {"name": "main"}}}})
-        await wait_for(lambda: _org_settled(environment, "main"), timeout=40, what="acme active on main")
+    connections = {"main": "convex", "next": "supabase"}
+    async with seeded_environment(Path(tmp_path_factory.mktemp("dashboard")), connections) as environment:
         yield environment
-
-
-async def _org_settled(env: LocalEnvironment, active: str) -> bool:
-    obj = await env.api.get(*ORG, NS, "acme")
-    status = (obj or {}).get("status") or {}
-    return status.get("activeConnection") == active and not status.get("switching") and \
-        (status.get("lastSwitch") or {}).get("result") == "Succeeded"
 
 
 class Dashboard:
@@ -109,11 +78,6 @@ async def admin(env: LocalEnvironment, browser: Any) -> AsyncIterator[tuple[Any,
     await runner.cleanup()
 
 
-async def _shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
 async def test_fleet_shows_the_objects_live(env: LocalEnvironment, admin: tuple[Any, Dashboard]) -> None:
     page, dash = admin
     await page.goto(dash.url)
@@ -138,7 +102,7 @@ async def test_fleet_shows_the_objects_live(env: LocalEnvironment, admin: tuple[
     await page.get_by_label("Search").fill("")
     await expect(page.get_by_role("link", name="acme")).to_be_visible()
     await expect(page.get_by_role("link", name="later")).to_be_visible()
-    await _shot(page, "fleet")
+    await shot(page, "fleet")
 
 
 async def test_switch_in_the_page_shows_its_steps(env: LocalEnvironment, admin: tuple[Any, Dashboard]) -> None:
@@ -156,10 +120,10 @@ async def test_switch_in_the_page_shows_its_steps(env: LocalEnvironment, admin: 
     for step in ("resolve", "test", "activate", "healthGate"):
         await expect(last.get_by_role("listitem").filter(has_text=step)).to_be_visible()
     await expect(page.get_by_role("listitem").filter(has_text=re.compile(r"\d+ ms"))).not_to_have_count(0)
-    assert await _org_settled(env, "next")
+    assert await org_on(env, "next")
     await page.reload()  # the view is in the URL
     await expect(page.locator("#active")).to_have_text("next")
-    await _shot(page, "organization")
+    await shot(page, "organization")
     await page.screenshot(path=str(SHOTS / "readme.png"))  # the viewport only: docs/images/dashboard.png
 
 
@@ -173,7 +137,7 @@ async def test_rollback_in_the_page(env: LocalEnvironment, admin: tuple[Any, Das
     await page.get_by_role("button", name="Confirm").click()
     await expect(page.locator("#last-switch")).to_contain_text("next → main: Succeeded", timeout=30000)
     await expect(page.locator("#active")).to_have_text("main")
-    await wait_for(lambda: _org_settled(env, "main"), timeout=10, what="the rollback in the cluster")
+    await wait_for(lambda: org_on(env, "main"), timeout=10, what="the rollback in the cluster")
 
 
 async def test_a_failed_switch_shows_the_reason_and_offers_retry(env: LocalEnvironment,
@@ -194,7 +158,7 @@ async def test_a_failed_switch_shows_the_reason_and_offers_retry(env: LocalEnvir
     await expect(last).to_contain_text("'later' is not Ready")
     await expect(page.locator("#active")).to_have_text("main")
     await expect(page.locator("#do-retry")).to_be_enabled()
-    await _shot(page, "organization-failed")
+    await shot(page, "organization-failed")
 
 
 async def test_connection_view_shows_the_secret_without_values(env: LocalEnvironment,
@@ -211,7 +175,7 @@ async def test_connection_view_shows_the_secret_without_values(env: LocalEnviron
     await page.get_by_role("button", name="Probe now").click()
     await page.get_by_role("button", name="Confirm").click()
     await expect(page.locator("#last-probe")).not_to_have_text(before or "", timeout=30000)
-    await _shot(page, "connection")
+    await shot(page, "connection")
 
 
 async def test_an_organization_user_is_refused_with_the_reason(env: LocalEnvironment, browser: Any) -> None:
@@ -230,7 +194,7 @@ async def test_an_organization_user_is_refused_with_the_reason(env: LocalEnviron
         await expect(refusal).to_contain_text('User "acme-user" cannot patch resource "backendconnections"')
         # the reads it may not make are shown as refused too, with the reason
         await expect(page.locator("#secret")).to_contain_text('cannot get resource "secrets"')
-        await _shot(page, "refused")
+        await shot(page, "refused")
     finally:
         await page.close()
         await runner.cleanup()
@@ -322,7 +286,7 @@ async def test_a_banner_when_the_api_server_is_unreachable(tmp_path: Path, brows
         banner = page.locator("#banner")
         await playwright_api.expect(banner).to_be_visible(timeout=15000)
         await playwright_api.expect(banner).to_contain_text("cannot be reached")
-        await _shot(page, "unreachable")
+        await shot(page, "unreachable")
     finally:
         await page.close()
         await runner.cleanup()

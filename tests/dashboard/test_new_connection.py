@@ -13,7 +13,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,55 +21,26 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from dash_support import ARGS, BC, BROWSER_MARKS, CHROMIUM, NS, org_on, seeded_environment, shot
 
 from oneie_operator.cli.dashboard.security import Guard
 from oneie_operator.cli.dashboard.server import build_app, serve, url_of
 from oneie_operator.cli.plugin_kube import Cluster
-from oneie_operator.demo.environment import LocalEnvironment, local_environment, repository_root
+from oneie_operator.demo.environment import LocalEnvironment
 from oneie_operator.testing.kubeapi import wait_for
 
 playwright_api = pytest.importorskip("playwright.async_api")
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/chromium.sh)"),
-]
-NS = "tenant-acme"
-BC = ("one.ie/v1alpha1", "BackendConnection")
-ORG = ("one.ie/v1alpha1", "Organization")
+pytestmark = BROWSER_MARKS
 SECRET = ("v1", "Secret")
 CONFIGMAP = ("v1", "ConfigMap")
-SHOTS = repository_root() / ".artifacts" / "dashboard"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
 #: Every credential typed into the form in this module (the leak scan looks for each).
 TYPED: set[str] = set()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalEnvironment]:
-    workdir = Path(tmp_path_factory.mktemp("newconn"))
-    async with local_environment(workdir, config_env={"PROVIDER_TIMEOUT_SECONDS": "1"}, rbac=True) as environment:
-        data = {k: base64.b64encode(v.encode()).decode()
-                for k, v in environment.providers.credentials["convex"].items()}
-        await environment.api.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                                      "metadata": {"name": "main-creds", "namespace": NS,
-                                                   "labels": {"one.ie/credentials": "true"}}, "data": data})
-        await environment.api.apply({"apiVersion": BC[0], "kind": BC[1], "metadata": {"name": "main", "namespace": NS},
-                                     "spec": {"provider": "convex", "credentialsSecretRef": {"name": "main-creds"},
-                                              "convex": environment.providers.settings("convex")}})
-        await environment.api.apply({"apiVersion": ORG[0], "kind": ORG[1],
-                                     "metadata": {"name": "acme", "namespace": NS},
-                                     "spec": {"backend": {"connectionRef": {"name": "main"}}}})
-        await wait_for(lambda: _org_on(environment, "main"), timeout=40, what="acme active on main")
+    async with seeded_environment(Path(tmp_path_factory.mktemp("newconn")), {"main": "convex"}) as environment:
         yield environment
-
-
-async def _org_on(env: LocalEnvironment, active: str) -> bool:
-    obj = await env.api.get(*ORG, NS, "acme")
-    status = (obj or {}).get("status") or {}
-    return status.get("activeConnection") == active and not status.get("switching") and \
-        (status.get("lastSwitch") or {}).get("result") == "Succeeded"
 
 
 class Dashboard:
@@ -127,11 +97,6 @@ async def dash(env: LocalEnvironment) -> AsyncIterator[Dashboard]:
     await runner.cleanup()
 
 
-async def _shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
 async def _fill_provider(page: Any, env: LocalEnvironment, provider: str, name: str,
                          credentials: dict[str, str]) -> None:
     await page.get_by_label("Provider").select_option(provider)
@@ -178,7 +143,7 @@ async def test_the_form_comes_from_the_cluster(env: LocalEnvironment, dash: Dash
     await expect(page.get_by_label("Settings (JSON, spec.echo)")).to_be_visible()
     await expect(page.locator("#secret-apiKey")).to_have_attribute("type", "password")
     await expect(page.locator("#secret-apiKey-help")).to_have_text("The echo service's API key.")
-    await _shot(page, "new-connection-form")
+    await shot(page, "new-connection-form")
 
 
 async def test_a_wrong_password_shows_the_providers_reason_and_cancel_removes_it(env: LocalEnvironment,
@@ -200,7 +165,7 @@ async def test_a_wrong_password_shows_the_providers_reason_and_cancel_removes_it
     assert secret is not None and secret["metadata"]["labels"]["one.ie/credentials"] == "true"
     assert secret["type"] == "Opaque"
     assert base64.b64decode(secret["data"]["applicationPassword"]).decode() == creds["applicationPassword"]
-    await _shot(page, "new-connection-rejected")
+    await shot(page, "new-connection-rejected")
     await page.get_by_role("button", name="Cancel").click()
     await expect(verdict).to_contain_text("Removed: BackendConnection blog-wrong, Secret blog-wrong-credentials")
     assert await env.api.get(*SECRET, NS, "blog-wrong-credentials") is None
@@ -234,7 +199,7 @@ async def test_invalid_input_reads_as_a_sentence(env: LocalEnvironment, dash: Da
     await expect(verdict).to_contain_text("The Kubernetes API server rejected the input while checking the connection "
                                           "blog-invalid: spec.wordpress.restPrefix")
     assert "{" not in (await verdict.text_content() or "")  # a sentence, not the raw API error
-    await _shot(page, "new-connection-invalid")
+    await shot(page, "new-connection-invalid")
     assert await env.api.get(*SECRET, NS, "blog-invalid-credentials") is None  # nothing left behind
     assert await env.api.get(*BC, NS, "blog-invalid") is None
 
@@ -250,7 +215,7 @@ async def test_a_new_connection_becomes_ready_and_save_and_switch_completes(env:
     await page.get_by_role("button", name="Test connection").click()
     verdict = page.locator("#verdict")
     await expect(verdict).to_contain_text("The connection works", timeout=30000)
-    await _shot(page, "new-connection-ready")
+    await shot(page, "new-connection-ready")
     await expect(page.get_by_label("Switch organization")).to_have_value("acme")
     await page.get_by_role("button", name="Save and switch").click()
     await expect(page.locator("#confirm-text")).to_contain_text("switch tenant-acme/acme from main to it")
@@ -260,9 +225,9 @@ async def test_a_new_connection_becomes_ready_and_save_and_switch_completes(env:
     last = page.locator("#last-switch")
     await expect(last).to_contain_text("main → acme-supabase: Succeeded", timeout=30000)
     await expect(last.get_by_role("listitem").filter(has_text="activate")).to_be_visible()
-    await wait_for(lambda: _org_on(env, "acme-supabase"), timeout=10, what="acme switched in the cluster")
+    await wait_for(lambda: org_on(env, "acme-supabase"), timeout=10, what="acme switched in the cluster")
     assert await env.api.get(*BC, NS, "acme-supabase") is not None  # saved: kept
-    await _shot(page, "new-connection-switched")
+    await shot(page, "new-connection-switched")
 
 
 async def test_a_gitops_managed_namespace_warns_before_creating(env: LocalEnvironment, dash: Dashboard) -> None:
@@ -283,7 +248,7 @@ async def test_a_gitops_managed_namespace_warns_before_creating(env: LocalEnviro
         await _fill_provider(page, env, "convex", "flux-convex", dict(env.providers.credentials["convex"]))
         await page.get_by_role("button", name="Test connection").click()
         await expect(page.locator("#confirm-gitops")).to_contain_text("Flux")
-        await _shot(page, "new-connection-gitops")
+        await shot(page, "new-connection-gitops")
         await page.locator("#confirm").get_by_role("button", name="Cancel").click()
         assert await env.api.get(*BC, NS, "flux-convex") is None
         assert await env.api.get(*SECRET, NS, "flux-convex-credentials") is None
@@ -314,7 +279,7 @@ async def test_an_organization_owner_gets_the_form_and_a_user_is_refused(env: Lo
                     await expect(page.locator("#secret-token")).to_have_attribute("type", "password")
                     if context == "org-owner":
                         await expect(page.get_by_label("databaseId")).to_be_visible()  # from the served schema
-                        await _shot(page, "new-connection-owner")
+                        await shot(page, "new-connection-owner")
                         continue
                     await page.get_by_label("Connection name").fill("user-notion")
                     for key, value in env.providers.settings("notion").items():
@@ -326,7 +291,7 @@ async def test_an_organization_owner_gets_the_form_and_a_user_is_refused(env: Lo
                     verdict = page.locator("#verdict")
                     await expect(verdict).to_contain_text("Refused by the Kubernetes API server for your identity")
                     await expect(verdict).to_contain_text('User "acme-user" cannot create resource')
-                    await _shot(page, "new-connection-refused")
+                    await shot(page, "new-connection-refused")
                     assert await env.api.get(*SECRET, NS, "user-notion-credentials") is None
                     assert await env.api.get(*BC, NS, "user-notion") is None
                 finally:

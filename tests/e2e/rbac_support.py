@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from e2e_support import Tenant
+from org_support import apply_org, switch, wait_org, wait_used_by
 
 from oneie_operator.testing.identities import OPERATOR
 
@@ -54,3 +56,16 @@ def grants_of(rendered: Path) -> set[Grant]:
         for rule in roles[(ref["kind"], namespace, ref["name"])]["rules"]:
             out |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     return out
+
+
+async def switch_main_to_next(tenant: Tenant) -> None:
+    """The flow both RBAC runs drive: connections ``main`` (Convex) and ``next`` (Supabase) Ready,
+    ``acme`` activated on ``main``, switched to ``next``, and ``usedBy`` following it."""
+    await tenant.good("main", "convex")
+    await tenant.good("next", "supabase")
+    await apply_org(tenant, "acme", "main")
+    await wait_org(tenant, "acme", active="main", result="Succeeded")
+    await switch(tenant, "acme", "next")
+    await wait_org(tenant, "acme", active="next", result="Succeeded", to="next")
+    await wait_used_by(tenant, "next", "acme", True)
+    await wait_used_by(tenant, "main", "acme", False)

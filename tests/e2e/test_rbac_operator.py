@@ -25,8 +25,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from e2e_support import Tenant
-from org_support import apply_org, switch, wait_org, wait_used_by
-from rbac_support import UNUSED_ON_PURPOSE, grants_of
+from rbac_support import UNUSED_ON_PURPOSE, grants_of, switch_main_to_next
 
 from oneie_operator.demo.environment import LocalEnvironment, local_environment
 from oneie_operator.demo.scenario import leak_scan
@@ -72,14 +71,7 @@ async def _true(value: bool) -> bool:
 async def test_connection_ready_and_switch_under_the_chart_role(tenant: Tenant) -> None:
     """A connection becomes Ready and an organization switches between two connections, with
     nothing but the chart's ClusterRole: no request of the operator is refused."""
-    await tenant.good("main", "convex")
-    await tenant.good("next", "supabase")
-    await apply_org(tenant, "acme", "main")
-    await wait_org(tenant, "acme", active="main", result="Succeeded")
-    await switch(tenant, "acme", "next")
-    await wait_org(tenant, "acme", active="next", result="Succeeded", to="next")
-    await wait_used_by(tenant, "next", "acme", True)
-    await wait_used_by(tenant, "main", "acme", False)
+    await switch_main_to_next(tenant)
     # the binding Secret deleted by someone: the operator triggers its organization and restores it
     await tenant.env.api.delete("v1", "Secret", tenant.ns, "acme-backend")
 

@@ -18,8 +18,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from e2e_support import Tenant
-from org_support import apply_org, switch, wait_org, wait_used_by
-from rbac_support import UNUSED_ON_PURPOSE, grants_of
+from rbac_support import UNUSED_ON_PURPOSE, grants_of, switch_main_to_next
 
 from oneie_operator.demo.environment import LocalEnvironment, local_environment
 from oneie_operator.testing.identities import OPERATOR
@@ -74,14 +73,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalEn
 
 async def test_watched_namespace_only_with_per_namespace_roles(env: LocalEnvironment, plaintexts: set[str]) -> None:
     tenant = Tenant(env, WATCHED, plaintexts)
-    await tenant.good("main", "convex")
-    await tenant.good("next", "supabase")
-    await apply_org(tenant, "acme", "main")
-    await wait_org(tenant, "acme", active="main", result="Succeeded")
-    await switch(tenant, "acme", "next")
-    await wait_org(tenant, "acme", active="next", result="Succeeded", to="next")
-    await wait_used_by(tenant, "next", "acme", True)
-    await wait_used_by(tenant, "main", "acme", False)
+    await switch_main_to_next(tenant)
     assert env.secure is not None
     refusals = [r for r in env.secure.access.refusals if r[0] == OPERATOR.name]
     assert refusals == [], refusals
