@@ -13,6 +13,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 # Every dependency ships manylinux wheels: no compiler is needed, none is installed.
+# The operator alone: no `demo` extra (no kmock, no emulator validators); the demo's files
+# (operator/oneie_operator/testing/repo/ links to crds/ and examples/, outside this context) are left out.
 RUN python -m venv /opt/oneie \
  && /opt/oneie/bin/pip install --no-cache-dir . \
  && /opt/oneie/bin/pip uninstall --yes pip \

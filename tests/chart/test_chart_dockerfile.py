@@ -84,6 +84,15 @@ def test_pip_without_cache_and_no_build_tools() -> None:
     assert "pip install" not in final_stage
 
 
+def test_image_installs_the_operator_without_the_demo_extra() -> None:
+    """kmock and the emulator's validators are the `demo` extra's; the image installs no extra."""
+    installs = [rest for k, rest in instructions() if k == "RUN" and "pip install" in rest]
+    assert installs and all(re.search(r"pip install --no-cache-dir \.(\s|$)", run) for run in installs), installs
+    assert "[" not in " ".join(installs), f"an extra in the image: {installs}"
+    dependencies = " ".join(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    assert "kmock" not in dependencies
+
+
 def test_dockerignore_sends_only_the_package() -> None:
     lines = [
         line.strip()

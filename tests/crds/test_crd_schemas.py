@@ -1094,7 +1094,7 @@ def test_kubectl_parses_the_crds_offline() -> None:
     if kubectl is None:
         pytest.skip("kubectl is not installed")
     out = subprocess.run(
-        [kubectl, "label", "--local", "--dry-run=client", "-o", "json", "-f", str(CRD_DIR), "checked=yes"],
+        [kubectl, "label", "--local", "--dry-run=client", "-o", "json", "-f", str(REPO / "crds"), "checked=yes"],
         capture_output=True,
         text=True,
         timeout=60,

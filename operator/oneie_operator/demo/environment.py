@@ -24,11 +24,13 @@ from oneie_operator.testing.emulator import FixedKubernetesEmulator
 from oneie_operator.testing.identities import CHART_RBAC, SecureCluster, secure_emulator
 from oneie_operator.testing.kubeapi import KubeAPI
 from oneie_operator.testing.provider_servers import ProviderServers
+from oneie_operator.testing.repository import EXAMPLES_DIR, crd_files
 from oneie_operator.vault import generate_key
 
 
 def repository_root() -> Path:
-    """The checkout this package runs from (CRDs and examples live there)."""
+    """The checkout this package runs from (the tests read its docs; the demo itself loads the CRDs
+    and examples through :mod:`oneie_operator.testing.repository`, which a wheel carries too)."""
     here = Path(__file__).resolve()
     for candidate in (here.parents[3], Path.cwd()):
         if (candidate / "crds").is_dir() and (candidate / "examples").is_dir():
@@ -127,7 +129,7 @@ async def local_environment(
     ClusterRole (its own ``operator-kubeconfig``); ``chart_rbac`` replaces the chart's rendered
     roles (e.g. rendered with ``watch.namespaces``). ``namespace`` is the kubeconfig contexts'
     namespace (kubectl's default ``-n``)."""
-    root = repository_root()
+    crds = crd_files()
     # Absolute from here on: the kubeconfigs name files in it (certificate, token) and are read
     # from other directories (kubectl, the operator's credential plug-in, `up`).
     workdir = workdir.resolve()  # noqa: ASYNC240  (once, at start-up)
@@ -139,12 +141,11 @@ async def local_environment(
         # The emulator serves from its own thread and loop, like a real API server would:
         # Kopf's shutdown then has no server tasks of ours to wait for.
         tls = TLSFiles.create(workdir / "tls") if rbac else None
-        crds = sorted((root / "crds").glob("*.yaml"))
         emulator, url = stack.enter_context(serve_emulator_in_thread(crds, port=port, tls=tls))
         providers = await stack.enter_async_context(ProviderServers())
         secure = None
         if tls is not None:
-            secure = secure_emulator(emulator, url, tls.cert, workdir, [root / "examples" / "tenant" / "rbac.yaml"],
+            secure = secure_emulator(emulator, url, tls.cert, workdir, [EXAMPLES_DIR / "tenant" / "rbac.yaml"],
                                      chart_rbac=chart_rbac or CHART_RBAC, namespace=namespace)
             kubeconfig, operator_kubeconfig = secure.kubeconfig, secure.operator_kubeconfig
         else:

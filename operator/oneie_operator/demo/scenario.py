@@ -24,9 +24,10 @@ from typing import Any
 import yaml
 
 from oneie_operator.demo.dashboard import dashboard
-from oneie_operator.demo.environment import LocalEnvironment, env_stop_operator, local_environment, repository_root
+from oneie_operator.demo.environment import LocalEnvironment, env_stop_operator, local_environment
 from oneie_operator.reconcile.connections import owned_secret_name
 from oneie_operator.testing.kubeapi import KubeAPI, KubeAPIError, condition, wait_for
+from oneie_operator.testing.repository import EXAMPLES_DIR
 
 NS = "tenant-acme"
 BC = ("one.ie/v1alpha1", "BackendConnection")
@@ -151,10 +152,9 @@ async def leak_scan(env: LocalEnvironment, plaintexts: Iterable[str]) -> str:
 
 async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
     step = Step(out)
-    root = repository_root()
     plaintexts: set[str] = set()
     out("\n1. Apply examples/ (a Secret and a BackendConnection per provider), pointed at local provider servers")
-    names = await apply_examples(env, root / "examples", plaintexts)
+    names = await apply_examples(env, EXAMPLES_DIR, plaintexts)
     for name in names:
 
         async def ready(name: str = name) -> str:
@@ -219,7 +219,7 @@ async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
 
     out("\n3. Provider trouble: Notion answers 500, then recovers; the operator retries by itself")
     env.providers["notion"].fault = "500"
-    notion = load_yaml(root / "examples" / "notion" / "backendconnection.yaml")
+    notion = load_yaml(EXAMPLES_DIR / "notion" / "backendconnection.yaml")
     notion["metadata"]["name"] = "acme-notion-2"
     notion["spec"]["notion"] = env.providers.settings("notion")
     await env.api.apply(notion)
@@ -278,7 +278,7 @@ async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
     await step.check("the operator re-encrypts from the source Secret", healed())
 
     out("\n6. The tenant's organization: a timed switch, an explicit rollback, a failed switch")
-    org_file = load_yaml(root / "examples" / "organization.yaml")
+    org_file = load_yaml(EXAMPLES_DIR / "organization.yaml")
     org_name = org_file["metadata"]["name"]
     await env.api.apply(org_file)
     await step.check(f"{org_name} is served by acme-convex", _org_settled(env, org_name, "acme-convex", "Succeeded"))
@@ -302,12 +302,12 @@ async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
 
     out("\n7. A connection in use cannot be deleted out from under its organization")
     # On objects made for the purpose: `acme` and its connections stay, as the README shows them.
-    held = load_yaml(root / "examples" / "convex" / "backendconnection.yaml")
+    held = load_yaml(EXAMPLES_DIR / "convex" / "backendconnection.yaml")
     held["metadata"]["name"] = HELD_CONNECTION
     held["spec"]["convex"] = {**(held["spec"].get("convex") or {}), **env.providers.settings("convex")}
     await env.api.apply(held)
     await step.check(f"{HELD_CONNECTION} becomes Ready", _ready_msg(env, HELD_CONNECTION))
-    held_org = load_yaml(root / "examples" / "organization.yaml")
+    held_org = load_yaml(EXAMPLES_DIR / "organization.yaml")
     held_org["metadata"]["name"] = HELD_ORGANIZATION
     held_org["spec"]["backend"]["connectionRef"]["name"] = HELD_CONNECTION
     await env.api.apply(held_org)

@@ -68,7 +68,7 @@ what stock kmock 0.8 does instead):
   ``kubectl apply`` (client- and server-side, default validation), ``explain``, ``get``
   (``-A``, ``-l``, ``-o json``, ``-w``), ``replace``, ``patch``, ``delete`` work.
 * **Validation of custom resources** (``schema_validation=True``, the default; benchmarks turn it
-  off; it needs jsonschema and cel-python, the ``emulator`` extra -- without them a warning is
+  off; it needs jsonschema and cel-python, the ``demo`` extra -- without them a warning is
   logged and nothing is validated): every create, update and patch of a custom resource -- main object and ``status`` --
   is pruned, defaulted and validated against its CRD's schema and CEL rules with
   :mod:`.schema` (the offline CRD tests use the same code); refusals are 422 ``Invalid`` (or a
@@ -510,7 +510,7 @@ class FixedKubernetesEmulator(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         if self.schema_validation and not validation.available():
             logger.warning('The emulator does NOT validate custom resources: jsonschema and cel-python are '
-                           "missing (pip install 'oneie-operator[emulator]')")
+                           "missing (pip install 'oneie-operator[demo]')")
             self.schema_validation = False
         self.resources.load_bundled()
         self.create_object('v1/namespaces', {'metadata': {'name': 'default'}})

@@ -21,7 +21,7 @@ Schemas come from each CRD's ``openAPIV3Schema`` (``metadata`` replaced by a ref
 ``ObjectMeta``, as the real server does) and, for built-in kinds, from the Kubernetes schemas
 bundled by the ``kubernetes-validate`` package (JSON Schema of Kubernetes :data:`KUBERNETES_VERSION`,
 converted back to OpenAPI: ``type: [T, "null"]`` becomes ``type: T``, ``#/$defs/`` references
-become ``#/components/schemas/``; an optional dependency, the ``emulator`` extra). A built-in
+become ``#/components/schemas/``; an optional dependency, the ``demo`` extra). A built-in
 kind missing from that bundle (or all of them, without the package) gets an open schema
 (``x-kubernetes-preserve-unknown-fields``). Operations carry only what kubectl reads
 (operation ids, actions, kinds, query parameters, a response schema); not emulated: OpenAPI v2
@@ -113,7 +113,7 @@ def _to_openapi(schema: Any) -> Any:
 def builtin_definitions(version: str = KUBERNETES_VERSION) -> Mapping[str, JsonDict]:
     """The OpenAPI schemas of the built-in Kubernetes types, by definition name (loaded once).
 
-    Without the optional ``kubernetes-validate`` package (the ``emulator`` extra, 100 MB of
+    Without the optional ``kubernetes-validate`` package (the ``demo`` extra, 100 MB of
     schemas) only ``ObjectMeta`` is known, as an open object: built-in kinds then get open
     schemas, which still lets kubectl validate on the server side, but explains nothing.
     """

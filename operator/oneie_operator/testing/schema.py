@@ -2,7 +2,7 @@
 
 One implementation, used twice: offline by ``tests/crds`` (every example and a set of bad
 inputs against ``crds/``) and on line by the emulator (:mod:`.emulator`, on every create and
-update of a custom resource). It needs ``jsonschema`` and ``cel-python`` (the ``emulator`` and
+update of a custom resource). It needs ``jsonschema`` and ``cel-python`` (the ``demo`` and
 ``test`` extras): the emulator is test and demo tooling, the operator never imports this.
 
 No Kubernetes API server runs on these machines, so this module reproduces, for the subset of
@@ -58,9 +58,10 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
+from oneie_operator.testing.repository import CRD_DIR
+
+#: The checkout (tests/crds reads pyproject.toml there); the CRDs and examples: .repository.
 REPO = Path(__file__).resolve().parents[3]
-CRD_DIR = REPO / "crds"
-EXAMPLES_DIR = REPO / "examples"
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")

@@ -44,7 +44,7 @@ WARNINGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar('war
 
 
 def available() -> bool:
-    """Whether the libraries of :mod:`.schema` (the ``emulator`` extra) are installed."""
+    """Whether the libraries of :mod:`.schema` (the ``demo`` extra) are installed."""
     return all(importlib.util.find_spec(name) is not None for name in ('jsonschema', 'celpy'))
 
 
@@ -72,7 +72,7 @@ class Validator:
         if cached is None or cached[0] != resource_version:
             spec = crd_doc.get('spec') or {}
             versions = [v for v in spec.get('versions') or [] if v.get('name') == version]
-            from oneie_operator.testing.schema import CRD  # jsonschema and cel-python: the emulator extra
+            from oneie_operator.testing.schema import CRD  # jsonschema and cel-python: the demo extra
 
             crd = None
             if versions and ((versions[0].get('schema') or {}).get('openAPIV3Schema')):
