@@ -93,7 +93,7 @@ async def run_operator(
     settings object to use (the startup handler fills it in; its owner may change it later, e.g.
     the demo shortens ``queueing.exit_timeout`` when it stops)."""
     import oneie_operator.handlers  # noqa: F401  (registers the handlers)
-    from oneie_operator.handlers import lazy_reprs
+    from oneie_operator.handlers.kopfpatches import lazy_reprs
 
     lazy_reprs.install()  # Kopf's per-change debug lines stop formatting whole objects when DEBUG is off
 
