@@ -81,6 +81,23 @@ def _port_error(variable: str, address: str, port: int, exc: OSError) -> Configu
     )
 
 
+def kopf_namespaces(entries: Sequence[str]) -> tuple[list[str], bool]:
+    """WATCH_NAMESPACES entries as Kopf namespace patterns, and whether Kopf must scan namespaces.
+
+    Kopf serves a namespace matching any one of its patterns; within one pattern
+    (``"g,!e1,!e2"``) the first glob includes and each ``!`` glob excludes. So each inclusive entry
+    becomes one pattern carrying every exclusion, and exclusions alone become one pattern (Kopf
+    then implies ``*``). Exact names with no exclusion stay exact: Kopf serves them without listing
+    namespaces. Anything else needs Kopf's namespace scanning (list and watch namespaces), or Kopf
+    would treat the globs as names and silently serve nothing."""
+    included = [e for e in entries if not e.startswith("!")]
+    excluded = [e for e in entries if e.startswith("!")]
+    patterns = [",".join([e, *excluded]) for e in included] if included else [",".join(excluded)]
+    patterns = [p for p in patterns if p]
+    scan = any(ch in p for p in patterns for ch in "*?!,")
+    return patterns, scan
+
+
 async def run_operator(
     services: Services,
     *,
@@ -98,7 +115,12 @@ async def run_operator(
     lazy_reprs.install()  # Kopf's per-change debug lines stop formatting whole objects when DEBUG is off
 
     config = services.config
-    watch = tuple(namespaces) or config.watch_namespaces
+    watch, scan_namespaces = kopf_namespaces(tuple(namespaces) or config.watch_namespaces)
+    settings = settings if settings is not None else kopf.OperatorSettings()
+    # Kopf's scanning lists and watches namespaces (to match globs) and CRDs (resources added at
+    # run time). Only globs and exclusions need it; we serve a fixed set of resources, so the
+    # cluster-wide and exact-names cases keep it off (no RBAC for namespaces or CRDs needed).
+    settings.scanning.disabled = not scan_namespaces
     liveness = f"http://{config.bind_address}:{config.health_port}/healthz" if config.health_port else None
     kwargs: dict[str, Any] = {}
     if config.peering_name:
@@ -120,4 +142,4 @@ async def run_operator(
     )
 
 
-__all__ = ["RegistryError", "build_services", "check_startup", "run_operator", "serve_metrics"]
+__all__ = ["RegistryError", "build_services", "check_startup", "kopf_namespaces", "run_operator", "serve_metrics"]

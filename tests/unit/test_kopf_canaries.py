@@ -201,7 +201,7 @@ def test_every_kopf_setting_we_assign_exists() -> None:
     ("tenant-a", ["tenant-a"], ["tenant-a-1"]),
 ])
 def test_kopf_namespace_pattern_semantics(pattern: str, inside: list[str], outside: list[str]) -> None:
-    """WATCH_NAMESPACES is turned into Kopf patterns (running.kopf_namespaces) on these semantics."""
+    """WATCH_NAMESPACES becomes Kopf patterns (running.kopf_namespaces) on these semantics."""
     from kopf._cogs.structs import references
 
     assert all(references.match_namespace(references.NamespaceName(n), pattern) for n in inside)

@@ -43,8 +43,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # nothing. A handler's ``labels=`` filter would be client-side only: every Secret would still
     # be listed, sent and cached.
     settings.watching.label_selectors["", "v1", "secrets"] = WATCH_SELECTOR
-    # We serve a fixed set of resources: no need to watch CRDs (and no RBAC for it).
-    settings.scanning.disabled = True
+    # settings.scanning (namespaces, CRDs) is decided by running.run_operator from WATCH_NAMESPACES.
     services: Services = memo["services"]
     config = services.config
     if config.webhook_port:
