@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from oneie_operator.config import OperatorConfig
 from oneie_operator.errors import ConfigurationError, RegistryError
 from oneie_operator.handlers.services import Services
+from oneie_operator.kube.rest import KubeAPIError
 from oneie_operator.observability.metrics import Metrics
 from oneie_operator.platform_default import PlatformDefault, load_platform_default
 from oneie_operator.providers.registry import ProviderRegistry, default_registry
@@ -98,6 +99,22 @@ def kopf_namespaces(entries: Sequence[str]) -> tuple[list[str], bool]:
     return patterns, scan
 
 
+async def check_namespace_listing(services: Services, entries: Sequence[str]) -> None:
+    """Globs and exclusions need Kopf to list and watch namespaces; without the permission Kopf
+    takes them as namespace names, serves nothing and says so in one warning. Refuse to start
+    instead (an API server that does not answer is left to Kopf's retries)."""
+    try:
+        await services.rest.list_namespaces(limit=1)
+    except KubeAPIError as exc:
+        if exc.status not in (401, 403):
+            return
+        raise ConfigurationError(
+            f"WATCH_NAMESPACES={','.join(entries)}: globs and !exclusions need list and watch on namespaces"
+            f" (the chart grants them when watch.namespaces has globs), but listing namespaces was refused"
+            f" ({exc.status} {exc.reason}); grant them, or list exact namespace names"
+        ) from None
+
+
 async def run_operator(
     services: Services,
     *,
@@ -115,7 +132,10 @@ async def run_operator(
     lazy_reprs.install()  # Kopf's per-change debug lines stop formatting whole objects when DEBUG is off
 
     config = services.config
-    watch, scan_namespaces = kopf_namespaces(tuple(namespaces) or config.watch_namespaces)
+    entries = tuple(namespaces) or config.watch_namespaces
+    watch, scan_namespaces = kopf_namespaces(entries)
+    if scan_namespaces:
+        await check_namespace_listing(services, entries)
     settings = settings if settings is not None else kopf.OperatorSettings()
     # Kopf's scanning lists and watches namespaces (to match globs) and CRDs (resources added at
     # run time). Only globs and exclusions need it; we serve a fixed set of resources, so the
@@ -142,4 +162,7 @@ async def run_operator(
     )
 
 
-__all__ = ["RegistryError", "build_services", "check_startup", "kopf_namespaces", "run_operator", "serve_metrics"]
+__all__ = [
+    "RegistryError", "build_services", "check_namespace_listing", "check_startup", "kopf_namespaces", "run_operator",
+    "serve_metrics",
+]

@@ -18,6 +18,7 @@ from chart_support import CHART, NAMESPACE, env_of, expand, helm, one, render, r
 from test_chart_rbac import ACCESS_REVIEWS, OPERATOR_CONTRACT, operator_grants
 
 NAMESPACES = expand([""], ["namespaces"], ["list", "watch"])
+CRDS = expand(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list", "watch"])
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration",
                   "CustomResourceDefinition", "ClusterKopfPeering", "Namespace", "PriorityClass"}
 
@@ -35,7 +36,7 @@ def key(doc: dict[str, Any]) -> tuple[str, str, str]:
 
 def test_globs_get_cluster_wide_rules_and_namespace_listing() -> None:
     docs = render(sets={"watch.namespaces": "{tenant-a-*,!tenant-a-test}"})
-    assert operator_grants(docs) == {None: OPERATOR_CONTRACT | ACCESS_REVIEWS | NAMESPACES}
+    assert operator_grants(docs) == {None: OPERATOR_CONTRACT | ACCESS_REVIEWS | NAMESPACES | CRDS}
     assert env_of(docs)["WATCH_NAMESPACES"] == "tenant-a-*,!tenant-a-test"
 
 
@@ -61,9 +62,8 @@ def test_two_releases_render_no_object_twice() -> None:
 
 
 def test_each_release_webhook_can_be_narrowed_to_its_shard() -> None:
-    for doc in (release("shard-a", "tenant-a-*"),):
-        hooks = one(doc, "ValidatingWebhookConfiguration")["webhooks"]
-        assert all("namespaceSelector" not in h for h in hooks)  # a glob is no label selector: all
+    hooks = one(release("shard-a", "tenant-a-*"), "ValidatingWebhookConfiguration")["webhooks"]
+    assert all("namespaceSelector" not in h for h in hooks)  # a glob is no label selector: all
     narrowed = release("shard-a", "tenant-a-*", "--set", "webhook.namespaceSelector.matchLabels.one\\.ie/shard=a")
     hooks = one(narrowed, "ValidatingWebhookConfiguration")["webhooks"]
     assert all(h["namespaceSelector"] == {"matchLabels": {"one.ie/shard": "a"}} for h in hooks)

@@ -46,12 +46,11 @@ REPO = Path(__file__).resolve().parents[2]
 HELM = Path(os.environ.get("ONEIE_TOOLS", "/var/tmp/oneie-tools")) / "bin" / "helm"
 SHARDS = {"shard-a": "tenant-a-*", "shard-b": "tenant-b-*"}
 RELEASE_NAMESPACE = "oneie-system"
-#: Cluster-scoped requests a shard makes: Kopf's namespace scanning (list/watch namespaces) and its
-#: CRD watch (refused: the chart does not grant it, see UNGRANTED), access reviews (webhook only).
-CLUSTER_SCOPED = {("", "namespaces", "list"), ("", "namespaces", "watch")}
-#: Refused on purpose: with scanning on, Kopf also tries to watch CRDs (resources added at run
-#: time); the chart does not grant it (chart README, "Operator RBAC"), Kopf logs a warning once.
-UNGRANTED = "customresourcedefinitions"
+#: Cluster-scoped requests a shard makes: the start-up check and Kopf's scanning (namespaces to
+#: match the globs, CRDs: Kopf's scanning watches both).
+CLUSTER_SCOPED = {("", "namespaces", "list"), ("", "namespaces", "watch"),
+                  ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+                  ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}
 
 
 @dataclass
@@ -168,4 +167,22 @@ async def test_each_shard_serves_its_own_tenants_only(
                     ("one.ie", "backendconnections/status", "patch"),
                     ("one.ie", "organizations/status", "patch")} <= {(g, r, v) for n, g, r, v in went if n == ns}
         refusals = [r for r in env.secure.access.refusals if r[0] == user]
-        assert all(UNGRANTED in message for _, _, message in refusals), refusals
+        assert refusals == [], refusals
+    errors = [line for line in env.logs.lines if line.startswith(("ERROR", "CRITICAL"))]
+    assert errors == [], errors[:5]
+
+
+async def test_globs_without_namespace_listing_stop_the_operator_clearly(tmp_path: Path) -> None:
+    """The chart's cluster-wide roles (no list/watch of namespaces) and a glob: the operator refuses
+    to start, naming WATCH_NAMESPACES and the missing permission, instead of serving nothing."""
+    from oneie_operator.demo.environment import env_start_operator
+    from oneie_operator.errors import ConfigurationError
+
+    async with local_environment(tmp_path, rbac=True, start_operator=False,
+                                 config_env={"WATCH_NAMESPACES": "tenant-a-*"}) as env:
+        with pytest.raises(ConfigurationError) as info:
+            await env_start_operator(env)
+        env.operator = None  # it stopped with that error: nothing left to stop
+    message = str(info.value)
+    assert message.startswith("WATCH_NAMESPACES=tenant-a-*: globs and !exclusions need list and watch on namespaces")
+    assert "403 Forbidden" in message
