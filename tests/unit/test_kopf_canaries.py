@@ -175,6 +175,22 @@ def test_webhook_kopf_server_calls_fn_with_the_path_as_webhook() -> None:
     assert kopf.WebhookServer is webhooks.WebhookServer
 
 
+# --- handler arguments the handlers rely on beyond Kopf's typed signatures ------------------
+
+
+def test_validating_handlers_get_the_stored_object_as_old() -> None:
+    """handlers/admission.py reads ``kwargs["old"]`` (not in Kopf's typed signature of validating
+    handlers) to skip the Secret access review when an update leaves the spec unchanged."""
+    from kopf._core.intents import causes
+
+    fields = {f.name: None for f in dataclasses.fields(causes.WebhookCause)}
+    stored = kopf.Body({"metadata": {"name": "c", "namespace": "t"}, "spec": {"a": 1}})
+    body = kopf.Body({"metadata": {"name": "c", "namespace": "t"}, "spec": {"a": 2}})
+    cause = causes.WebhookCause(**{**fields, "indices": {}, "body": body, "old": stored, "memo": kopf.Memo()})
+    kwargs = cause.kwargs
+    assert kwargs["old"] is stored and "userinfo" in kwargs
+
+
 # --- settings (public API; a typo'd attribute would silently be a new attribute) ------------
 
 

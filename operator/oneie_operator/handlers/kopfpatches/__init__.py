@@ -14,7 +14,9 @@ each module against the new Kopf, then raise :data:`KOPF_CHECKED_VERSION`.
 - :mod:`.webhook`: the admission server refuses reviews no handler judges (Kopf allows them).
 
 Kopf's *settings* (``handlers/lifecycle.py``) are public API and no patch; the canaries check
-that each setting we assign exists (Kopf's settings are dataclasses that accept any attribute).
+that each setting we assign exists (Kopf's settings are dataclasses that accept any attribute),
+that validating handlers still get ``old`` (``handlers/admission.py``; not in Kopf's typed
+signature), and Kopf's namespace-pattern semantics that ``running.kopf_namespaces`` builds on.
 """
 
 #: The Kopf release every module of this package was read against and tested with.
