@@ -139,14 +139,22 @@ class OperatorConfig(BaseSettings):
         if isinstance(value, str):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         if isinstance(value, tuple | list):
-            bad = [str(e) for e in value if not NAMESPACE_ENTRY.match(str(e)) or len(str(e).lstrip("!")) > 63]
-            if bad:
-                raise ValueError(
-                    f"{', '.join(repr(b) for b in bad)} is no namespace name or glob: each entry is a namespace"
-                    " name (lower-case letters, digits and '-', at most 63), or a glob of one with * and ?,"
-                    " optionally after ! to exclude"
-                )
+            problem = namespace_entries_problem(value)
+            if problem:
+                raise ValueError(problem)
         return value
+
+
+def namespace_entries_problem(entries: tuple[object, ...] | list[object]) -> str | None:
+    """What is wrong with WATCH_NAMESPACES entries (or ``run --namespace`` values), or None."""
+    bad = [str(e) for e in entries if not NAMESPACE_ENTRY.match(str(e)) or len(str(e).lstrip("!")) > 63]
+    if not bad:
+        return None
+    return (
+        f"{', '.join(repr(b) for b in bad)} is no namespace name or glob: each entry is a namespace"
+        " name (lower-case letters, digits and '-', at most 63), or a glob of one with * and ?,"
+        " optionally after ! to exclude"
+    )
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> OperatorConfig:

@@ -14,7 +14,7 @@ import kopf
 import kubernetes.client
 from prometheus_client import start_http_server
 
-from oneie_operator.config import OperatorConfig
+from oneie_operator.config import OperatorConfig, namespace_entries_problem
 from oneie_operator.errors import ConfigurationError, RegistryError
 from oneie_operator.handlers.services import Services
 from oneie_operator.kube.rest import KubeAPIError
@@ -126,6 +126,9 @@ async def run_operator(
     """Run Kopf with our handlers until ``stop_flag`` is set (or forever). ``settings``: Kopf's
     settings object to use (the startup handler fills it in; its owner may change it later, e.g.
     the demo shortens ``queueing.exit_timeout`` when it stops)."""
+    problem = namespace_entries_problem(list(namespaces))
+    if problem:
+        raise ConfigurationError(f"--namespace: {problem}")
     import oneie_operator.handlers  # noqa: F401  (registers the handlers)
     from oneie_operator.handlers.kopfpatches import lazy_reprs
 

@@ -6,6 +6,8 @@ server) is tests/e2e/test_sharding.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kopf._cogs.structs import references
 
@@ -58,3 +60,15 @@ def test_bad_entries_are_refused_naming_the_variable(value: str) -> None:
     message = str(info.value)
     assert message.startswith("invalid operator configuration: WATCH_NAMESPACES: ")
     assert repr(value) in message and "'ok'" not in message
+
+
+def test_bad_command_line_namespaces_are_refused_before_kopf_starts() -> None:
+    """``oneie-operator run -n`` values get the same check, naming the flag."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from oneie_operator.running import run_operator
+
+    services: Any = SimpleNamespace(config=load_config({}))
+    with pytest.raises(ConfigurationError, match=r"^--namespace: 'Tenant_A' is no namespace name or glob"):
+        asyncio.run(run_operator(services, namespaces=["ok", "Tenant_A"]))
