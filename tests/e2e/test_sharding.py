@@ -30,9 +30,11 @@ import pytest_asyncio
 import yaml
 from e2e_support import Tenant
 from org_support import apply_org, wait_org
+from prometheus_client import generate_latest
 
 from oneie_operator.config import load_config
 from oneie_operator.demo.environment import LocalEnvironment, demo_config_env, local_environment
+from oneie_operator.demo.scenario import leak_scan
 from oneie_operator.handlers.services import Services
 from oneie_operator.kube.client import load_api_client
 from oneie_operator.running import build_services, run_operator
@@ -170,6 +172,16 @@ async def test_each_shard_serves_its_own_tenants_only(
         assert refusals == [], refusals
     errors = [line for line in env.logs.lines if line.startswith(("ERROR", "CRITICAL"))]
     assert errors == [], errors[:5]
+
+    # And no credential in any log line, Event, status, Secret or either shard's metrics.
+    plaintexts.update(v for creds in env.providers.credentials.values() for v in creds.values())
+    await leak_scan(env, plaintexts)
+    for shard in (shard_a, shard_b):
+        metrics = generate_latest(shard.services.metrics.registry).decode()
+        own, other = ("tenant-a-1", "tenant-b-1") if shard is shard_a else ("tenant-b-1", "tenant-a-1")
+        assert f'namespace="{own}"' in metrics and f'namespace="{other}"' not in metrics  # its own tenants only
+        assert 'namespace="tenant-c"' not in metrics
+        assert not [p for p in plaintexts if len(p) >= 8 and p in metrics]
 
 
 async def test_globs_without_namespace_listing_stop_the_operator_clearly(tmp_path: Path) -> None:
