@@ -16,10 +16,10 @@ matches nothing) neither shard reconciles anything and the first wait fails.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +57,15 @@ CLUSTER_SCOPED = {("", "namespaces", "list"), ("", "namespaces", "watch"),
 
 @dataclass
 class Shard:
+    """One operator, in its own thread and event loop (as a second process would have its own):
+    Kopf treats every task of its loop as its own and cancels them all when it stops."""
+
     release: str
     user: str
     services: Services
-    stop: asyncio.Event
-    task: asyncio.Task[None]
+    stop: threading.Event
+    thread: threading.Thread
+    errors: list[BaseException]
 
 
 def render_release(release: str, pattern: str, path: Path) -> Path:
@@ -98,11 +102,25 @@ async def start_shard(env: LocalEnvironment, release: str, pattern: str) -> Shar
                "WATCH_NAMESPACES": container_env["WATCH_NAMESPACES"],
                "POD_NAMESPACE": RELEASE_NAMESPACE}
     services = build_services(load_config(environ), load_api_client(str(kubeconfig)), environ=environ)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_operator(services, stop_flag=stop, ready_flag=ready,
-                                            settings=kopf.OperatorSettings()))
-    await asyncio.wait_for(ready.wait(), timeout=30)
-    return Shard(release, identity.name, services, stop, task)
+    stop, ready, errors = threading.Event(), threading.Event(), []
+
+    async def operate() -> None:
+        try:
+            await run_operator(services, stop_flag=stop, ready_flag=ready, settings=kopf.OperatorSettings())
+        finally:
+            await services.close()
+
+    def main() -> None:
+        try:
+            asyncio.run(operate())
+        except BaseException as exc:  # reported by the fixture
+            errors.append(exc)
+
+    thread = threading.Thread(target=main, name=release, daemon=True)
+    thread.start()
+    if not await asyncio.to_thread(ready.wait, 30):
+        raise AssertionError(f"{release} did not become ready: {errors}")
+    return Shard(release, identity.name, services, stop, thread, errors)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -118,13 +136,9 @@ async def shards(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
             for shard in running:
                 shard.stop.set()
             for shard in running:
-                try:
-                    await asyncio.wait_for(shard.task, timeout=20)
-                except (TimeoutError, asyncio.CancelledError):
-                    shard.task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await shard.task
-                await shard.services.close()
+                await asyncio.to_thread(shard.thread.join, 30)
+                assert not shard.thread.is_alive(), f"{shard.release} did not stop"
+                assert shard.errors == [], shard.errors
 
 
 async def populate(tenant: Tenant) -> None:
