@@ -1,9 +1,9 @@
 """Two operators, two Helm releases, one API server: sharding by namespace patterns.
 
 Shard A (release ``shard-a``, ``watch.namespaces: [tenant-a-*]``) and shard B (``shard-b``,
-``[tenant-b-*]``) run as two operator instances, each with its own service-account token and
-exactly the RBAC ``helm template`` renders for its release, against one emulator with
-authentication and RBAC on. Each tenant namespace has Secrets, two connections and an
+``[tenant-b-*]``) run as two operator instances, each in its own thread and event loop with its
+own service-account token and exactly the RBAC ``helm template`` renders for its release, against
+one emulator with authentication and RBAC on. Each tenant namespace has Secrets, two connections and an
 Organization; ``tenant-c`` belongs to no shard. The emulator records every request by user and
 namespace, so the test can show that each operator reconciled its own tenants, made no request in
 any other tenant's namespace (Secrets included) and that nobody served ``tenant-c``. A namespace
