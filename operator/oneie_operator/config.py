@@ -8,6 +8,7 @@ of these (``ENCRYPTION_KEY``) are secrets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -15,6 +16,11 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from oneie_operator.errors import ConfigurationError
+
+#: One WATCH_NAMESPACES entry: a namespace name (a DNS label), a glob of one (``*`` any characters,
+#: ``?`` one), or either of them after ``!`` (an exclusion); ``values.schema.json`` of the chart
+#: has the same pattern for ``watch.namespaces``.
+NAMESPACE_ENTRY = re.compile(r"^!?([a-z0-9]([-a-z0-9]*[a-z0-9])?|[-a-z0-9*?]*[*?][-a-z0-9*?]*)$")
 
 
 class OperatorConfig(BaseSettings):
@@ -38,9 +44,13 @@ class OperatorConfig(BaseSettings):
 
     watch_namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
-        description="WATCH_NAMESPACES: comma-separated namespaces (globs allowed); empty = all namespaces.",
+        description="WATCH_NAMESPACES: comma-separated namespace names or globs (tenant-a-*), "
+        "!glob excludes; empty = all namespaces.",
     )
-    """Which namespaces the operator serves. Empty means the whole cluster."""
+    """Which namespaces the operator serves: those matching at least one name or glob and no ``!``
+    exclusion (only exclusions: every namespace but those). Empty means the whole cluster. Globs
+    and exclusions make the operator list and watch namespaces (a namespace created later that
+    matches is served from then on); exact names alone do not."""
 
     pod_namespace: str = Field(
         default="oneie-system",
@@ -127,8 +137,24 @@ class OperatorConfig(BaseSettings):
     @classmethod
     def _split_namespaces(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, tuple | list):
+            problem = namespace_entries_problem(value)
+            if problem:
+                raise ValueError(problem)
         return value
+
+
+def namespace_entries_problem(entries: tuple[object, ...] | list[object]) -> str | None:
+    """What is wrong with WATCH_NAMESPACES entries (or ``run --namespace`` values), or None."""
+    bad = [str(e) for e in entries if not NAMESPACE_ENTRY.match(str(e)) or len(str(e).lstrip("!")) > 63]
+    if not bad:
+        return None
+    return (
+        f"{', '.join(repr(b) for b in bad)} is no namespace name or glob: each entry is a namespace"
+        " name (lower-case letters, digits and '-', at most 63), or a glob of one with * and ?,"
+        " optionally after ! to exclude"
+    )
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> OperatorConfig:

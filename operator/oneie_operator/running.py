@@ -14,9 +14,10 @@ import kopf
 import kubernetes.client
 from prometheus_client import start_http_server
 
-from oneie_operator.config import OperatorConfig
+from oneie_operator.config import OperatorConfig, namespace_entries_problem
 from oneie_operator.errors import ConfigurationError, RegistryError
 from oneie_operator.handlers.services import Services
+from oneie_operator.kube.rest import KubeAPIError
 from oneie_operator.observability.metrics import Metrics
 from oneie_operator.platform_default import PlatformDefault, load_platform_default
 from oneie_operator.providers.registry import ProviderRegistry, default_registry
@@ -81,6 +82,39 @@ def _port_error(variable: str, address: str, port: int, exc: OSError) -> Configu
     )
 
 
+def kopf_namespaces(entries: Sequence[str]) -> tuple[list[str], bool]:
+    """WATCH_NAMESPACES entries as Kopf namespace patterns, and whether Kopf must scan namespaces.
+
+    Kopf serves a namespace matching any one of its patterns; within one pattern
+    (``"g,!e1,!e2"``) the first glob includes and each ``!`` glob excludes. So each inclusive entry
+    becomes one pattern carrying every exclusion, and exclusions alone become one pattern (Kopf
+    then implies ``*``). Exact names with no exclusion stay exact: Kopf serves them without listing
+    namespaces. Anything else needs Kopf's namespace scanning (list and watch namespaces), or Kopf
+    would treat the globs as names and silently serve nothing."""
+    included = [e for e in entries if not e.startswith("!")]
+    excluded = [e for e in entries if e.startswith("!")]
+    patterns = [",".join([e, *excluded]) for e in included] if included else [",".join(excluded)]
+    patterns = [p for p in patterns if p]
+    scan = any(ch in p for p in patterns for ch in "*?!,")
+    return patterns, scan
+
+
+async def check_namespace_listing(services: Services, entries: Sequence[str]) -> None:
+    """Globs and exclusions need Kopf to list and watch namespaces; without the permission Kopf
+    takes them as namespace names, serves nothing and says so in one warning. Refuse to start
+    instead (an API server that does not answer is left to Kopf's retries)."""
+    try:
+        await services.rest.list_namespaces(limit=1)
+    except KubeAPIError as exc:
+        if exc.status not in (401, 403):
+            return
+        raise ConfigurationError(
+            f"WATCH_NAMESPACES={','.join(entries)}: globs and !exclusions need list and watch on namespaces"
+            f" (the chart grants them when watch.namespaces has globs), but listing namespaces was refused"
+            f" ({exc.status} {exc.reason}); grant them, or list exact namespace names"
+        ) from None
+
+
 async def run_operator(
     services: Services,
     *,
@@ -92,13 +126,24 @@ async def run_operator(
     """Run Kopf with our handlers until ``stop_flag`` is set (or forever). ``settings``: Kopf's
     settings object to use (the startup handler fills it in; its owner may change it later, e.g.
     the demo shortens ``queueing.exit_timeout`` when it stops)."""
+    problem = namespace_entries_problem(list(namespaces))
+    if problem:
+        raise ConfigurationError(f"--namespace: {problem}")
     import oneie_operator.handlers  # noqa: F401  (registers the handlers)
-    from oneie_operator.handlers import lazy_reprs
+    from oneie_operator.handlers.kopfpatches import lazy_reprs
 
     lazy_reprs.install()  # Kopf's per-change debug lines stop formatting whole objects when DEBUG is off
 
     config = services.config
-    watch = tuple(namespaces) or config.watch_namespaces
+    entries = tuple(namespaces) or config.watch_namespaces
+    watch, scan_namespaces = kopf_namespaces(entries)
+    if scan_namespaces:
+        await check_namespace_listing(services, entries)
+    settings = settings if settings is not None else kopf.OperatorSettings()
+    # Kopf's scanning lists and watches namespaces (to match globs) and CRDs (resources added at
+    # run time). Only globs and exclusions need it; we serve a fixed set of resources, so the
+    # cluster-wide and exact-names cases keep it off (no RBAC for namespaces or CRDs needed).
+    settings.scanning.disabled = not scan_namespaces
     liveness = f"http://{config.bind_address}:{config.health_port}/healthz" if config.health_port else None
     kwargs: dict[str, Any] = {}
     if config.peering_name:
@@ -120,4 +165,7 @@ async def run_operator(
     )
 
 
-__all__ = ["RegistryError", "build_services", "check_startup", "run_operator", "serve_metrics"]
+__all__ = [
+    "RegistryError", "build_services", "check_namespace_listing", "check_startup", "kopf_namespaces", "run_operator",
+    "serve_metrics",
+]

@@ -94,7 +94,7 @@ BAD_VALUES: list[tuple[dict[str, str], list[str]]] = [
         ["/encryption/existingSecretKey", "value must be one of 'ENCRYPTION_KEY', 'ENCRYPTION_KEYRING'"],
     ),
     ({"encryption.existingSecret": "Bad_Name"}, ["/encryption/existingSecret", "does not match pattern"]),
-    ({"watch.namespaces": "{tenant-*}"}, ["/watch/namespaces/0", "'tenant-*' does not match pattern"]),
+    ({"watch.namespaces": "{Tenant-*}"}, ["/watch/namespaces/0", "'Tenant-*' does not match pattern"]),
     ({"config.metricsPort": "80"}, ["/config/metricsPort", "minimum: got 80, want 1,024"]),
     ({"config.providerTimeoutSeconds": "0"}, ["/config/providerTimeoutSeconds"]),
     ({"platformDefault.provider": "Convex"}, ["/platformDefault/provider", "'Convex' does not match pattern"]),

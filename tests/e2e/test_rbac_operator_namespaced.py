@@ -28,12 +28,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 REPO = Path(__file__).resolve().parents[2]
 HELM = Path(os.environ.get("ONEIE_TOOLS", "/var/tmp/oneie-tools")) / "bin" / "helm"
 WATCHED = "t-watched"
-#: Found by this test: Kopf never lists or watches namespaces here. The chart can only render exact
-#: names (a Role needs a real namespace), and the operator disables Kopf's scanning
-#: (handlers/lifecycle.py), which is also why a glob in WATCH_NAMESPACES silently matches nothing.
+#: Found by this test: Kopf never lists or watches namespaces here. With exact names only, the
+#: operator keeps Kopf's scanning off (running.kopf_namespaces); globs turn it on and use the grant
+#: (tests/e2e/test_sharding.py).
 UNUSED_NAMESPACED = {
-    ("", "namespaces", "list"): "exact namespace names need no listing; Kopf's scanning is disabled",
-    ("", "namespaces", "watch"): "exact namespace names need no watching; Kopf's scanning is disabled",
+    ("", "namespaces", "list"): "exact namespace names need no listing; Kopf's scanning is off for them",
+    ("", "namespaces", "watch"): "exact namespace names need no watching; Kopf's scanning is off for them",
 }
 
 

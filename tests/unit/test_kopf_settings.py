@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 import pytest
 
-from oneie_operator.handlers.lifecycle import LeanStatusDiffBaseStorage
+from oneie_operator.handlers.kopfpatches.diffbase import LeanStatusDiffBaseStorage
 
 ORG: dict[str, Any] = {
     "apiVersion": "one.ie/v1alpha1",
@@ -77,7 +77,7 @@ def test_extra_fields_take_kopfs_full_path() -> None:
 def test_watch_handlers_success_lines_are_dropped_and_the_rest_kept() -> None:
     import logging
 
-    from oneie_operator.handlers.lifecycle import QuietWatchHandlers
+    from oneie_operator.handlers.kopfpatches.log_lines import QuietWatchHandlers
 
     quiet = QuietWatchHandlers()
 
@@ -92,7 +92,7 @@ def test_watch_handlers_success_lines_are_dropped_and_the_rest_kept() -> None:
 
 @pytest.fixture
 def lazy_reprs_installed() -> Any:
-    from oneie_operator.handlers import lazy_reprs
+    from oneie_operator.handlers.kopfpatches import lazy_reprs
 
     logger = lazy_reprs.KOPF_OBJECTS_LOGGER
     level = logger.level

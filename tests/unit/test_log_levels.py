@@ -16,7 +16,7 @@ from oneie_operator.errors import (
     ProviderUnreachableError,
     SecretNotFoundError,
 )
-from oneie_operator.handlers.lifecycle import (
+from oneie_operator.handlers.kopfpatches.log_lines import (
     TenantProblemsAsWarnings,
     install_log_filters,
     tenant_side_transient_reasons,

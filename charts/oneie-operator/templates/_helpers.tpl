@@ -63,6 +63,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if ge (int .Values.replicas) 2 }}true{{ end }}
 {{- end }}
 
+{{/*
+"true" when watch.namespaces has a glob (* ?) or an exclusion (!): the operator then lists and
+watches namespaces to match them, and its rules are cluster-wide (a Role needs a real namespace).
+*/}}
+{{- define "oneie.watchPatterns" -}}
+{{- range .Values.watch.namespaces }}{{ if regexMatch "[*?!]" . }}true{{ end }}{{ end }}
+{{- end }}
+
 {{- define "oneie.peeringName" -}}
 {{- default (include "oneie.fullname" .) .Values.peering.name }}
 {{- end }}

@@ -52,6 +52,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _event_loop_runner(args.loop)(_run_then_close(services, args.namespace or ()))
     except KeyboardInterrupt:
         pass
+    except ConfigurationError as exc:  # e.g. globs in WATCH_NAMESPACES without namespace listing
+        print(f"oneie-operator: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -154,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     running.add_argument("--context", default=None, help="kubeconfig context")
     running.add_argument(
-        "-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all"
+        "-n", "--namespace", action="append",
+        help="serve this namespace or glob, !glob excludes (repeatable); default: all",
     )
     running.add_argument("--json-logs", action="store_true", help="log as JSON lines")
     running.add_argument(

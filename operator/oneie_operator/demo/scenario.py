@@ -25,6 +25,7 @@ import yaml
 
 from oneie_operator.demo.dashboard import dashboard
 from oneie_operator.demo.environment import LocalEnvironment, env_stop_operator, local_environment
+from oneie_operator.handlers.kopfpatches.log_lines import install_demo_filters
 from oneie_operator.reconcile.connections import owned_secret_name
 from oneie_operator.testing.kubeapi import KubeAPI, KubeAPIError, condition, wait_for
 from oneie_operator.testing.repository import EXAMPLES_DIR
@@ -522,16 +523,6 @@ async def _run(exit_when_done: bool, workdir: Path, port: int, out: Callable[[st
 STOP_GRACE_SECONDS = 0.3
 
 
-class DroppedRetriesNotice(logging.Filter):
-    """The demo's Ctrl-C drops retries that were waiting for their time (a connection pointed at
-    a provider it cannot reach, say): its cluster is the emulator's memory, gone with the demo.
-    Kopf does not wake such a waiting worker when it stops and says so ("Unprocessed streams
-    left for ..."): expected here, so not shown."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Unprocessed streams left for")
-
-
 async def _stop_now(env: LocalEnvironment) -> None:
     """Ctrl-C: stop the operator, giving work in progress :data:`STOP_GRACE_SECONDS`."""
     env.kopf_settings.queueing.exit_timeout = STOP_GRACE_SECONDS
@@ -539,9 +530,7 @@ async def _stop_now(env: LocalEnvironment) -> None:
 
 
 def run_demo(*, exit_when_done: bool, workdir: str, port: int = 0, verbose: bool = False) -> int:
-    queueing = logging.getLogger("kopf._core.reactor.queueing")
-    if not any(isinstance(f, DroppedRetriesNotice) for f in queueing.filters):
-        queueing.addFilter(DroppedRetriesNotice())
+    install_demo_filters()  # Kopf's "Unprocessed streams left" on Ctrl-C is expected here
     for noisy in ("aiohttp.access", "httpx", "kopf", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 

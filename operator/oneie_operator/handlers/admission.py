@@ -8,8 +8,8 @@ reconcile's business, since the Secret may legitimately be created after the con
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any
 
 import kopf
 
@@ -62,21 +62,6 @@ def misrouted(request: Any, webhook: str | None) -> dict[str, Any] | None:
         return refusal(request, f"admission webhook: /{webhook} judges {'/'.join(expected)} only,"
                        f" not request.resource {'/'.join(got)}; check the webhook configuration's path", 400)
     return None
-
-
-class FailClosedWebhookServer(kopf.WebhookServer):
-    """Kopf's HTTPS webhook server, refusing (``allowed: false``) every review that no validating
-    handler of ours is meant to judge, instead of Kopf's ``allowed: true``."""
-
-    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
-        async def guarded(request: Any, *, webhook: str | None = None, **kwargs: Any) -> Any:
-            refused = misrouted(request, webhook)
-            if refused is not None:
-                return refused
-            return await fn(request, webhook=webhook, **kwargs)
-
-        async for config in super().__call__(cast(kopf.WebhookFn, guarded)):
-            yield config
 
 
 @kopf.on.validate(GROUP, VERSION, "backendconnections", id="validate-backendconnections")

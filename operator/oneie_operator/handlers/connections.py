@@ -112,7 +112,7 @@ async def reconcile(
         # above is applied together with Kopf's retry bookkeeping.
         rate_limited = result.error is not None and result.error.reason == "ProviderRateLimited"
         delay = result.retry_after if rate_limited else min(result.retry_after * 2 ** min(retry, 8), 600.0)
-        # "<Reason>: <message>": the log filter TenantProblemsAsWarnings (lifecycle.py) reads the reason.
+        # "<Reason>: <message>": the log filter TenantProblemsAsWarnings (kopfpatches/log_lines.py) reads the reason.
         raise kopf.TemporaryError(f"{result.error.reason if result.error else 'Error'}: {result.error}", delay=delay)
 
 
@@ -255,7 +255,7 @@ async def guard_deletion(
         )
         if retry == 0:  # one Event per deletion attempt; the check itself is cheap (an index lookup)
             kopf.event(body, type="Warning", reason="DeletionBlocked", message=message)
-        raise kopf.TemporaryError(f"DeletionBlocked: {message}", delay=5)  # "<Reason>: ", see lifecycle.py
+        raise kopf.TemporaryError(f"DeletionBlocked: {message}", delay=5)  # "<Reason>: ", see kopfpatches/log_lines.py
     services: Services = memo["services"]
     services.metrics.forget_connection(ns, name)
     if services.probe_engine is not None:

@@ -2,103 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
-from oneie_operator.errors import APIServerError, OneieError
-from oneie_operator.handlers.admission import FailClosedWebhookServer
+from oneie_operator.handlers.kopfpatches.diffbase import LeanStatusDiffBaseStorage
+from oneie_operator.handlers.kopfpatches.log_lines import install_log_filters
+from oneie_operator.handlers.kopfpatches.webhook import FailClosedWebhookServer, no_webhook_server
 from oneie_operator.handlers.services import Services
 from oneie_operator.kube.secrets import WATCH_SELECTOR
 from oneie_operator.reconcile.catalog import publish_catalog
-
-
-class LeanStatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
-    """Kopf's status diff-base storage, with the same essence built without copying the status.
-
-    Kopf builds the essence (spec, labels, annotations) of every watch event by deep-copying the
-    whole object and then deleting what it does not track. An Organization's status (switch
-    history, conditions, Kopf's own bookkeeping) is most of the object, so the copy grew with the
-    history (``benchmarks/switch.py``). Only the tracked parts are handed to Kopf's own builder
-    here; with extra fields (field handlers, which we do not use) Kopf's full path is kept.
-    ``metadata.generation`` is part of the essence (see :meth:`build`).
-    """
-
-    def build(
-        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
-    ) -> kopf.BodyEssence:
-        if extra_fields:
-            return super().build(body=body, extra_fields=extra_fields)
-        meta = body.get("metadata") or {}
-        lean: dict[str, Any] = {k: v for k, v in body.items() if k not in ("status", "metadata")}
-        # The generation too: a spec changed and changed back (A → B → A) while a handler of it
-        # waited for its retry (the API server away) must still differ from the last handled
-        # one, or Kopf finds no change, drops the retry, and status stays stale (tests/e2e/test_api_faults.py).
-        lean["metadata"] = {k: meta[k] for k in ("labels", "annotations", "generation") if k in meta}
-        return super().build(body=cast(kopf.Body, lean))
-
-
-class QuietWatchHandlers(logging.Filter):
-    """Drop Kopf's "Handler '...' succeeded." line for the watch-only handlers.
-
-    ``secret_changed`` runs on every event of every labelled Secret in the watched namespaces and
-    ``connection_changed`` on every connection event: a success line each is noise in the logs
-    (and a measurable share of the operator's CPU in a burst of switches). Their failures, and
-    every line of the reconcile handlers, are still logged."""
-
-    QUIET = frozenset(f"Handler {name!r} succeeded." for name in ("secret_changed", "connection_changed"))
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() not in self.QUIET
-
-
-def tenant_side_transient_reasons() -> frozenset[str]:
-    """The reasons of our typed errors that are the tenant's or the provider's side and retried:
-    a missing Secret, a provider that is down, slow or rate-limiting (not the API server's), and
-    a deletion held because an organization uses the connection."""
-    found: set[str] = set()
-    pending: list[type[OneieError]] = [OneieError]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        if cls.transient and not issubclass(cls, APIServerError):
-            found.add(cls.reason)
-    return frozenset(found | {"DeletionBlocked"})  # a held deletion: an organization still uses it
-
-
-class TenantProblemsAsWarnings(logging.Filter):
-    """Log Kopf's "Handler '...' failed temporarily: <Reason>: ..." as a WARNING, not an ERROR,
-    when the reason is one of our typed tenant- or provider-side problems.
-
-    The connection handler raises ``kopf.TemporaryError("<Reason>: <message>")`` for them
-    (``handlers/connections.py``); the status and an Event already say so, and the operator
-    retries by itself: nothing is wrong with the operator. Any other temporary failure (the API
-    server's, an unexpected one) stays an ERROR."""
-
-    PATTERN = re.compile(r"^Handler '[^']+' failed temporarily: (?P<reason>[A-Za-z]+): ")
-
-    def __init__(self, reasons: Iterable[str] | None = None) -> None:
-        super().__init__()
-        self.reasons = frozenset(reasons) if reasons is not None else tenant_side_transient_reasons()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR:
-            match = self.PATTERN.match(record.getMessage())
-            if match and match["reason"] in self.reasons:
-                record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
-        return True
-
-
-def install_log_filters() -> None:
-    """Our filters on Kopf's per-object logger (once, however often the operator starts)."""
-    objects_logger = logging.getLogger("kopf.objects")
-    for kind in (QuietWatchHandlers, TenantProblemsAsWarnings):
-        if not any(isinstance(f, kind) for f in objects_logger.filters):
-            objects_logger.addFilter(kind())
 
 
 @kopf.on.startup()
@@ -129,8 +43,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # nothing. A handler's ``labels=`` filter would be client-side only: every Secret would still
     # be listed, sent and cached.
     settings.watching.label_selectors["", "v1", "secrets"] = WATCH_SELECTOR
-    # We serve a fixed set of resources: no need to watch CRDs (and no RBAC for it).
-    settings.scanning.disabled = True
+    # settings.scanning (namespaces, CRDs) is decided by running.run_operator from WATCH_NAMESPACES.
     services: Services = memo["services"]
     config = services.config
     if config.webhook_port:
@@ -143,7 +56,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings.admission.managed = None
     else:
         # The validating handlers are registered, but the webhook is off: serve nothing.
-        settings.admission.server = _no_webhook_server
+        settings.admission.server = no_webhook_server
 
 
 @kopf.on.startup()
@@ -151,12 +64,6 @@ async def publish_provider_catalog(memo: kopf.Memo, **_: Any) -> None:
     """The ``oneie-providers`` ConfigMap: what each registered provider needs (for the dashboard's form)."""
     services: Services = memo["services"]
     await publish_catalog(services.api_client, services.registry, services.config.pod_namespace)
-
-
-async def _no_webhook_server(fn: Any) -> AsyncIterator[Any]:
-    """An admission "server" that never listens (Kopf requires one when admission handlers exist)."""
-    await asyncio.Event().wait()
-    yield {}  # pragma: no cover  (never reached)
 
 
 @kopf.on.login()

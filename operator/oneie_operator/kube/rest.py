@@ -153,6 +153,12 @@ class KubeREST:
         if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
             await session.close()
 
+    # --- core/v1 Namespaces ----------------------------------------------------------------
+
+    async def list_namespaces(self, *, limit: int = 1) -> dict[str, Any]:
+        """One page of namespaces (start-up checks that globs in WATCH_NAMESPACES can be matched)."""
+        return await self.request("GET", f"/api/v1/namespaces?limit={int(limit)}")
+
     # --- core/v1 Secrets -------------------------------------------------------------------
 
     @staticmethod

@@ -339,6 +339,8 @@ class AccessControl:
         self.authorizer: Authorizer | None = Authorizer(emulator) if authorize else None
         #: user name -> {(apiGroup, resource[/subresource], verb)} of allowed resource requests.
         self.allowed: dict[str, set[tuple[str, str, str]]] = collections.defaultdict(set)
+        #: user name -> {(namespace or '', apiGroup, resource[/subresource], verb)}: where each user went.
+        self.allowed_in: dict[str, set[tuple[str, str, str, str]]] = collections.defaultdict(set)
         #: (user name, code, message) of every refused request.
         self.refusals: list[tuple[str, int, str]] = []
         self._lock = threading.Lock()
@@ -380,6 +382,8 @@ class AccessControl:
                         else attributes.resource)
             with self._lock:
                 self.allowed[attributes.user.name].add((attributes.group, resource, attributes.verb))
+                self.allowed_in[attributes.user.name].add(
+                    (attributes.namespace, attributes.group, resource, attributes.verb))
 
     def _aggregate_if_changed(self) -> None:
         assert self.authorizer is not None

@@ -1,5 +1,8 @@
 """Kopf's per-change debug lines, formatted only when they are logged.
 
+Changes: the ``__repr__`` of Kopf's private ``kopf._cogs.structs.bodies.Body`` and
+``kopf._cogs.structs.diffs.Diff`` (methods replaced on the classes). Checked against Kopf 1.45.2.
+
 Kopf (1.45) logs ``f"{title} is in progress: {body!r}"`` and ``f"{title} diff: {cause.diff!r}"``
 at DEBUG for every change it handles. An f-string is built before the logger looks at its level,
 so every Organization and BackendConnection change formatted the whole object (a few KiB of

@@ -1,0 +1,25 @@
+"""Every change the operator makes to Kopf's own behaviour, one module per change.
+
+Each module's docstring says what Kopf behaviour it changes, why, and which Kopf version it was
+checked against (:data:`KOPF_CHECKED_VERSION`); ``tests/unit/test_kopf_canaries.py`` holds one
+canary per module that fails loudly when the Kopf internals it relies on change (a signature, an
+attribute, a log line, a default answer), and one that the installed Kopf is within the pin of
+``pyproject.toml`` (``kopf>=1.45,<1.46``). Upgrading Kopf: raise the pin, run the canaries, re-check
+each module against the new Kopf, then raise :data:`KOPF_CHECKED_VERSION`.
+
+- :mod:`.diffbase`: the diff-base essence built without deep-copying the status.
+- :mod:`.lazy_reprs`: Kopf's ``Body``/``Diff`` ``repr`` short while DEBUG is off (replaces Kopf methods).
+- :mod:`.log_lines`: Kopf's log lines of watch handlers' successes dropped, tenant-side temporary
+  failures logged as warnings, the demo's stop notice silenced.
+- :mod:`.webhook`: the admission server refuses reviews no handler judges (Kopf allows them).
+
+Kopf's *settings* (``handlers/lifecycle.py``) are public API and no patch; the canaries check
+that each setting we assign exists (Kopf's settings are dataclasses that accept any attribute),
+that validating handlers still get ``old`` (``handlers/admission.py``; not in Kopf's typed
+signature), and Kopf's namespace-pattern semantics that ``running.kopf_namespaces`` builds on.
+"""
+
+#: The Kopf release every module of this package was read against and tested with.
+KOPF_CHECKED_VERSION = "1.45.2"
+
+__all__ = ["KOPF_CHECKED_VERSION"]

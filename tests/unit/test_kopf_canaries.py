@@ -1,0 +1,225 @@
+"""Canaries of the Kopf internals the operator relies on (``handlers/kopfpatches/``, one per patch).
+
+Each test fails loudly, naming the patch, when the installed Kopf no longer has the signature,
+attribute, log line or default behaviour a patch was written against: upgrading Kopf is then a
+matter of re-checking that patch, not of finding out in production. Behaviour that the patches
+produce is tested elsewhere (tests/unit/test_kopf_settings.py, test_log_levels.py,
+tests/admission/); these tests look at Kopf only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from oneie_operator.handlers.kopfpatches import KOPF_CHECKED_VERSION
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "operator" / "oneie_operator"
+
+
+def _kopf_requirement() -> Requirement:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (req,) = [Requirement(d) for d in project["dependencies"] if Requirement(d).name == "kopf"]
+    return req
+
+
+def test_installed_kopf_is_within_the_pin() -> None:
+    req = _kopf_requirement()
+    installed = Version(version("kopf"))
+    assert req.specifier.contains(installed), f"kopf {installed} is installed, pyproject.toml pins {req}"
+
+
+def test_the_pin_is_the_minor_release_the_patches_were_checked_against() -> None:
+    """The pin admits one minor release, the one of KOPF_CHECKED_VERSION, and no other."""
+    req, checked = _kopf_requirement(), Version(KOPF_CHECKED_VERSION)
+    assert req.specifier.contains(checked), f"{req} does not admit the checked Kopf {checked}"
+    next_minor = Version(f"{checked.major}.{checked.minor + 1}")
+    assert not req.specifier.contains(next_minor), f"{req} admits Kopf {next_minor}, which no one checked"
+    installed = Version(version("kopf"))
+    assert (installed.major, installed.minor) == (checked.major, checked.minor), (
+        f"kopf {installed} is installed, handlers/kopfpatches was checked against {checked}"
+    )
+
+
+def test_kopf_private_modules_are_imported_by_the_patches_only() -> None:
+    """``kopf._...`` (private) appears nowhere in the package but in handlers/kopfpatches/."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "kopfpatches" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"\bkopf\._|\"kopf\._", line):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, "Kopf internals outside handlers/kopfpatches/:\n" + "\n".join(offenders)
+
+
+# --- kopfpatches.lazy_reprs ------------------------------------------------------------------
+
+
+def test_lazy_reprs_kopf_body_and_diff_are_where_the_patch_replaces_their_repr() -> None:
+    from kopf._cogs.structs import bodies, diffs
+
+    from oneie_operator.handlers.kopfpatches import lazy_reprs
+
+    assert bodies.Body is kopf.Body, "kopf.Body moved out of kopf._cogs.structs.bodies"
+    assert "__repr__" in vars(bodies.Body) or any("__repr__" in vars(c) for c in bodies.Body.__mro__[1:-1])
+    assert "__repr__" in vars(diffs.Diff), "kopf's Diff has no __repr__ of its own any more"
+    assert type(diffs.diff({"a": 1}, {"a": 2})) is diffs.Diff, "Kopf diffs are no longer ...structs.diffs.Diff"
+    assert lazy_reprs._ORIGINAL_BODY_REPR is not lazy_reprs._body_repr
+
+
+def test_lazy_reprs_kopf_still_formats_whole_bodies_in_its_debug_lines() -> None:
+    """What the patch is for: without these lines, drop the patch."""
+    from kopf._core.reactor import processing
+
+    source = inspect.getsource(processing)
+    assert "{body!r}" in source and "{cause.diff!r}" in source
+
+
+# --- kopfpatches.diffbase --------------------------------------------------------------------
+
+
+def test_diffbase_kopf_build_signature() -> None:
+    params = inspect.signature(kopf.StatusDiffBaseStorage.build).parameters
+    assert list(params) == ["self", "body", "extra_fields"], params
+    assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in ("body", "extra_fields"))
+
+
+def test_diffbase_kopf_essence_ignores_the_status() -> None:
+    """The patch hands Kopf a body without its status: Kopf's own essence must not depend on it."""
+    body: dict[str, Any] = {"apiVersion": "one.ie/v1alpha1", "kind": "Organization",
+                            "metadata": {"name": "a", "namespace": "t", "labels": {"x": "1"}, "generation": 3},
+                            "spec": {"backend": {"connectionRef": {"name": "b"}}}}
+    storage = kopf.StatusDiffBaseStorage(name="kopf")
+    with_status = storage.build(body=kopf.Body({**body, "status": {"activeConnection": "b", "kopf": {"x": 1}}}))
+    without = storage.build(body=kopf.Body(body))
+    assert with_status == without and "status" not in without
+
+
+# --- kopfpatches.log_lines -------------------------------------------------------------------
+
+
+def _registered_handler(handler_id: str) -> Any:
+    import oneie_operator.handlers  # noqa: F401  (registers the handlers)
+
+    registry = kopf.get_default_registry()
+    for sub in (registry._watching, registry._changing):
+        for handler in sub.get_all_handlers():
+            if handler.id == handler_id:
+                return handler
+    raise AssertionError(f"no handler {handler_id!r} registered")
+
+
+def test_log_lines_kopf_success_and_temporary_failure_texts() -> None:
+    from kopf._core.actions import execution
+
+    source = inspect.getsource(execution)
+    assert 'logger.info(f"{handler} succeeded.")' in source
+    assert 'logger.error(f"{handler} failed temporarily: {str(e) or repr(e)}")' in source
+    from oneie_operator.handlers.kopfpatches.log_lines import QuietWatchHandlers, TenantProblemsAsWarnings
+
+    for name in ("secret_changed", "connection_changed"):
+        assert f"{_registered_handler(name)} succeeded." in QuietWatchHandlers.QUIET
+    reconcile = _registered_handler("reconcile")
+    assert TenantProblemsAsWarnings.PATTERN.match(f"{reconcile} failed temporarily: SecretNotFound: x")
+
+
+def test_log_lines_kopf_logger_names() -> None:
+    from kopf._core.reactor import queueing
+
+    from oneie_operator.handlers.kopfpatches.log_lines import (
+        KOPF_OBJECTS_LOGGER,
+        KOPF_QUEUEING_LOGGER,
+        DroppedRetriesNotice,
+    )
+
+    assert queueing.logger.name == KOPF_QUEUEING_LOGGER
+    assert f'logger.warning(f"{DroppedRetriesNotice.PREFIX} ' in inspect.getsource(queueing)
+    # Handler lines go to the per-object logger Kopf builds on "kopf.objects".
+    from kopf._core.actions import loggers
+
+    body = kopf.Body({"metadata": {"name": "a", "namespace": "t"}})
+    assert loggers.ObjectLogger(body=body, settings=kopf.OperatorSettings()).logger.name == KOPF_OBJECTS_LOGGER
+
+
+# --- kopfpatches.webhook ---------------------------------------------------------------------
+
+
+def test_webhook_kopf_allows_what_no_handler_judges() -> None:
+    """The behaviour the patch reverses: if Kopf ever refuses by itself, the patch may go."""
+    from kopf._core.engines import admission
+
+    request = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u"}}
+    response = admission.build_response(request=request, outcomes={}, warnings=[], jsonpatch=[])
+    assert response["response"]["allowed"] is True
+
+
+def test_webhook_kopf_server_calls_fn_with_the_path_as_webhook() -> None:
+    from kopf._kits import webhooks
+
+    assert list(inspect.signature(kopf.WebhookServer.__call__).parameters) == ["self", "fn"]
+    source = inspect.getsource(webhooks.WebhookServer)
+    assert "await fn(data, webhook=webhook, sslpeer=sslpeer, headers=headers)" in source
+    assert re.search(r"webhook = request\.match_info\.get\('id'\)|match_info", source)
+    assert kopf.WebhookServer is webhooks.WebhookServer
+
+
+# --- handler arguments the handlers rely on beyond Kopf's typed signatures ------------------
+
+
+def test_validating_handlers_get_the_stored_object_as_old() -> None:
+    """handlers/admission.py reads ``kwargs["old"]`` (not in Kopf's typed signature of validating
+    handlers) to skip the Secret access review when an update leaves the spec unchanged."""
+    from kopf._core.intents import causes
+
+    fields = {f.name: None for f in dataclasses.fields(causes.WebhookCause)}
+    stored = kopf.Body({"metadata": {"name": "c", "namespace": "t"}, "spec": {"a": 1}})
+    body = kopf.Body({"metadata": {"name": "c", "namespace": "t"}, "spec": {"a": 2}})
+    cause = causes.WebhookCause(**{**fields, "indices": {}, "body": body, "old": stored, "memo": kopf.Memo()})
+    kwargs = cause.kwargs
+    assert kwargs["old"] is stored and "userinfo" in kwargs
+
+
+# --- settings (public API; a typo'd attribute would silently be a new attribute) ------------
+
+
+def _assigned_settings() -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for path in (PACKAGE / "handlers" / "lifecycle.py", PACKAGE / "running.py"):
+        found |= set(re.findall(r"\bsettings\.(\w+)\.(\w+)\s*(?:=|\[)", path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_every_kopf_setting_we_assign_exists() -> None:
+    settings = kopf.OperatorSettings()
+    assigned = _assigned_settings()
+    assert ("scanning", "disabled") in assigned and ("persistence", "finalizer") in assigned
+    for group, name in sorted(assigned):
+        section = getattr(settings, group, None)
+        assert section is not None and dataclasses.is_dataclass(section), f"kopf settings have no {group!r}"
+        assert name in {f.name for f in dataclasses.fields(section)}, f"kopf settings.{group} has no {name!r}"
+
+
+@pytest.mark.parametrize(("pattern", "inside", "outside"), [
+    ("tenant-a-*,!tenant-a-x", ["tenant-a-1", "tenant-a-"], ["tenant-a-x", "tenant-b-1"]),
+    ("!kube-*", ["tenant-a-1"], ["kube-system"]),
+    ("tenant-a", ["tenant-a"], ["tenant-a-1"]),
+])
+def test_kopf_namespace_pattern_semantics(pattern: str, inside: list[str], outside: list[str]) -> None:
+    """WATCH_NAMESPACES becomes Kopf patterns (running.kopf_namespaces) on these semantics."""
+    from kopf._cogs.structs import references
+
+    assert all(references.match_namespace(references.NamespaceName(n), pattern) for n in inside)
+    assert not any(references.match_namespace(references.NamespaceName(n), pattern) for n in outside)
+    assert references.select_specific_namespaces(["tenant-a", "tenant-a-*", "!x"]) == {"tenant-a"}
