@@ -25,11 +25,22 @@ import yaml
 
 from oneie_operator.demo.dashboard import dashboard
 from oneie_operator.demo.environment import LocalEnvironment, env_stop_operator, local_environment, repository_root
+from oneie_operator.names import (
+    API_VERSION,
+    CONNECTION_KIND,
+    CREDENTIALS_LABEL,
+    DEMO_ANNOTATION,
+    MANAGED_BY,
+    OPTED_IN,
+    ORGANIZATION_KIND,
+    ORGANIZATION_LABEL,
+    ROLLBACK_ANNOTATION,
+)
 from oneie_operator.reconcile.connections import owned_secret_name
 from oneie_operator.testing.kubeapi import KubeAPI, KubeAPIError, condition, wait_for
 
 NS = "tenant-acme"
-BC = ("one.ie/v1alpha1", "BackendConnection")
+BC = (API_VERSION, CONNECTION_KIND)
 PROVIDERS = ("convex", "wordpress", "notion", "supabase")
 #: Made for the held-deletion step and deleted by it (``acme`` and its connections stay).
 HELD_CONNECTION = "held-convex"
@@ -116,7 +127,7 @@ def secret_obj(name: str, data: Mapping[str, str]) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Secret",
         # Opted in: the operator reads only Opaque Secrets labelled one.ie/credentials=true.
-        "metadata": {"name": name, "namespace": NS, "labels": {"one.ie/credentials": "true"}},
+        "metadata": {"name": name, "namespace": NS, "labels": {CREDENTIALS_LABEL: OPTED_IN}},
         "type": "Opaque",
         "stringData": dict(data),
     }
@@ -128,14 +139,14 @@ async def leak_scan(env: LocalEnvironment, plaintexts: Iterable[str]) -> str:
     Tenants' own credential Secrets and the Service Binding Secrets (whose purpose is to hand the
     credentials to the tenant's workloads) are scanned for their metadata only."""
     texts: list[tuple[str, str]] = [("log", line) for line in env.logs.lines]
-    for api_version, kind in (("v1", "Event"), BC, ("one.ie/v1alpha1", "Organization")):
+    for api_version, kind in (("v1", "Event"), BC, (API_VERSION, ORGANIZATION_KIND)):
         for obj in await env.api.items(api_version, kind):
             texts.append((f"{kind} {obj['metadata'].get('name')}", json.dumps(obj)))
     for secret in await env.api.items("v1", "Secret"):
         meta = secret.get("metadata") or {}
         labels = meta.get("labels") or {}
-        binding = "one.ie/organization" in labels  # a Service Binding carries credentials for workloads, by design
-        if labels.get("app.kubernetes.io/managed-by") == "oneie-operator" and not binding:
+        binding = ORGANIZATION_LABEL in labels  # a Service Binding carries credentials for workloads, by design
+        if all(labels.get(k) == v for k, v in MANAGED_BY.items()) and not binding:
             decoded = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
             texts.append((f"Secret {meta.get('name')}", json.dumps({"meta": meta, "data": decoded})))
         else:
@@ -320,7 +331,7 @@ async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
         f"deleting {HELD_CONNECTION} is held (DeletionBlocked)",
         _event_msg(env, HELD_CONNECTION, "DeletionBlocked"),
     )
-    await env.api.delete("one.ie/v1alpha1", "Organization", NS, HELD_ORGANIZATION)
+    await env.api.delete(API_VERSION, ORGANIZATION_KIND, NS, HELD_ORGANIZATION)
 
     async def gone() -> str:
         await wait_for(lambda: _absent(env, *BC, HELD_CONNECTION), timeout=60, what=f"{HELD_CONNECTION} deleted")
@@ -346,13 +357,13 @@ async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
 async def _patch_org(env: LocalEnvironment, name: str, connection: str, *, rollback: bool = False) -> None:
     patch: dict[str, Any] = {"spec": {"backend": {"connectionRef": {"name": connection}}}}
     if rollback:
-        patch["metadata"] = {"annotations": {"one.ie/rollback": str(time.time())}}
-    await env.api.patch("one.ie/v1alpha1", "Organization", NS, name, patch)
+        patch["metadata"] = {"annotations": {ROLLBACK_ANNOTATION: str(time.time())}}
+    await env.api.patch(API_VERSION, ORGANIZATION_KIND, NS, name, patch)
 
 
 async def _org_settled(env: LocalEnvironment, name: str, active: str, result: str) -> str:
     async def probe() -> dict[str, Any] | None:
-        obj = await env.api.get("one.ie/v1alpha1", "Organization", NS, name)
+        obj = await env.api.get(API_VERSION, ORGANIZATION_KIND, NS, name)
         status = (obj or {}).get("status") or {}
         last = status.get("lastSwitch") or {}
         done = (
@@ -374,7 +385,7 @@ async def _org_settled(env: LocalEnvironment, name: str, active: str, result: st
 
 async def _org_ready(env: LocalEnvironment, name: str, active: str) -> str:
     async def probe() -> dict[str, Any] | None:
-        obj = await env.api.get("one.ie/v1alpha1", "Organization", NS, name)
+        obj = await env.api.get(API_VERSION, ORGANIZATION_KIND, NS, name)
         status = (obj or {}).get("status") or {}
         ready = condition(obj, "Ready") if obj else {}
         done = (
@@ -440,7 +451,7 @@ async def show_access(env: LocalEnvironment, out: Callable[[str], None]) -> bool
     name = connections[0]["metadata"]["name"]
     out("\nWho may do what (RBAC on, the chart's roles; README 'Who may do what'):")
     ok = True
-    patch = {"metadata": {"annotations": {"one.ie/demo": "access-check"}}}
+    patch = {"metadata": {"annotations": {DEMO_ANNOTATION: "access-check"}}}
     for context, expected in (("org-user", 403), ("org-owner", 200), ("platform-owner", 200)):
         token = env.secure.tokens[context]
         api = KubeAPI(env.url, token=token, verify=str(env.workdir / "tls" / "emulator.crt"))

@@ -13,28 +13,30 @@ from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
 from oneie_operator.kube.rest import KubeAPIError
-from oneie_operator.kube.secrets import MANAGED_BY
+from oneie_operator.names import (
+    BINDING_CONNECTION_ANNOTATION,
+    BINDING_DIGEST_ANNOTATION,
+    CONNECTION_KIND,
+    CONNECTIONS,
+    GROUP,
+    MANAGED_BY,
+    ORGANIZATION_LABEL,
+    ORGANIZATIONS,
+    PROBE_ANNOTATION,
+    TRIGGER_ANNOTATION,
+    VERSION,
+)
 from oneie_operator.platform_default import PLATFORM_DEFAULT
 from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import (
-    GROUP,
-    VERSION,
     ConnectionObject,
     ConnectionResult,
     owned_secret_name,
     reconcile_connection,
 )
 from oneie_operator.reconcile.events import EventNote
-from oneie_operator.reconcile.organizations import (
-    BINDING_CONNECTION_ANNOTATION,
-    BINDING_DIGEST_ANNOTATION,
-    ORGANIZATION_LABEL,
-)
 from oneie_operator.vault import verify_digest
 
-PLURAL = "backendconnections"
-PROBE_ANNOTATION = "one.ie/probe"
-TRIGGER_ANNOTATION = "one.ie/reconcile-trigger"
 #: Keys of the ``organization_refs`` index (handlers.organizations): ``(REF_BINDING, namespace,
 #: binding Secret)`` and ``(REF_CONNECTION, namespace, connection)`` → organization.
 REF_BINDING, REF_CONNECTION = "binding", "connection"
@@ -52,9 +54,9 @@ def apply_result(result: ConnectionResult, patch: kopf.Patch) -> None:
         patch.metadata.labels[label] = value
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, CONNECTIONS)
+@kopf.on.create(GROUP, VERSION, CONNECTIONS)
+@kopf.on.update(GROUP, VERSION, CONNECTIONS)
 async def reconcile(
     body: kopf.Body,
     meta: kopf.Meta,
@@ -88,12 +90,12 @@ async def reconcile(
     post_events(body, result.events)
     metrics = services.metrics
     metrics.count_security_events(ns, [note.reason for note in result.events])
-    metrics.reconcile_duration.labels("BackendConnection").observe(time.perf_counter() - started)
+    metrics.reconcile_duration.labels(CONNECTION_KIND).observe(time.perf_counter() - started)
     outcome = "unchanged" if result.unchanged else "error" if result.error else "ready"
-    metrics.reconciles.labels("BackendConnection", outcome).inc()
+    metrics.reconciles.labels(CONNECTION_KIND, outcome).inc()
     provider = str(spec.get("provider") or "")
     if result.error is not None:
-        metrics.reconcile_errors.labels("BackendConnection", result.error.reason).inc()
+        metrics.reconcile_errors.labels(CONNECTION_KIND, result.error.reason).inc()
         metrics.set_connection(ns, name, provider, False, None)
     else:
         # Also when nothing changed (a resume after a restart): a fresh process has no series yet.
@@ -155,7 +157,7 @@ def register_for_probes(
         engine.request(obj.namespace, obj.name)
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
+@kopf.index(GROUP, VERSION, CONNECTIONS)
 async def connections_by_secret(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str]]:
@@ -223,7 +225,7 @@ async def secret_changed(
     for organization in owners:
         # A binding Secret changed or vanished: its organization checks (and restores) it.
         await services.objects.annotate(
-            "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
+            ORGANIZATIONS, ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
         )
     index: kopf.Index[tuple[str, str], tuple[str, str]] = kwargs["connections_by_secret"]
     users = index.get((ns, name))
@@ -232,10 +234,10 @@ async def secret_changed(
     version = "deleted" if deleted else str(meta.get("resourceVersion") or "")
     for connection, seen_version in list(users):
         if version != seen_version:
-            await services.objects.annotate(PLURAL, ns, connection, {TRIGGER_ANNOTATION: f"{name}@{version}"})
+            await services.objects.annotate(CONNECTIONS, ns, connection, {TRIGGER_ANNOTATION: f"{name}@{version}"})
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, CONNECTIONS)
 async def guard_deletion(
     body: kopf.Body,
     namespace: str | None,
@@ -264,7 +266,7 @@ async def guard_deletion(
         services.health_reporter.forget(ns, name)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(GROUP, VERSION, CONNECTIONS)
 async def connection_changed(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -313,5 +315,5 @@ async def connection_changed(
     refs: kopf.Index[tuple[str, str, str], str] = kwargs["organization_refs"]
     for organization in sorted(set(refs.get((REF_CONNECTION, ns, name), []))):
         await services.objects.annotate(
-            "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
+            ORGANIZATIONS, ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
         )

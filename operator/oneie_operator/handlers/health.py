@@ -19,8 +19,8 @@ from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import HealthTracker, State
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
 from oneie_operator.health.probing import ProbeTarget, run_probe
+from oneie_operator.names import API_VERSION, CONNECTION_KIND, CONNECTIONS
 from oneie_operator.reconcile import conditions
-from oneie_operator.reconcile.connections import API_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class HealthReporter:
             detail = f" ({latest.reason}: {latest.message})" if not latest.ok else f" ({latest.seconds * 1000:.0f} ms)"
             body: kopf.RawBody = {
                 "apiVersion": API_VERSION,
-                "kind": "BackendConnection",
+                "kind": CONNECTION_KIND,
                 "metadata": {"name": target.name, "namespace": target.namespace, "uid": target.uid},
             }
             kopf.event(kopf.Body(body), type=kind, reason=reason, message=f"{target.name} is {new}, was {old}{detail}")
@@ -109,7 +109,7 @@ class HealthReporter:
         self.services.metrics.set_credentials_rejected(*key, target.provider.name, rejected=not accepted)
         if accepted and key not in self._rejected:
             return  # the usual case: no API read
-        obj = await self.services.objects.get("backendconnections", target.namespace, target.name)
+        obj = await self.services.objects.get(CONNECTIONS, target.namespace, target.name)
         if obj is None:
             return
         meta, status = obj.get("metadata") or {}, obj.get("status") or {}
@@ -137,7 +137,7 @@ class HealthReporter:
         merged = conditions.merge_conditions(status.get("conditions"), updates, generation=generation)
         try:
             await self.services.objects.patch_status(
-                "backendconnections", target.namespace, target.name, {"conditions": merged}
+                CONNECTIONS, target.namespace, target.name, {"conditions": merged}
             )
         except Exception as exc:  # the next credential check tries again
             logger.warning(
@@ -155,7 +155,7 @@ class HealthReporter:
     def _event(target: ProbeTarget, kind: str, reason: str, message: str) -> None:
         body: kopf.RawBody = {
             "apiVersion": API_VERSION,
-            "kind": "BackendConnection",
+            "kind": CONNECTION_KIND,
             "metadata": {"name": target.name, "namespace": target.namespace, "uid": target.uid},
         }
         kopf.event(kopf.Body(body), type=kind, reason=reason, message=message)
@@ -198,7 +198,7 @@ async def write_health(
             )
         return changes
 
-    await services.objects.update_status("backendconnections", namespace, name, build)
+    await services.objects.update_status(CONNECTIONS, namespace, name, build)
 
 
 @kopf.on.startup()

@@ -13,7 +13,7 @@ import kopf
 from oneie_operator.errors import APIServerError, OneieError
 from oneie_operator.handlers.admission import FailClosedWebhookServer
 from oneie_operator.handlers.services import Services
-from oneie_operator.kube.secrets import WATCH_SELECTOR
+from oneie_operator.names import FINALIZER, WATCH_SELECTOR
 from oneie_operator.reconcile.catalog import publish_catalog
 
 
@@ -108,7 +108,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # one status patch instead of a metadata patch plus a status patch, i.e. one API call and one
     # watch event less per reconcile (benchmarks/switch.py). It also keeps every ``one.ie/...``
     # annotation (``one.ie/reconcile-trigger``, ``one.ie/rollback``) part of what Kopf diffs.
-    settings.persistence.finalizer = "one.ie/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
     settings.persistence.diffbase_storage = LeanStatusDiffBaseStorage(name="kopf")
     # Events are posted on purpose with stable reasons (kopf.event); log lines are not Events.

@@ -13,13 +13,14 @@ from oneie_operator.health.engine import ProbeEngine
 from oneie_operator.kube.rest import KubeREST
 from oneie_operator.kube.secrets import CustomObjects, SecretStore
 from oneie_operator.lru import LRU
+from oneie_operator.names import GROUP, ORGANIZATIONS, VERSION
 from oneie_operator.observability.metrics import Metrics
 from oneie_operator.platform_default import PlatformDefault
 from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile import conditions
-from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps, ValidSpec
+from oneie_operator.reconcile.connections import ConnectionDeps, ValidSpec
 from oneie_operator.reconcile.organizations import VALID_SPECS, OrgDeps, OrgObject
 from oneie_operator.reconcile.retrigger import Retrigger
 from oneie_operator.reconcile.sealedcache import SealedCache
@@ -122,7 +123,7 @@ class Services:
                 merged = conditions.merge_conditions(status.get("conditions"), [switching], generation=obj.generation)
                 return {"switching": {"to": target, "step": step}, "conditions": merged}
 
-            await self.objects.update_status("organizations", obj.namespace, obj.name, build)
+            await self.objects.update_status(ORGANIZATIONS, obj.namespace, obj.name, build)
 
         return OrgDeps(
             registry=self.registry,

@@ -36,8 +36,21 @@ from oneie_operator.errors import (
     OneieError,
     SecretNameTakenError,
 )
-from oneie_operator.kube.secrets import BINDING, CREDENTIALS_LABEL, OwnerRef, SecretSnapshot
+from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
 from oneie_operator.lru import LRU
+from oneie_operator.names import (
+    API_VERSION,
+    BINDING,
+    BINDING_CONNECTION_ANNOTATION,
+    BINDING_DIGEST_ANNOTATION,
+    BINDING_PROVIDER,
+    CONNECTIONS,
+    CREDENTIALS_LABEL,
+    ORGANIZATION_KIND,
+    ORGANIZATION_LABEL,
+    RETRY_ANNOTATION,
+    ROLLBACK_ANNOTATION,
+)
 from oneie_operator.platform_default import PLATFORM_DEFAULT, PlatformDefault
 from oneie_operator.providers.base import Provider, ProviderSettings
 from oneie_operator.providers.http import ProviderHTTP
@@ -45,7 +58,6 @@ from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import (
-    API_VERSION,
     ConnectionObject,
     SecretReader,
     ValidSpec,
@@ -59,12 +71,6 @@ from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.switch_machine import StepFailure, SwitchDeps, SwitchOutcome, SwitchPlan, run_switch
 from oneie_operator.vault import Keyring, keyed_digest, unseal, verify_digest
 
-BINDING_CONNECTION_ANNOTATION = "one.ie/connection"
-BINDING_DIGEST_ANNOTATION = "one.ie/binding-digest"
-#: Label of a binding Secret naming its Organization.
-ORGANIZATION_LABEL = "one.ie/organization"
-RETRY_ANNOTATION = "one.ie/retry"
-ROLLBACK_ANNOTATION = "one.ie/rollback"
 HISTORY_LIMIT = 10
 VALID_SPECS = 10_000
 
@@ -282,7 +288,7 @@ async def _connection(namespace: str, name: str, deps: OrgDeps) -> dict[str, Any
     seen = deps.known_connections.get((namespace, name))
     if seen is not None:
         return dict(seen)
-    return await deps.objects.get("backendconnections", namespace, name)
+    return await deps.objects.get(CONNECTIONS, namespace, name)
 
 
 def attempt_key(obj: OrgObject, desired: str | None, conn: Mapping[str, Any] | None) -> str:
@@ -305,7 +311,7 @@ def binding_data(target: Target) -> dict[str, str]:
     """The Service Binding (servicebinding.io) entries: type, provider, settings, credentials."""
     data = {
         "type": target.provider.name,
-        "provider": "one.ie",
+        "provider": BINDING_PROVIDER,
         "connection": target.name,
         "uri": target.provider.base_url(target.settings),
     }
@@ -326,7 +332,7 @@ async def write_binding(
         obj.namespace,
         binding_name(obj.name),
         data=data,
-        owner=OwnerRef(API_VERSION, "Organization", obj.name, obj.uid),
+        owner=OwnerRef(API_VERSION, ORGANIZATION_KIND, obj.name, obj.uid),
         labels={ORGANIZATION_LABEL: obj.name, CREDENTIALS_LABEL: BINDING},
         annotations={
             BINDING_CONNECTION_ANNOTATION: target.name,
@@ -789,7 +795,7 @@ def _failed(
         else:
             message += f"; {MAX_SWITCH_RETRIES} automatic retries failed: waits for a change"
     else:
-        message += "; waits for a change (spec, the target connection or its credentials, or one.ie/retry)"
+        message += f"; waits for a change (spec, the target connection or its credentials, or {RETRY_ANNOTATION})"
     record = SwitchRecord(
         source=active,
         target=desired_name,
