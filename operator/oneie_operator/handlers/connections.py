@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from oneie_operator.errors import ProviderRateLimitedError, keeps_last_good
 from oneie_operator.handlers.health import ensure_running, healthy_condition, write_health
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
@@ -112,7 +113,7 @@ async def reconcile(
     if result.retry_after is not None:
         # Exponential back-off (a provider's Retry-After is taken as given); the status patch
         # above is applied together with Kopf's retry bookkeeping.
-        rate_limited = result.error is not None and result.error.reason == "ProviderRateLimited"
+        rate_limited = isinstance(result.error, ProviderRateLimitedError)
         delay = result.retry_after if rate_limited else min(result.retry_after * 2 ** min(retry, 8), 600.0)
         # "<Reason>: <message>": the log filter TenantProblemsAsWarnings (lifecycle.py) reads the reason.
         raise kopf.TemporaryError(f"{result.error.reason if result.error else 'Error'}: {result.error}", delay=delay)
@@ -126,14 +127,7 @@ def register_for_probes(
     if engine is None:
         return
     if result.error is not None or result.provider is None or result.settings is None or result.sealed is None:
-        if result.error is not None and result.error.reason not in (
-            "ProviderUnreachable",
-            "ProviderTimeout",
-            "ProviderServerError",
-            "ProviderRateLimited",
-            "ProviderProtocolError",
-            "CredentialsRejected",
-        ):
+        if result.error is not None and not keeps_last_good(result.error):
             engine.remove(obj.namespace, obj.name)  # its spec or Secret is unusable; last good stays otherwise
         return
     limits = obj.spec.get("rateLimits") or {}

@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from oneie_operator.errors import CredentialsRejectedError
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import HealthTracker, State
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
@@ -25,7 +26,8 @@ from oneie_operator.reconcile import conditions
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 600.0
-CREDENTIALS_REJECTED = "CredentialsRejected"
+#: A probe outcome or a condition with this reason: the provider rejected the credentials.
+CREDENTIALS_REJECTED = CredentialsRejectedError.reason
 TRANSITION_EVENTS = {
     "online": ("Normal", "BackendOnline"),
     "degraded": ("Warning", "BackendDegraded"),

@@ -19,6 +19,7 @@ from oneie_operator.errors import (
     FieldIssue,
     OneieError,
     ProviderRateLimitedError,
+    Retry,
     SecretKeyMissingError,
     SecretNameTakenError,
     SecretNotFoundError,
@@ -239,9 +240,9 @@ def _failure(
         message += f" (the last verified credentials in Secret '{kept}' stay in force)"
     transient = error.transient
     retry = None
-    # A missing Secret is waited for, not polled: the operator watches the tenant's (labelled)
-    # credential Secrets, and a new one re-triggers the connections that name it.
-    if transient and not isinstance(error, SecretNotFoundError):
+    # Retry.ON_WATCH (a missing Secret) is waited for, not polled: the operator watches the
+    # tenant's (labelled) credential Secrets, and a new one re-triggers the connections that name it.
+    if error.retry in (Retry.BACKEND, Retry.CLUSTER):
         retry = deps.retry_delay_seconds
         if isinstance(error, ProviderRateLimitedError) and error.retry_after:
             retry = max(1.0, min(error.retry_after, 3600.0))

@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from oneie_operator.errors import (
-    APIServerUnavailableError,
     ConnectionDeletingError,
     ConnectionNotFoundError,
     ConnectionNotReadyError,
-    DependencyTimeoutError,
     NoBackendError,
     OneieError,
+    Retry,
     SecretNameTakenError,
+    retry_of,
+    retry_of_reason,
 )
 from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
 from oneie_operator.lru import LRU
@@ -706,18 +707,10 @@ def _history(obj: OrgObject, record: SwitchRecord) -> list[dict[str, Any]]:
     return [entry, *list(obj.status.get("history") or [])][:HISTORY_LIMIT]
 
 
-#: Failures of the switch's target that pass (unreachable, unhealthy, too slow): the switch is
-#: retried by itself, with back-off and at most MAX_SWITCH_RETRIES times, once the target's health
-#: is online again. Any other reason (credentials rejected, an invalid spec, a missing or deleting
-#: connection) waits for a change.
-TARGET_TRANSIENT_FAILURES = frozenset({
-    "ProviderUnreachable",
-    "ProviderTimeout",
-    "ProviderServerError",
-    "ProviderRateLimited",
-    "ProviderProtocolError",
-    "SwitchDeadlineExceeded",
-})
+# Failures of the switch's target that pass (Retry.BACKEND: unreachable, unhealthy, too slow): the
+# switch is retried by itself, with back-off and at most MAX_SWITCH_RETRIES times, once the
+# target's health is online again. The cluster's failures (Retry.CLUSTER) are tried again soon. Any
+# other (credentials rejected, an invalid spec, a missing or deleting connection) waits for a change.
 MAX_SWITCH_RETRIES = 5
 SWITCH_RETRY_BASE_SECONDS = 5.0
 SWITCH_RETRY_MAX_SECONDS = 300.0
@@ -735,7 +728,7 @@ def transient_retry_in(
 
     Only a transient failure of a connection target, fewer than MAX_SWITCH_RETRIES times, and only
     while the target's health (its own probes) is online; the back-off counts from the failure."""
-    if conn is None or last.get("reason") not in TARGET_TRANSIENT_FAILURES:
+    if conn is None or retry_of_reason(str(last.get("reason") or "")) is not Retry.BACKEND:
         return None
     retries = int(last.get("retries") or 0)
     if retries >= MAX_SWITCH_RETRIES:
@@ -750,8 +743,7 @@ def transient_retry_in(
     return max(0.0, finished + retry_delay(retries) - current)
 
 
-#: Failures of the cluster itself, not of the tenant's backend: the switch is tried again.
-RETRIED_FAILURES = (APIServerUnavailableError, DependencyTimeoutError)
+#: After a failure of the cluster itself (Retry.CLUSTER), not of the tenant's backend: the switch is tried again.
 RETRY_AFTER_SECONDS = 5.0
 
 
@@ -768,7 +760,7 @@ def _failed(
 ) -> OrgResult:
     serving = outcome.serving_target
     message = failure.message
-    retried = isinstance(failure.error, RETRIED_FAILURES)
+    retried = retry_of(failure.error) is Retry.CLUSTER
     retry_after: float | None = RETRY_AFTER_SECONDS if retried else None
     if retried:
         # Not "nothing changed since": an empty attempt key lets the retry run the switch again.
@@ -783,7 +775,7 @@ def _failed(
         message += "; no backend is active"
     if retried:
         message += f"; retrying in {RETRY_AFTER_SECONDS:g}s"
-    elif failure.reason in TARGET_TRANSIENT_FAILURES and desired_name != PLATFORM_DEFAULT:
+    elif retry_of(failure.error) is Retry.BACKEND and desired_name != PLATFORM_DEFAULT:
         if retries < MAX_SWITCH_RETRIES:
             # Back after the back-off: retried then if the target's health is online; if it is not,
             # the health change that brings it online triggers the organization again.
