@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from oneie_operator.errors import ProviderRateLimitedError, keeps_last_good
-from oneie_operator.handlers.health import ensure_running, healthy_condition, write_health
+from oneie_operator.handlers.health import healthy_condition, write_health
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
@@ -108,8 +108,6 @@ async def reconcile(
             # turns Ready False): the rejected gauge is 0 again, as before the restart.
             metrics.restore_health(ns, name, provider, health, credentials_rejected=False)
     register_for_probes(services, obj, result, dict(meta.get("annotations") or {}))
-    if services.probe_engine is not None:
-        ensure_running(memo, services.probe_engine)
     if result.retry_after is not None:
         # Exponential back-off (a provider's Retry-After is taken as given); the status patch
         # above is applied together with Kopf's retry bookkeeping.
@@ -124,8 +122,6 @@ def register_for_probes(
 ) -> None:
     """A usable connection is probed on its interval; an unusable one is not probed at all."""
     engine = services.probe_engine
-    if engine is None:
-        return
     if result.error is not None or result.provider is None or result.settings is None or result.sealed is None:
         if result.error is not None and not keeps_last_good(result.error):
             engine.remove(obj.namespace, obj.name)  # its spec or Secret is unusable; last good stays otherwise
@@ -145,9 +141,7 @@ def register_for_probes(
         )
     )
     requested = annotations.get(PROBE_ANNOTATION)
-    seen = services.probe_requests
-    if requested and seen.get((obj.namespace, obj.name)) != requested:
-        seen[(obj.namespace, obj.name)] = requested
+    if requested and services.probe_requests.take(obj.namespace, obj.name, requested):
         engine.request(obj.namespace, obj.name)
 
 
@@ -253,11 +247,7 @@ async def guard_deletion(
             kopf.event(body, type="Warning", reason="DeletionBlocked", message=message)
         raise kopf.TemporaryError(f"DeletionBlocked: {message}", delay=5)  # "<Reason>: ", see lifecycle.py
     services: Services = memo["services"]
-    services.metrics.forget_connection(ns, name)
-    if services.probe_engine is not None:
-        services.probe_engine.remove(ns, name)
-    if services.health_reporter is not None:
-        services.health_reporter.forget(ns, name)
+    services.forget_connection(ns, name)
 
 
 @kopf.on.event(GROUP, VERSION, CONNECTIONS)
@@ -280,19 +270,16 @@ async def connection_changed(
     connection before its new status is stored, find nothing changed, and not retry."""
     ns = namespace or ""
     services: Services = memo["services"]
-    if event.get("type") == "DELETED":
-        services.known_connections.pop((ns, name), None)
-    else:
-        services.known_connections[(ns, name)] = {
-            "metadata": dict(meta), "spec": dict(body.get("spec") or {}), "status": dict(status)
-        }
+    deleted = event.get("type") == "DELETED"
+    if not deleted:
+        services.watch.seen(ns, name, meta, body.get("spec") or {}, status)
     health = status.get("health")
-    if event.get("type") != "DELETED" and isinstance(health, Mapping) and health.get("status"):
+    if not deleted and isinstance(health, Mapping) and health.get("status"):
         # Healthy follows status.health; a reconcile's patch built from an older status may have
         # undone it: put it right (a read and a conditional write, only when they disagree).
         stored = conditions.get_condition(status.get("conditions"), "Healthy") or {}
         if stored.get("reason") != healthy_condition(name, health).reason:
-            await write_health(services, ns, name, None)
+            await write_health(services.objects, ns, name, None)
     ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
     state = (
         meta.get("generation"),
@@ -301,10 +288,12 @@ async def connection_changed(
         (status.get("credentials") or {}).get("resourceVersion"),
         (status.get("health") or {}).get("status") or "unknown",
     )
-    seen: dict[tuple[str, str], tuple[Any, ...]] = memo.setdefault("connection_states", {})
-    previous = seen.get((ns, name))
-    seen[(ns, name)] = state
-    if previous is None or previous == state:
+    changed = services.watch.state_changed(ns, name, state)
+    if deleted:
+        # Gone (also when its deletion did not pass through guard_deletion, e.g. a finalizer
+        # removed by hand): nothing of it stays behind.
+        services.forget_connection(ns, name)
+    if not changed:
         return  # first seen (at start-up, organizations resume anyway) or nothing that matters
     refs: kopf.Index[tuple[str, str, str], str] = kwargs["organization_refs"]
     for organization in sorted(set(refs.get((REF_CONNECTION, ns, name), []))):

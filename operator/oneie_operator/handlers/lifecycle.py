@@ -147,6 +147,20 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 
 @kopf.on.startup()
+async def start_background_work(memo: kopf.Memo, **_: Any) -> None:
+    """The probe engine starts with the operator, before any resource is handled (it was built
+    with the services; handlers register connections with it as they reconcile them)."""
+    services: Services = memo["services"]
+    services.start()
+
+
+@kopf.on.cleanup()
+async def stop_background_work(memo: kopf.Memo, **_: Any) -> None:
+    services: Services = memo["services"]
+    await services.stop()
+
+
+@kopf.on.startup()
 async def publish_provider_catalog(memo: kopf.Memo, **_: Any) -> None:
     """The ``oneie-providers`` ConfigMap: what each registered provider needs (for the dashboard's form)."""
     services: Services = memo["services"]

@@ -119,8 +119,10 @@ class OrgDeps:
     sealed_cache: SealedCache = field(default_factory=SealedCache)
     #: Connections as the watch last delivered them, by (namespace, name).
     known_connections: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
-    #: Validated connection specs by (namespace, name, uid, generation).
-    valid_specs: LRU[tuple[str, str, str, int], ValidSpec] = field(default_factory=lambda: LRU(VALID_SPECS))
+    #: (namespace, connection) → ((uid, generation), its validated spec at that generation).
+    valid_specs: LRU[tuple[str, str], tuple[tuple[str, int], ValidSpec]] = field(
+        default_factory=lambda: LRU(VALID_SPECS)
+    )
 
 
 @dataclass(frozen=True)
@@ -250,12 +252,14 @@ async def resolve(
         status=status,
         labels=meta.get("labels") or {},
     )
-    # A spec at a given generation never changes (nor do the registry and the policy in a process).
-    spec_key = (obj.namespace, name, connection.uid, connection.generation)
-    valid = deps.valid_specs.get(spec_key)
+    # A spec at a given generation never changes (nor do the registry and the policy in a process):
+    # one entry per connection, its latest generation's.
+    cached = deps.valid_specs.get((obj.namespace, name))
+    at = (connection.uid, connection.generation)
+    valid = cached[1] if cached is not None and cached[0] == at else None
     if valid is None:
         valid = validate_spec(connection, deps.registry, deps.policy)
-        deps.valid_specs.put(spec_key, valid)
+        deps.valid_specs.put((obj.namespace, name), (at, valid))
     if require_ready and meta.get("deletionTimestamp") and name != obj.status.get("activeConnection"):
         raise ConnectionDeletingError(
             f"spec.backend.connectionRef.name: BackendConnection '{name}' is being deleted"
