@@ -33,6 +33,14 @@ async def _gone(env: LocalEnvironment, api_version: str, kind: str, namespace: s
     await wait_for(probe, timeout=60, what=f"{kind}s {names} gone")
 
 
+async def test_the_probe_engine_runs_from_start_up(env: LocalEnvironment) -> None:
+    """Started by the operator's start-up (handlers/lifecycle.py), before any connection exists
+    (it used to start inside the first reconcile of a connection)."""
+    assert len(env.services.probe_engine) == 0
+    engines = [t for t in asyncio.all_tasks() if t.get_name() == "probe engine" and not t.done()]
+    assert len(engines) == 1, engines
+
+
 async def test_deleted_connections_leave_no_cache_entries(env: LocalEnvironment, tenant: Tenant) -> None:
     services = env.services
     assert all(size == 0 for size in services.per_connection_caches().values()), services.per_connection_caches()
