@@ -80,7 +80,7 @@ class FailClosedWebhookServer(kopf.WebhookServer):
             yield config
 
 
-@kopf.on.validate(GROUP, VERSION, CONNECTIONS, id=f"validate-{CONNECTIONS}")
+@kopf.on.validate(GROUP, VERSION, "backendconnections", id="validate-backendconnections")
 async def validate_connection(
     spec: kopf.Spec, namespace: str | None, name: str | None, memo: kopf.Memo,
     userinfo: kopf.UserInfo, **kwargs: Any
