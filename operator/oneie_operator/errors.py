@@ -39,20 +39,50 @@
 Messages never contain credentials: every place that builds one from outside
 text passes it through :func:`oneie_operator.providers.redact` first.
 Every error has a stable CamelCase ``reason`` used in conditions and Events.
+
+Every error class also says what happens after it, without any change: its :class:`Retry`
+(``retry``), the operator's one retry policy. Code decides on these (``retry_of``,
+``retry_of_reason`` for a reason stored in status, ``keeps_last_good``), never on ``reason``
+strings; ``tests/unit/test_retry_policy.py`` holds the whole table.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
+
+
+class Retry(enum.Enum):
+    """What follows a failure, if nothing changes."""
+
+    #: Permanent: waits for a change (the spec, the Secret, the target connection, or a retry
+    #: request); trying the same again would fail the same way.
+    AFTER_CHANGE = "AfterChange"
+    #: Transient, waited for rather than polled: a watch event (a Secret created later) brings
+    #: the change that lets it pass.
+    ON_WATCH = "OnWatch"
+    #: The tenant's backend failed (down, slow, rate-limiting, an unreadable answer, a switch past
+    #: its deadline): retried with back-off; a switch once the target's health is online again.
+    BACKEND = "Backend"
+    #: The cluster's side (the API server, a call of the operator's that timed out): tried again soon.
+    CLUSTER = "Cluster"
 
 
 class OneieError(Exception):
     """Base of all operator errors. ``str(error)`` is safe for logs, Events and status."""
 
-    reason: str = "Error"
-    #: Whether trying again later (without a change) may succeed.
-    transient: bool = False
+    reason: ClassVar[str] = "Error"
+    #: What follows this failure (the retry policy): declared once per class, below.
+    retry: ClassVar[Retry] = Retry.AFTER_CHANGE
+    #: Whether trying again later (without a change) may succeed: derived from ``retry``.
+    transient: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.transient = cls.retry is not Retry.AFTER_CHANGE
 
 
 class ConfigurationError(OneieError):
@@ -92,7 +122,7 @@ class CredentialsError(OneieError):
 
 class SecretNotFoundError(CredentialsError):
     reason = "SecretNotFound"
-    transient = True  # it may be created later; a Secret watch re-triggers us anyway
+    retry = Retry.ON_WATCH  # it may be created later; a Secret watch re-triggers us anyway
 
 
 class SecretKeyMissingError(CredentialsError):
@@ -113,7 +143,7 @@ class CredentialsRejectedError(CredentialsError):
 
 class ProviderError(OneieError):
     reason = "ProviderError"
-    transient = True
+    retry = Retry.BACKEND
 
 
 class ProviderUnreachableError(ProviderError):
@@ -165,12 +195,12 @@ class NoBackendError(SwitchTargetError):
 
 class SwitchDeadlineError(SwitchTargetError):
     reason = "SwitchDeadlineExceeded"
-    transient = True
+    retry = Retry.BACKEND
 
 
 class BindingIndeterminateError(SwitchTargetError):
     reason = "BindingIndeterminate"
-    transient = True
+    retry = Retry.CLUSTER
 
 
 class APIServerError(OneieError):
@@ -183,7 +213,7 @@ class APIServerError(OneieError):
 
 class APIServerUnavailableError(APIServerError):
     reason = "APIServerUnavailable"
-    transient = True
+    retry = Retry.CLUSTER
 
 
 class APIWriteRefusedError(APIServerError):
@@ -209,7 +239,7 @@ class SecretNameTakenError(OneieError):
 
 class DependencyTimeoutError(OneieError):
     reason = "Timeout"
-    transient = True
+    retry = Retry.CLUSTER
 
 
 class UnexpectedError(OneieError):
@@ -247,3 +277,39 @@ class DecryptionError(VaultError):
 
 class RegistryError(OneieError):
     reason = "ProviderRegistryError"
+
+
+# ---------------------------------------------------------------- the retry policy, in one place
+def retry_of(error: OneieError | type[OneieError]) -> Retry:
+    """What follows ``error`` (an instance or a class) if nothing changes."""
+    return error.retry
+
+
+def _error_classes(cls: type[OneieError] = OneieError) -> list[type[OneieError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_error_classes(sub))
+    return found
+
+
+@functools.cache
+def _retry_by_reason() -> dict[str, Retry]:
+    table: dict[str, Retry] = {}
+    for cls in _error_classes():
+        if table.setdefault(cls.reason, cls.retry) is not cls.retry:
+            raise TypeError(f"reason {cls.reason} is declared with two retry policies")  # pragma: no cover
+    return table
+
+
+def retry_of_reason(reason: str) -> Retry:
+    """The policy of the error class whose reason this is: for a failure known only by the reason
+    stored in status (``status.lastSwitch.reason``). An unknown reason is permanent."""
+    return _retry_by_reason().get(reason, Retry.AFTER_CHANGE)
+
+
+def keeps_last_good(error: OneieError) -> bool:
+    """Whether a connection whose reconcile failed with ``error`` stays probed with its last
+    verified credentials: when its backend is in trouble (it may pass: the health says when), or
+    when the provider rejected credentials (the probes keep checking the ones in force). Any other
+    failure means the spec or the Secret is unusable: nothing is probed until it is fixed."""
+    return error.retry is Retry.BACKEND or isinstance(error, CredentialsRejectedError)

@@ -28,5 +28,9 @@ class LRU(Generic[K, V]):
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
 
+    def discard(self, key: K) -> None:
+        """Forget ``key`` (nothing happens when it is not there)."""
+        self._entries.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._entries)

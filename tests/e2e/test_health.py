@@ -109,9 +109,10 @@ async def test_a_refused_status_write_is_retried_by_the_next_probe(tenant: Tenan
         sock.bind(("127.0.0.1", 0))
         dead_port = sock.getsockname()[1]
     dead = write_kubeconfig(env.workdir / "dead-kubeconfig", f"http://127.0.0.1:{dead_port}")
-    real_objects = env.services.objects
+    reporter = env.services.health
+    real_objects = reporter.objects
     dead_rest = KubeREST(load_api_client(str(dead)).configuration, timeout=5)
-    env.services.objects = CustomObjects(dead_rest, "one.ie", "v1alpha1")
+    reporter.objects = CustomObjects(dead_rest, "one.ie", "v1alpha1")
     server = env.providers["supabase"]
     try:
         server.fault = "500"
@@ -119,12 +120,11 @@ async def test_a_refused_status_write_is_retried_by_the_next_probe(tenant: Tenan
         await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "db",
                             {"metadata": {"annotations": {"one.ie/probe": "down"}}})
         await server.wait_for_requests(count + 1, deadline=10)
-        reporter = env.services.health_reporter
         await wait_for(lambda: _true("t" and (tenant.ns, "db") in reporter._dirty), timeout=10,
                        what="the refused write to be remembered")
         assert (await tenant.get("db"))["status"]["health"]["status"] == "online", "nothing could be written"
     finally:
-        env.services.objects = real_objects
+        reporter.objects = real_objects
         await dead_rest.aclose()
     # The next probe (still failing) writes the state the API refused before.
     await env.api.patch("one.ie/v1alpha1", "BackendConnection", tenant.ns, "db",

@@ -21,7 +21,7 @@ import pytest_asyncio
 from aiohttp import web
 from e2e_support import Tenant
 
-from oneie_operator.kube.secrets import WATCH_SELECTOR
+from oneie_operator.names import WATCH_SELECTOR
 from oneie_operator.testing.kubeapi import condition
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

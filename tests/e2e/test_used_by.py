@@ -17,7 +17,7 @@ from e2e_support import Tenant
 
 from oneie_operator.kube.rest import KubeAPIError, KubeREST
 from oneie_operator.kube.secrets import CustomObjects, SetUpdateConflict
-from oneie_operator.reconcile.connections import GROUP, VERSION
+from oneie_operator.names import GROUP, VERSION
 from oneie_operator.reconcile.usage import UsedByWriter
 from oneie_operator.testing.kubeapi import wait_for
 

@@ -20,12 +20,12 @@ from pydantic import Field
 from oneie_operator.errors import ProviderServerError
 from oneie_operator.kube.rest import KubeAPIError, KubeConnectionError
 from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
+from oneie_operator.names import BINDING_CONNECTION_ANNOTATION
 from oneie_operator.providers.base import CheckResult, Provider, ProviderSettings
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile.connections import owned_secret_name
 from oneie_operator.reconcile.organizations import (
-    BINDING_CONNECTION_ANNOTATION,
     OrgDeps,
     OrgObject,
     binding_name,

@@ -146,7 +146,7 @@ def test_the_secret_watch_is_narrowed_by_the_api_server() -> None:
     from types import SimpleNamespace
 
     from oneie_operator.handlers.lifecycle import configure
-    from oneie_operator.kube.secrets import WATCH_SELECTOR
+    from oneie_operator.names import WATCH_SELECTOR
 
     settings = kopf.OperatorSettings()
     services = SimpleNamespace(config=SimpleNamespace(webhook_port=None))

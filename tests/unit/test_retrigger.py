@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Mapping
 
 from oneie_operator.kube.rest import KubeConnectionError
-from oneie_operator.reconcile.retrigger import TRIGGER_ANNOTATION, Retrigger
+from oneie_operator.names import TRIGGER_ANNOTATION
+from oneie_operator.reconcile.retrigger import Retrigger
 
 
 class Flaky:

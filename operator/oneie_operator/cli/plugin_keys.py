@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from oneie_operator.cli.plugin_common import ExitCode, PluginError, emit, say
-from oneie_operator.cli.plugin_kube import CONNS, Cluster
+from oneie_operator.cli.plugin_kube import Cluster
 from oneie_operator.errors import ConfigurationError
 from oneie_operator.kube.tables import table
+from oneie_operator.names import CONNECTIONS
 from oneie_operator.vault import ENCRYPTION_KEY_VAR, ENCRYPTION_KEYRING_VAR, EncryptionKey, Keyring, generate_key
 
 
@@ -197,7 +198,7 @@ def rotation_status(args: argparse.Namespace, cluster: Cluster) -> int:
     """Connections by the key that encrypts their stored credentials, against the primary."""
     primary = _primary(args, cluster)
     rows: list[dict[str, Any]] = []
-    for obj in cluster.list(CONNS, args.all_namespaces):
+    for obj in cluster.list(CONNECTIONS, args.all_namespaces):
         meta, creds = obj.get("metadata") or {}, (obj.get("status") or {}).get("credentials") or {}
         ids = sorted(creds.get("keyIds") or ([creds["keyId"]] if creds.get("keyId") else []))
         state = "NoCredentials" if not ids else "Done" if ids == [primary] else "Pending"

@@ -24,10 +24,8 @@ from kubernetes.client.exceptions import ApiException
 
 from oneie_operator.cli.plugin_common import PluginError
 from oneie_operator.kube.client import load_api_client
+from oneie_operator.names import GROUP, KINDS, PLUGIN_FIELD_MANAGER, VERSION
 
-GROUP, VERSION = "one.ie", "v1alpha1"
-ORGS, CONNS = "organizations", "backendconnections"
-KINDS = {ORGS: "Organization", CONNS: "BackendConnection"}
 MERGE_PATCH = "application/merge-patch+json"
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -128,7 +126,7 @@ class Cluster:
         with api_errors():
             result = self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace or self.namespace, plural, name, dict(body),
-                dry_run="All" if dry_run else None, field_manager="kubectl-oneie", _content_type=MERGE_PATCH,
+                dry_run="All" if dry_run else None, field_manager=PLUGIN_FIELD_MANAGER, _content_type=MERGE_PATCH,
             )
         return _mapping(result)
 
@@ -177,7 +175,7 @@ class Cluster:
     def label_secret(self, namespace: str, name: str, labels: Mapping[str, str], *, dry_run: bool = False) -> None:
         with api_errors():
             self.core.patch_namespaced_secret(
-                name, namespace, {"metadata": {"labels": dict(labels)}}, field_manager="kubectl-oneie",
+                name, namespace, {"metadata": {"labels": dict(labels)}}, field_manager=PLUGIN_FIELD_MANAGER,
                 dry_run="All" if dry_run else None, _content_type=MERGE_PATCH,
             )
 
@@ -186,7 +184,7 @@ class Cluster:
         encoded = {k: None if v is None else base64.b64encode(v.encode()).decode() for k, v in data.items()}
         with api_errors():
             self.core.patch_namespaced_secret(
-                name, namespace, {"data": encoded}, field_manager="kubectl-oneie", _content_type=MERGE_PATCH
+                name, namespace, {"data": encoded}, field_manager=PLUGIN_FIELD_MANAGER, _content_type=MERGE_PATCH
             )
 
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from oneie_operator.cli.plugin_common import ExitCode, emit, notice, now_stamp, say
-from oneie_operator.cli.plugin_kube import CONNS, Cluster
+from oneie_operator.cli.plugin_kube import Cluster
 from oneie_operator.cli.plugin_wait import wait_for
+from oneie_operator.names import CONNECTION_KIND, CONNECTIONS, PROBE_ANNOTATION, qualified
 
-PROBE_ANNOTATION = "one.ie/probe"
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -24,10 +24,10 @@ def _health(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cmd_probe(args: argparse.Namespace, cluster: Cluster) -> int:
-    obj = cluster.require(CONNS, args.name)
+    obj = cluster.require(CONNECTIONS, args.name)
     before = _health(obj).get("lastProbeTime")
     stamp = now_stamp()
-    patched = cluster.patch(CONNS, args.name, {"metadata": {"annotations": {PROBE_ANNOTATION: stamp}}},
+    patched = cluster.patch(CONNECTIONS, args.name, {"metadata": {"annotations": {PROBE_ANNOTATION: stamp}}},
                             dry_run=args.dry_run)
     request = {"namespace": cluster.namespace, "connection": args.name, "annotations": {PROBE_ANNOTATION: stamp}}
     if args.dry_run:
@@ -36,7 +36,7 @@ def cmd_probe(args: argparse.Namespace, cluster: Cluster) -> int:
         return ExitCode.OK
     if not args.wait:
         notice(args, {"kind": "ProbeRequested", **request},
-               f"backendconnection.one.ie/{args.name} probe requested ({PROBE_ANNOTATION}={stamp})")
+               f"{qualified(CONNECTION_KIND, args.name)} probe requested ({PROBE_ANNOTATION}={stamp})")
         return ExitCode.OK
 
     def probed(version: dict[str, Any]) -> dict[str, Any] | None:
@@ -44,12 +44,12 @@ def cmd_probe(args: argparse.Namespace, cluster: Cluster) -> int:
         return health if health.get("lastProbeTime") and health.get("lastProbeTime") != before else None
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else float(args.timeout)
-    health = wait_for(cluster, CONNS, args.name, probed, timeout=timeout, start=patched,
+    health = wait_for(cluster, CONNECTIONS, args.name, probed, timeout=timeout, start=patched,
                       what=f"a probe of {cluster.namespace}/{args.name} (status.health.lastProbeTime to change)")
     if args.output != "table":
         emit({"kind": "ProbeResult", "namespace": cluster.namespace, "connection": args.name, "health": health},
              args.output)
     else:
         shown = ", ".join(f"{k} {v}" for k, v in health.items())
-        say(f"backendconnection.one.ie/{args.name} probed: {shown}")
+        say(f"{qualified(CONNECTION_KIND, args.name)} probed: {shown}")
     return ExitCode.NOT_OK if health.get("status") == "offline" else ExitCode.OK

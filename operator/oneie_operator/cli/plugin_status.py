@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from oneie_operator.cli.plugin_common import ExitCode, PluginError, emit, say
-from oneie_operator.cli.plugin_kube import CONNS, ORGS, Cluster
+from oneie_operator.cli.plugin_kube import Cluster
 from oneie_operator.kube.tables import (
     connection_summary,
     describe_connection,
@@ -18,19 +18,20 @@ from oneie_operator.kube.tables import (
     render_connections,
     render_organizations,
 )
+from oneie_operator.names import CONNECTIONS, ORGANIZATIONS
 
 #: ``kind/name`` prefixes accepted like kubectl's (``org/acme``, ``bconn/main``).
 PREFIXES = {
-    "org": ORGS, "orgs": ORGS, "organization": ORGS, "organizations": ORGS,
-    "bc": CONNS, "bconn": CONNS, "backendconnection": CONNS, "backendconnections": CONNS,
+    "org": ORGANIZATIONS, "orgs": ORGANIZATIONS, "organization": ORGANIZATIONS, "organizations": ORGANIZATIONS,
+    "bc": CONNECTIONS, "bconn": CONNECTIONS, "backendconnection": CONNECTIONS, "backendconnections": CONNECTIONS,
 }
 
 
 def cmd_status(args: argparse.Namespace, cluster: Cluster) -> int:
     if args.name:
         return _status_of(args, cluster, args.name)
-    orgs = cluster.list(ORGS, args.all_namespaces)
-    conns = cluster.list(CONNS, args.all_namespaces)
+    orgs = cluster.list(ORGANIZATIONS, args.all_namespaces)
+    conns = cluster.list(CONNECTIONS, args.all_namespaces)
     code = ExitCode.OK if all(is_ready(o) for o in orgs + conns) else ExitCode.NOT_OK
     if args.output != "table":
         emit({"kind": "OneieStatus", "ready": code == ExitCode.OK,
@@ -56,7 +57,7 @@ def _explain(orgs: list[dict[str, Any]], conns: list[dict[str, Any]]) -> None:
 def _status_of(args: argparse.Namespace, cluster: Cluster, name: str) -> int:
     if args.all_namespaces:
         raise PluginError("a NAME cannot be combined with -A (use -n NAMESPACE)")
-    plurals = [ORGS, CONNS]
+    plurals = [ORGANIZATIONS, CONNECTIONS]
     if "/" in name:
         prefix, name = name.split("/", 1)
         if prefix.lower().split(".")[0] not in PREFIXES:
@@ -68,7 +69,7 @@ def _status_of(args: argparse.Namespace, cluster: Cluster, name: str) -> int:
         if obj is not None:
             found.append((plural, obj))
     if not found:
-        kinds = " or ".join("Organization" if p == ORGS else "BackendConnection" for p in plurals)
+        kinds = " or ".join("Organization" if p == ORGANIZATIONS else "BackendConnection" for p in plurals)
         raise PluginError(f'no {kinds} named "{name}" in namespace "{cluster.namespace}"')
     code = ExitCode.OK if all(is_ready(obj) for _, obj in found) else ExitCode.NOT_OK
     if args.output != "table":
@@ -78,14 +79,14 @@ def _status_of(args: argparse.Namespace, cluster: Cluster, name: str) -> int:
     for index, (plural, obj) in enumerate(found):
         if index:
             say()
-        say(describe_organization(obj) if plural == ORGS else describe_connection(obj))
-    _explain([o for p, o in found if p == ORGS], [o for p, o in found if p == CONNS])
+        say(describe_organization(obj) if plural == ORGANIZATIONS else describe_connection(obj))
+    _explain([o for p, o in found if p == ORGANIZATIONS], [o for p, o in found if p == CONNECTIONS])
     return code
 
 
 def _detail_document(plural: str, obj: dict[str, Any]) -> dict[str, Any]:
     status = obj.get("status") or {}
-    if plural == ORGS:
+    if plural == ORGANIZATIONS:
         doc = {"kind": "Organization", **organization_summary(obj)}
         # ``attempt`` is the operator's own bookkeeping (which change a failed switch was tried
         # for, so it is not retried until something changes): not for people.

@@ -17,11 +17,18 @@ from typing import Any
 
 from oneie_operator.cli.gitops import gitops_warning
 from oneie_operator.cli.plugin_common import ExitCode, PluginError, emit, notice, now_stamp, say, warn
-from oneie_operator.cli.plugin_kube import CONNS, ORGS, Cluster
+from oneie_operator.cli.plugin_kube import Cluster
 from oneie_operator.cli.plugin_wait import wait_for
 from oneie_operator.kube.tables import condition_of, describe_switch, is_ready
+from oneie_operator.names import (
+    CONNECTIONS,
+    ORGANIZATION_KIND,
+    ORGANIZATIONS,
+    RETRY_ANNOTATION,
+    ROLLBACK_ANNOTATION,
+    qualified,
+)
 from oneie_operator.platform_default import PLATFORM_DEFAULT
-from oneie_operator.reconcile.organizations import RETRY_ANNOTATION, ROLLBACK_ANNOTATION
 
 FAILED = ("RolledBack", "Failed")
 GITOPS_ADVICE = {
@@ -100,7 +107,7 @@ def follow(args: argparse.Namespace, cluster: Cluster, start: dict[str, Any], ex
         return expect.outcome(obj)
 
     try:
-        last = wait_for(cluster, ORGS, name, check, timeout=_timeout(args, start), start=start,
+        last = wait_for(cluster, ORGANIZATIONS, name, check, timeout=_timeout(args, start), start=start,
                         what=f"the switch of {cluster.namespace}/{name} to {expect.target}")
     except PluginError as exc:
         if exc.code == ExitCode.TIMEOUT and progress.seen:
@@ -154,7 +161,7 @@ def _request(args: argparse.Namespace, cluster: Cluster, obj: dict[str, Any], ta
     if warning:
         warn(warning)
     if target != PLATFORM_DEFAULT:
-        conn = cluster.get(CONNS, target)
+        conn = cluster.get(CONNECTIONS, target)
         if conn is None:
             raise PluginError(f'BackendConnection "{target}" not found in namespace "{cluster.namespace}"')
         if not is_ready(conn):
@@ -162,7 +169,7 @@ def _request(args: argparse.Namespace, cluster: Cluster, obj: dict[str, Any], ta
             warn(f"BackendConnection {target} is not Ready ({ready.get('reason', 'not reconciled yet')}): "
                  "the switch will fail and the current backend stays active")
 
-    patched = cluster.patch(ORGS, name, body, dry_run=args.dry_run)
+    patched = cluster.patch(ORGANIZATIONS, name, body, dry_run=args.dry_run)
     if args.dry_run:
         lines = [f"would patch organization {cluster.namespace}/{name} ({verb}):", f"  {change}"]
         lines += [f"  annotation {k}={v}" for k, v in annotations.items()]
@@ -173,7 +180,7 @@ def _request(args: argparse.Namespace, cluster: Cluster, obj: dict[str, Any], ta
     if not args.wait:
         notice(args, {"kind": "SwitchRequested", "namespace": cluster.namespace, "organization": name,
                       "from": active, "to": target, "annotations": dict(annotations)},
-               f"organization.one.ie/{name} {verb} requested: {active or '(nothing)'} → {target} "
+               f"{qualified(ORGANIZATION_KIND, name)} {verb} requested: {active or '(nothing)'} → {target} "
                f"(follow it: kubectl oneie status {name} -n {cluster.namespace})")
         return ExitCode.OK
     if args.output == "table":
@@ -182,12 +189,12 @@ def _request(args: argparse.Namespace, cluster: Cluster, obj: dict[str, Any], ta
 
 
 def cmd_switch(args: argparse.Namespace, cluster: Cluster) -> int:
-    obj = cluster.require(ORGS, args.name)
+    obj = cluster.require(ORGANIZATIONS, args.name)
     return _request(args, cluster, obj, args.to, "switch", {})
 
 
 def cmd_rollback(args: argparse.Namespace, cluster: Cluster) -> int:
-    obj = cluster.require(ORGS, args.name)
+    obj = cluster.require(ORGANIZATIONS, args.name)
     previous = str((obj.get("status") or {}).get("previousConnection") or "")
     if not previous:
         raise PluginError(f"organization {cluster.namespace}/{args.name} has no previous connection to roll back to")
@@ -195,7 +202,7 @@ def cmd_rollback(args: argparse.Namespace, cluster: Cluster) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, cluster: Cluster) -> int:
-    obj = cluster.require(ORGS, args.name)
+    obj = cluster.require(ORGANIZATIONS, args.name)
     name = args.name
     status = obj.get("status") or {}
     last = status.get("lastSwitch") or {}
@@ -207,7 +214,7 @@ def cmd_retry(args: argparse.Namespace, cluster: Cluster) -> int:
             f"last switch {last.get('result') or '-'})"
         )
     body = {"metadata": {"annotations": {RETRY_ANNOTATION: now_stamp()}}}
-    patched = cluster.patch(ORGS, name, body, dry_run=args.dry_run)
+    patched = cluster.patch(ORGANIZATIONS, name, body, dry_run=args.dry_run)
     if args.dry_run:
         notice(args, {"kind": "DryRun", "namespace": cluster.namespace, "organization": name, "patch": body},
                f"would set annotation {RETRY_ANNOTATION} on organization {cluster.namespace}/{name} "
@@ -217,7 +224,7 @@ def cmd_retry(args: argparse.Namespace, cluster: Cluster) -> int:
         notice(args, {"kind": "SwitchRequested", "namespace": cluster.namespace, "organization": name,
                       "from": status.get("activeConnection") or "", "to": target,
                       "annotations": body["metadata"]["annotations"]},
-               f"organization.one.ie/{name} retry requested: switch to {target} "
+               f"{qualified(ORGANIZATION_KIND, name)} retry requested: switch to {target} "
                f"(last attempt {last.get('result')}: {last.get('reason')})")
         return ExitCode.OK
     if args.output == "table":

@@ -20,18 +20,17 @@ import argparse
 from typing import Any
 
 from oneie_operator.cli.plugin_common import ExitCode, say
-from oneie_operator.cli.plugin_kube import CONNS, KINDS, ORGS, Cluster
-from oneie_operator.kube.secrets import CREDENTIALS_LABEL, OPTED_IN
+from oneie_operator.cli.plugin_kube import Cluster
+from oneie_operator.names import CONNECTIONS, CREDENTIALS_LABEL, FINALIZER, KINDS, OPTED_IN, ORGANIZATIONS
 
-FINALIZER = "one.ie/finalizer"
-SHORT = {ORGS: "organization", CONNS: "backendconnection"}
+SHORT = {ORGANIZATIONS: "organization", CONNECTIONS: "backendconnection"}
 
 
 def cmd_migrate_labels(args: argparse.Namespace, cluster: Cluster) -> int:
     dry = "would label" if args.dry_run else "labelled"
     users: dict[tuple[str, str], list[str]] = {}  # (namespace, Secret) -> connections using it
     skipped = 0
-    for conn in cluster.list(CONNS, all_namespaces=args.all_namespaces):
+    for conn in cluster.list(CONNECTIONS, all_namespaces=args.all_namespaces):
         meta, spec = conn["metadata"], conn.get("spec") or {}
         ref = spec.get("credentialsSecretRef") or {}
         name, namespace = str(ref.get("name") or ""), str(meta.get("namespace") or cluster.namespace)
@@ -72,7 +71,7 @@ def cmd_migrate_labels(args: argparse.Namespace, cluster: Cluster) -> int:
 def cmd_uninstall_cleanup(args: argparse.Namespace, cluster: Cluster) -> int:
     done = "would remove" if args.dry_run else "removed"
     count = 0
-    for plural in (ORGS, CONNS):
+    for plural in (ORGANIZATIONS, CONNECTIONS):
         for obj in cluster.list(plural, all_namespaces=args.all_namespaces):
             meta: dict[str, Any] = obj["metadata"]
             finalizers = list(meta.get("finalizers") or [])
@@ -83,6 +82,6 @@ def cmd_uninstall_cleanup(args: argparse.Namespace, cluster: Cluster) -> int:
             cluster.patch(plural, meta["name"], body, dry_run=args.dry_run, namespace=meta["namespace"])
             say(f"{SHORT[plural]}/{meta['name']} -n {meta['namespace']}: {done} finalizer {FINALIZER}")
             count += 1
-    kinds = " and ".join(f"{KINDS[p]}s" for p in (ORGS, CONNS))
+    kinds = " and ".join(f"{KINDS[p]}s" for p in (ORGANIZATIONS, CONNECTIONS))
     say(f"{count} finalizer(s) {done}" if count else f"no {kinds} carry {FINALIZER}")
     return int(ExitCode.OK)

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from oneie_operator import names as api_names
 from oneie_operator.demo.dashboard import dashboard
 from oneie_operator.demo.environment import LocalEnvironment, env_stop_operator, local_environment
 from oneie_operator.handlers.kopfpatches.log_lines import install_demo_filters
@@ -31,7 +32,7 @@ from oneie_operator.testing.kubeapi import KubeAPI, KubeAPIError, condition, wai
 from oneie_operator.testing.repository import EXAMPLES_DIR
 
 NS = "tenant-acme"
-BC = ("one.ie/v1alpha1", "BackendConnection")
+BC = (api_names.API_VERSION, api_names.CONNECTION_KIND)
 PROVIDERS = ("convex", "wordpress", "notion", "supabase")
 #: Made for the held-deletion step and deleted by it (``acme`` and its connections stay).
 HELD_CONNECTION = "held-convex"
@@ -118,7 +119,7 @@ def secret_obj(name: str, data: Mapping[str, str]) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Secret",
         # Opted in: the operator reads only Opaque Secrets labelled one.ie/credentials=true.
-        "metadata": {"name": name, "namespace": NS, "labels": {"one.ie/credentials": "true"}},
+        "metadata": {"name": name, "namespace": NS, "labels": {api_names.CREDENTIALS_LABEL: api_names.OPTED_IN}},
         "type": "Opaque",
         "stringData": dict(data),
     }
@@ -130,14 +131,15 @@ async def leak_scan(env: LocalEnvironment, plaintexts: Iterable[str]) -> str:
     Tenants' own credential Secrets and the Service Binding Secrets (whose purpose is to hand the
     credentials to the tenant's workloads) are scanned for their metadata only."""
     texts: list[tuple[str, str]] = [("log", line) for line in env.logs.lines]
-    for api_version, kind in (("v1", "Event"), BC, ("one.ie/v1alpha1", "Organization")):
+    for api_version, kind in (("v1", "Event"), BC, (api_names.API_VERSION, api_names.ORGANIZATION_KIND)):
         for obj in await env.api.items(api_version, kind):
             texts.append((f"{kind} {obj['metadata'].get('name')}", json.dumps(obj)))
     for secret in await env.api.items("v1", "Secret"):
         meta = secret.get("metadata") or {}
         labels = meta.get("labels") or {}
-        binding = "one.ie/organization" in labels  # a Service Binding carries credentials for workloads, by design
-        if labels.get("app.kubernetes.io/managed-by") == "oneie-operator" and not binding:
+        # A Service Binding carries credentials for workloads, by design.
+        binding = api_names.ORGANIZATION_LABEL in labels
+        if all(labels.get(k) == v for k, v in api_names.MANAGED_BY.items()) and not binding:
             decoded = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
             texts.append((f"Secret {meta.get('name')}", json.dumps({"meta": meta, "data": decoded})))
         else:
@@ -321,7 +323,7 @@ async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
         f"deleting {HELD_CONNECTION} is held (DeletionBlocked)",
         _event_msg(env, HELD_CONNECTION, "DeletionBlocked"),
     )
-    await env.api.delete("one.ie/v1alpha1", "Organization", NS, HELD_ORGANIZATION)
+    await env.api.delete(api_names.API_VERSION, api_names.ORGANIZATION_KIND, NS, HELD_ORGANIZATION)
 
     async def gone() -> str:
         await wait_for(lambda: _absent(env, *BC, HELD_CONNECTION), timeout=60, what=f"{HELD_CONNECTION} deleted")
@@ -347,13 +349,13 @@ async def scenario(env: LocalEnvironment, out: Callable[[str], None]) -> Step:
 async def _patch_org(env: LocalEnvironment, name: str, connection: str, *, rollback: bool = False) -> None:
     patch: dict[str, Any] = {"spec": {"backend": {"connectionRef": {"name": connection}}}}
     if rollback:
-        patch["metadata"] = {"annotations": {"one.ie/rollback": str(time.time())}}
-    await env.api.patch("one.ie/v1alpha1", "Organization", NS, name, patch)
+        patch["metadata"] = {"annotations": {api_names.ROLLBACK_ANNOTATION: str(time.time())}}
+    await env.api.patch(api_names.API_VERSION, api_names.ORGANIZATION_KIND, NS, name, patch)
 
 
 async def _org_settled(env: LocalEnvironment, name: str, active: str, result: str) -> str:
     async def probe() -> dict[str, Any] | None:
-        obj = await env.api.get("one.ie/v1alpha1", "Organization", NS, name)
+        obj = await env.api.get(api_names.API_VERSION, api_names.ORGANIZATION_KIND, NS, name)
         status = (obj or {}).get("status") or {}
         last = status.get("lastSwitch") or {}
         done = (
@@ -375,7 +377,7 @@ async def _org_settled(env: LocalEnvironment, name: str, active: str, result: st
 
 async def _org_ready(env: LocalEnvironment, name: str, active: str) -> str:
     async def probe() -> dict[str, Any] | None:
-        obj = await env.api.get("one.ie/v1alpha1", "Organization", NS, name)
+        obj = await env.api.get(api_names.API_VERSION, api_names.ORGANIZATION_KIND, NS, name)
         status = (obj or {}).get("status") or {}
         ready = condition(obj, "Ready") if obj else {}
         done = (
@@ -441,7 +443,7 @@ async def show_access(env: LocalEnvironment, out: Callable[[str], None]) -> bool
     name = connections[0]["metadata"]["name"]
     out("\nWho may do what (RBAC on, the chart's roles; README 'Who may do what'):")
     ok = True
-    patch = {"metadata": {"annotations": {"one.ie/demo": "access-check"}}}
+    patch = {"metadata": {"annotations": {api_names.DEMO_ANNOTATION: "access-check"}}}
     for context, expected in (("org-user", 403), ("org-owner", 200), ("platform-owner", 200)):
         token = env.secure.tokens[context]
         api = KubeAPI(env.url, token=token, verify=str(env.workdir / "tls" / "emulator.crt"))

@@ -17,14 +17,15 @@ from oneie_operator.errors import SpecError
 from oneie_operator.handlers.services import Services
 from oneie_operator.kube.access import may_get_secret
 from oneie_operator.kube.rest import KubeAPIError
-from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionObject, validate_spec
+from oneie_operator.names import CONNECTIONS, GROUP, ORGANIZATIONS, VERSION
+from oneie_operator.reconcile.connections import ConnectionObject, validate_spec
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 #: The validating endpoints (the handler ids below, served at ``/<id>``) and the one resource each judges.
 ENDPOINTS: dict[str, tuple[str, str, str]] = {
-    "validate-backendconnections": (GROUP, VERSION, "backendconnections"),
-    "validate-organizations": (GROUP, VERSION, "organizations"),
+    f"validate-{CONNECTIONS}": (GROUP, VERSION, CONNECTIONS),
+    f"validate-{ORGANIZATIONS}": (GROUP, VERSION, ORGANIZATIONS),
 }
 
 
@@ -116,7 +117,7 @@ async def check_secret_access(
         )
 
 
-@kopf.on.validate(GROUP, VERSION, "organizations", id="validate-organizations")
+@kopf.on.validate(GROUP, VERSION, ORGANIZATIONS, id=f"validate-{ORGANIZATIONS}")
 def validate_organization(spec: kopf.Spec, **_: Any) -> None:
     import re
 

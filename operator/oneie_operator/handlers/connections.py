@@ -8,33 +8,36 @@ from typing import Any
 
 import kopf
 
-from oneie_operator.handlers.health import ensure_running, healthy_condition, write_health
+from oneie_operator.errors import ProviderRateLimitedError, keeps_last_good
+from oneie_operator.handlers.health import healthy_condition, write_health
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
 from oneie_operator.kube.rest import KubeAPIError
-from oneie_operator.kube.secrets import MANAGED_BY
+from oneie_operator.names import (
+    BINDING_CONNECTION_ANNOTATION,
+    BINDING_DIGEST_ANNOTATION,
+    CONNECTION_KIND,
+    CONNECTIONS,
+    GROUP,
+    MANAGED_BY,
+    ORGANIZATION_LABEL,
+    ORGANIZATIONS,
+    PROBE_ANNOTATION,
+    TRIGGER_ANNOTATION,
+    VERSION,
+)
 from oneie_operator.platform_default import PLATFORM_DEFAULT
 from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import (
-    GROUP,
-    VERSION,
     ConnectionObject,
     ConnectionResult,
     owned_secret_name,
     reconcile_connection,
 )
 from oneie_operator.reconcile.events import EventNote
-from oneie_operator.reconcile.organizations import (
-    BINDING_CONNECTION_ANNOTATION,
-    BINDING_DIGEST_ANNOTATION,
-    ORGANIZATION_LABEL,
-)
 from oneie_operator.vault import verify_digest
 
-PLURAL = "backendconnections"
-PROBE_ANNOTATION = "one.ie/probe"
-TRIGGER_ANNOTATION = "one.ie/reconcile-trigger"
 #: Keys of the ``organization_refs`` index (handlers.organizations): ``(REF_BINDING, namespace,
 #: binding Secret)`` and ``(REF_CONNECTION, namespace, connection)`` → organization.
 REF_BINDING, REF_CONNECTION = "binding", "connection"
@@ -52,9 +55,9 @@ def apply_result(result: ConnectionResult, patch: kopf.Patch) -> None:
         patch.metadata.labels[label] = value
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, CONNECTIONS)
+@kopf.on.create(GROUP, VERSION, CONNECTIONS)
+@kopf.on.update(GROUP, VERSION, CONNECTIONS)
 async def reconcile(
     body: kopf.Body,
     meta: kopf.Meta,
@@ -88,12 +91,12 @@ async def reconcile(
     post_events(body, result.events)
     metrics = services.metrics
     metrics.count_security_events(ns, [note.reason for note in result.events])
-    metrics.reconcile_duration.labels("BackendConnection").observe(time.perf_counter() - started)
+    metrics.reconcile_duration.labels(CONNECTION_KIND).observe(time.perf_counter() - started)
     outcome = "unchanged" if result.unchanged else "error" if result.error else "ready"
-    metrics.reconciles.labels("BackendConnection", outcome).inc()
+    metrics.reconciles.labels(CONNECTION_KIND, outcome).inc()
     provider = str(spec.get("provider") or "")
     if result.error is not None:
-        metrics.reconcile_errors.labels("BackendConnection", result.error.reason).inc()
+        metrics.reconcile_errors.labels(CONNECTION_KIND, result.error.reason).inc()
         metrics.set_connection(ns, name, provider, False, None)
     else:
         # Also when nothing changed (a resume after a restart): a fresh process has no series yet.
@@ -105,12 +108,10 @@ async def reconcile(
             # turns Ready False): the rejected gauge is 0 again, as before the restart.
             metrics.restore_health(ns, name, provider, health, credentials_rejected=False)
     register_for_probes(services, obj, result, dict(meta.get("annotations") or {}))
-    if services.probe_engine is not None:
-        ensure_running(memo, services.probe_engine)
     if result.retry_after is not None:
         # Exponential back-off (a provider's Retry-After is taken as given); the status patch
         # above is applied together with Kopf's retry bookkeeping.
-        rate_limited = result.error is not None and result.error.reason == "ProviderRateLimited"
+        rate_limited = isinstance(result.error, ProviderRateLimitedError)
         delay = result.retry_after if rate_limited else min(result.retry_after * 2 ** min(retry, 8), 600.0)
         # "<Reason>: <message>": the log filter TenantProblemsAsWarnings (kopfpatches/log_lines.py) reads the reason.
         raise kopf.TemporaryError(f"{result.error.reason if result.error else 'Error'}: {result.error}", delay=delay)
@@ -121,17 +122,8 @@ def register_for_probes(
 ) -> None:
     """A usable connection is probed on its interval; an unusable one is not probed at all."""
     engine = services.probe_engine
-    if engine is None:
-        return
     if result.error is not None or result.provider is None or result.settings is None or result.sealed is None:
-        if result.error is not None and result.error.reason not in (
-            "ProviderUnreachable",
-            "ProviderTimeout",
-            "ProviderServerError",
-            "ProviderRateLimited",
-            "ProviderProtocolError",
-            "CredentialsRejected",
-        ):
+        if result.error is not None and not keeps_last_good(result.error):
             engine.remove(obj.namespace, obj.name)  # its spec or Secret is unusable; last good stays otherwise
         return
     limits = obj.spec.get("rateLimits") or {}
@@ -149,13 +141,11 @@ def register_for_probes(
         )
     )
     requested = annotations.get(PROBE_ANNOTATION)
-    seen = services.probe_requests
-    if requested and seen.get((obj.namespace, obj.name)) != requested:
-        seen[(obj.namespace, obj.name)] = requested
+    if requested and services.probe_requests.take(obj.namespace, obj.name, requested):
         engine.request(obj.namespace, obj.name)
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
+@kopf.index(GROUP, VERSION, CONNECTIONS)
 async def connections_by_secret(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str]]:
@@ -223,7 +213,7 @@ async def secret_changed(
     for organization in owners:
         # A binding Secret changed or vanished: its organization checks (and restores) it.
         await services.objects.annotate(
-            "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
+            ORGANIZATIONS, ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
         )
     index: kopf.Index[tuple[str, str], tuple[str, str]] = kwargs["connections_by_secret"]
     users = index.get((ns, name))
@@ -232,10 +222,10 @@ async def secret_changed(
     version = "deleted" if deleted else str(meta.get("resourceVersion") or "")
     for connection, seen_version in list(users):
         if version != seen_version:
-            await services.objects.annotate(PLURAL, ns, connection, {TRIGGER_ANNOTATION: f"{name}@{version}"})
+            await services.objects.annotate(CONNECTIONS, ns, connection, {TRIGGER_ANNOTATION: f"{name}@{version}"})
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, CONNECTIONS)
 async def guard_deletion(
     body: kopf.Body,
     namespace: str | None,
@@ -257,14 +247,10 @@ async def guard_deletion(
             kopf.event(body, type="Warning", reason="DeletionBlocked", message=message)
         raise kopf.TemporaryError(f"DeletionBlocked: {message}", delay=5)  # "<Reason>: ", see kopfpatches/log_lines.py
     services: Services = memo["services"]
-    services.metrics.forget_connection(ns, name)
-    if services.probe_engine is not None:
-        services.probe_engine.remove(ns, name)
-    if services.health_reporter is not None:
-        services.health_reporter.forget(ns, name)
+    services.forget_connection(ns, name)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(GROUP, VERSION, CONNECTIONS)
 async def connection_changed(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -284,19 +270,16 @@ async def connection_changed(
     connection before its new status is stored, find nothing changed, and not retry."""
     ns = namespace or ""
     services: Services = memo["services"]
-    if event.get("type") == "DELETED":
-        services.known_connections.pop((ns, name), None)
-    else:
-        services.known_connections[(ns, name)] = {
-            "metadata": dict(meta), "spec": dict(body.get("spec") or {}), "status": dict(status)
-        }
+    deleted = event.get("type") == "DELETED"
+    if not deleted:
+        services.watch.seen(ns, name, meta, body.get("spec") or {}, status)
     health = status.get("health")
-    if event.get("type") != "DELETED" and isinstance(health, Mapping) and health.get("status"):
+    if not deleted and isinstance(health, Mapping) and health.get("status"):
         # Healthy follows status.health; a reconcile's patch built from an older status may have
         # undone it: put it right (a read and a conditional write, only when they disagree).
         stored = conditions.get_condition(status.get("conditions"), "Healthy") or {}
         if stored.get("reason") != healthy_condition(name, health).reason:
-            await write_health(services, ns, name, None)
+            await write_health(services.objects, ns, name, None)
     ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
     state = (
         meta.get("generation"),
@@ -305,13 +288,15 @@ async def connection_changed(
         (status.get("credentials") or {}).get("resourceVersion"),
         (status.get("health") or {}).get("status") or "unknown",
     )
-    seen: dict[tuple[str, str], tuple[Any, ...]] = memo.setdefault("connection_states", {})
-    previous = seen.get((ns, name))
-    seen[(ns, name)] = state
-    if previous is None or previous == state:
+    changed = services.watch.state_changed(ns, name, state)
+    if deleted:
+        # Gone (also when its deletion did not pass through guard_deletion, e.g. a finalizer
+        # removed by hand): nothing of it stays behind.
+        services.forget_connection(ns, name)
+    if not changed:
         return  # first seen (at start-up, organizations resume anyway) or nothing that matters
     refs: kopf.Index[tuple[str, str, str], str] = kwargs["organization_refs"]
     for organization in sorted(set(refs.get((REF_CONNECTION, ns, name), []))):
         await services.objects.annotate(
-            "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
+            ORGANIZATIONS, ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
         )

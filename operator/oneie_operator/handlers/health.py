@@ -1,31 +1,34 @@
-"""Kopf glue for health monitoring: run the probe engine, report its results.
+"""Reporting the probe engine's results: status, Events, metrics.
 
 Status ``health`` is written only when something changes (state, failures, error) and as a
 heartbeat; Events only on transitions; metrics on every probe. A refused status write is
-not lost: the connection stays "dirty" and the next probe writes again.
+not lost: the connection stays "dirty" and the next probe writes again. The engine itself is
+built with the services (``handlers.services``) and started and stopped with the operator
+(``handlers.lifecycle``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
-
-from oneie_operator.handlers.services import Services
+from oneie_operator.errors import CredentialsRejectedError
+from oneie_operator.handlers.memory import ProbeRequests
 from oneie_operator.health.assessment import HealthTracker, State
-from oneie_operator.health.engine import EngineSettings, ProbeEngine
-from oneie_operator.health.probing import ProbeTarget, run_probe
+from oneie_operator.health.probing import ProbeTarget
+from oneie_operator.kube.events import EventRecorder
+from oneie_operator.kube.secrets import CustomObjects
+from oneie_operator.names import API_VERSION, CONNECTION_KIND, CONNECTIONS
+from oneie_operator.observability.metrics import Metrics
 from oneie_operator.reconcile import conditions
-from oneie_operator.reconcile.connections import API_VERSION
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 600.0
-CREDENTIALS_REJECTED = "CredentialsRejected"
+#: A probe outcome or a condition with this reason: the provider rejected the credentials.
+CREDENTIALS_REJECTED = CredentialsRejectedError.reason
 TRANSITION_EVENTS = {
     "online": ("Normal", "BackendOnline"),
     "degraded": ("Warning", "BackendDegraded"),
@@ -36,8 +39,13 @@ TRANSITION_EVENTS = {
 class HealthReporter:
     """Turns probe results into status writes, Events and metrics."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(
+        self, metrics: Metrics, objects: CustomObjects, events: EventRecorder, requests: ProbeRequests
+    ) -> None:
+        self.metrics = metrics
+        self.objects = objects
+        self.events = events
+        self.requests = requests
         self._written: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._answered: dict[tuple[str, str], str] = {}
@@ -47,7 +55,7 @@ class HealthReporter:
     async def __call__(self, target: ProbeTarget, tracker: HealthTracker, old: State, new: State) -> None:
         latest = tracker.outcomes[-1]
         key = (target.namespace, target.name)
-        self.services.metrics.observe_probe(
+        self.metrics.observe_probe(
             target.namespace,
             target.name,
             target.provider.name,
@@ -59,7 +67,7 @@ class HealthReporter:
             consecutive_failures=tracker.consecutive_failures,
         )
         if not latest.ok:
-            self.services.metrics.count_security_events(target.namespace, [latest.reason])
+            self.metrics.count_security_events(target.namespace, [latest.reason])
         health = tracker.status()
         # errorRate is essential: it falls back as failures leave the window, and status must
         # say what the metric says.
@@ -67,13 +75,13 @@ class HealthReporter:
         previous, written_at = self._written.get(key, ({}, 0.0))
         due = time.monotonic() - written_at >= HEARTBEAT_SECONDS
         # A requested probe (one.ie/probe) is always written, and echoes the request it answers.
-        requested = self.services.probe_requests.get(key)
+        requested = self.requests.get(*key)
         answered = requested is not None and self._answered.get(key) != requested
         if requested is not None:
             health["lastRequest"] = requested
         if essential != previous or due or key in self._dirty or old != new or answered:
             try:
-                await write_health(self.services, target.namespace, target.name, health, latest_error(tracker))
+                await write_health(self.objects, target.namespace, target.name, health, latest_error(tracker))
             except Exception as exc:  # the API refused: keep it dirty, the next probe writes again
                 self._dirty.add(key)
                 logger.warning(
@@ -94,22 +102,17 @@ class HealthReporter:
         if old != new and new in TRANSITION_EVENTS:
             kind, reason = TRANSITION_EVENTS[new]
             detail = f" ({latest.reason}: {latest.message})" if not latest.ok else f" ({latest.seconds * 1000:.0f} ms)"
-            body: kopf.RawBody = {
-                "apiVersion": API_VERSION,
-                "kind": "BackendConnection",
-                "metadata": {"name": target.name, "namespace": target.namespace, "uid": target.uid},
-            }
-            kopf.event(kopf.Body(body), type=kind, reason=reason, message=f"{target.name} is {new}, was {old}{detail}")
+            await self._event(target, kind, reason, f"{target.name} is {new}, was {old}{detail}")
 
     async def _credentials(self, target: ProbeTarget, accepted: bool, message: str) -> None:
         """A probe's credential check: rejected → Ready=False ``CredentialsRejected`` and an Event;
         accepted again after such a rejection → Ready=True. (A fixed source Secret is re-verified by
         the connection's own reconcile, which overwrites this condition either way.)"""
         key = (target.namespace, target.name)
-        self.services.metrics.set_credentials_rejected(*key, target.provider.name, rejected=not accepted)
+        self.metrics.set_credentials_rejected(*key, target.provider.name, rejected=not accepted)
         if accepted and key not in self._rejected:
             return  # the usual case: no API read
-        obj = await self.services.objects.get("backendconnections", target.namespace, target.name)
+        obj = await self.objects.get(CONNECTIONS, target.namespace, target.name)
         if obj is None:
             return
         meta, status = obj.get("metadata") or {}, obj.get("status") or {}
@@ -136,8 +139,8 @@ class HealthReporter:
             kind, reason = "Warning", CREDENTIALS_REJECTED
         merged = conditions.merge_conditions(status.get("conditions"), updates, generation=generation)
         try:
-            await self.services.objects.patch_status(
-                "backendconnections", target.namespace, target.name, {"conditions": merged}
+            await self.objects.patch_status(
+                CONNECTIONS, target.namespace, target.name, {"conditions": merged}
             )
         except Exception as exc:  # the next credential check tries again
             logger.warning(
@@ -148,23 +151,23 @@ class HealthReporter:
             self._rejected.discard(key)
         else:
             self._rejected.add(key)
-        self.services.metrics.set_connection(*key, target.provider.name, accepted, None)
-        self._event(target, kind, reason, text)
+        self.metrics.set_connection(*key, target.provider.name, accepted, None)
+        await self._event(target, kind, reason, text)
 
-    @staticmethod
-    def _event(target: ProbeTarget, kind: str, reason: str, message: str) -> None:
-        body: kopf.RawBody = {
-            "apiVersion": API_VERSION,
-            "kind": "BackendConnection",
-            "metadata": {"name": target.name, "namespace": target.namespace, "uid": target.uid},
-        }
-        kopf.event(kopf.Body(body), type=kind, reason=reason, message=message)
+    async def _event(self, target: ProbeTarget, kind: str, reason: str, message: str) -> None:
+        involved = {"apiVersion": API_VERSION, "kind": CONNECTION_KIND, "name": target.name,
+                    "namespace": target.namespace, "uid": target.uid}
+        await self.events.post(involved, kind, reason, message)
 
     def forget(self, namespace: str, name: str) -> None:
         self._written.pop((namespace, name), None)
         self._dirty.discard((namespace, name))
         self._answered.pop((namespace, name), None)
         self._rejected.discard((namespace, name))
+
+    def __len__(self) -> int:
+        """Connections with anything remembered."""
+        return len(self._written.keys() | self._dirty | self._answered.keys() | self._rejected)
 
 
 def latest_error(tracker: HealthTracker) -> str:
@@ -178,7 +181,7 @@ def healthy_condition(name: str, health: Mapping[str, Any], detail: str = "") ->
 
 
 async def write_health(
-    services: Services, namespace: str, name: str, health: Mapping[str, Any] | None, detail: str = ""
+    objects: CustomObjects, namespace: str, name: str, health: Mapping[str, Any] | None, detail: str = ""
 ) -> None:
     """Write ``status.health`` (when given) and the ``Healthy`` condition that follows it, in one
     write based on the stored conditions (a concurrent reconcile's conditions are kept)."""
@@ -198,48 +201,4 @@ async def write_health(
             )
         return changes
 
-    await services.objects.update_status("backendconnections", namespace, name, build)
-
-
-@kopf.on.startup()
-async def start_probe_engine(memo: kopf.Memo, **_: Any) -> None:
-    services: Services = memo["services"]
-    reporter = HealthReporter(services)
-
-    config = services.config
-
-    async def prober(target: ProbeTarget) -> Any:
-        return await run_probe(target, services.keyring, services.http)
-
-    settings = EngineSettings(
-        max_concurrency=config.probe_concurrency,
-        max_per_namespace=config.probe_concurrency_per_namespace,
-        initial_jitter_seconds=config.probe_initial_jitter_seconds,
-    )
-    def discarded(namespace: str, name: str) -> None:  # a probe of a connection deleted meanwhile
-        services.metrics.forget_tenant_calls(namespace)
-
-    engine = ProbeEngine(prober, reporter, settings, on_discarded=discarded)
-    services.probe_engine = engine
-    services.health_reporter = reporter
-    # The engine's task is started by the first registration (ensure_running), from inside a
-    # resource handler: only there does the context carry Kopf's event-posting queue. Kopf gives
-    # each object a shallow copy of the memo, so the task lives in one shared, mutable holder
-    # (a key set on an object's copy would start one engine loop per object).
-    memo["probe_engine_task"] = {}
-
-
-def ensure_running(memo: kopf.Memo, engine: ProbeEngine) -> None:
-    holder: dict[str, asyncio.Task[None]] = memo["probe_engine_task"]
-    task = holder.get("task")
-    if task is None or task.done():
-        holder["task"] = asyncio.create_task(engine.run(), name="probe engine")
-
-
-@kopf.on.cleanup()
-async def stop_probe_engine(memo: kopf.Memo, **_: Any) -> None:
-    holder: dict[str, asyncio.Task[None]] = memo.get("probe_engine_task") or {}
-    task = holder.pop("task", None)
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await objects.update_status(CONNECTIONS, namespace, name, build)

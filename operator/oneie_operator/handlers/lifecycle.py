@@ -11,7 +11,7 @@ from oneie_operator.handlers.kopfpatches.diffbase import LeanStatusDiffBaseStora
 from oneie_operator.handlers.kopfpatches.log_lines import install_log_filters
 from oneie_operator.handlers.kopfpatches.webhook import FailClosedWebhookServer, no_webhook_server
 from oneie_operator.handlers.services import Services
-from oneie_operator.kube.secrets import WATCH_SELECTOR
+from oneie_operator.names import FINALIZER, WATCH_SELECTOR
 from oneie_operator.reconcile.catalog import publish_catalog
 
 
@@ -22,7 +22,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # one status patch instead of a metadata patch plus a status patch, i.e. one API call and one
     # watch event less per reconcile (benchmarks/switch.py). It also keeps every ``one.ie/...``
     # annotation (``one.ie/reconcile-trigger``, ``one.ie/rollback``) part of what Kopf diffs.
-    settings.persistence.finalizer = "one.ie/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
     settings.persistence.diffbase_storage = LeanStatusDiffBaseStorage(name="kopf")
     # Events are posted on purpose with stable reasons (kopf.event); log lines are not Events.
@@ -57,6 +57,20 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     else:
         # The validating handlers are registered, but the webhook is off: serve nothing.
         settings.admission.server = no_webhook_server
+
+
+@kopf.on.startup()
+async def start_background_work(memo: kopf.Memo, **_: Any) -> None:
+    """The probe engine starts with the operator, before any resource is handled (it was built
+    with the services; handlers register connections with it as they reconcile them)."""
+    services: Services = memo["services"]
+    services.start()
+
+
+@kopf.on.cleanup()
+async def stop_background_work(memo: kopf.Memo, **_: Any) -> None:
+    services: Services = memo["services"]
+    await services.stop()
 
 
 @kopf.on.startup()

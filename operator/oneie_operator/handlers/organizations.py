@@ -11,18 +11,17 @@ import kopf
 from oneie_operator.errors import OneieError
 from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, post_events
 from oneie_operator.handlers.services import Services
-from oneie_operator.reconcile.connections import GROUP, VERSION
+from oneie_operator.names import GROUP, ORGANIZATION_KIND, ORGANIZATIONS, VERSION
 from oneie_operator.reconcile.organizations import OrgObject, binding_name, connection_ref, reconcile_organization
 
-PLURAL = "organizations"
 logger = logging.getLogger(__name__)
 #: After a reconcile that could not finish (API server unreachable, binding undetermined).
 RETRY_DELAY_SECONDS = 5
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, ORGANIZATIONS)
+@kopf.on.create(GROUP, VERSION, ORGANIZATIONS)
+@kopf.on.update(GROUP, VERSION, ORGANIZATIONS)
 async def reconcile(
     body: kopf.Body,
     meta: kopf.Meta,
@@ -51,8 +50,8 @@ async def reconcile(
     try:
         result = await reconcile_organization(obj, services.org_deps())
     except OneieError as exc:  # typed, its text safe; status left as it was, we run again later
-        services.metrics.reconcile_errors.labels("Organization", exc.reason).inc()
-        services.retrigger.schedule(PLURAL, ns, name, RETRY_DELAY_SECONDS if exc.transient else 60.0)
+        services.metrics.reconcile_errors.labels(ORGANIZATION_KIND, exc.reason).inc()
+        services.retrigger.schedule(ORGANIZATIONS, ns, name, RETRY_DELAY_SECONDS if exc.transient else 60.0)
         logger.warning("organization %s/%s: %s: %s; trying again later", ns, name, exc.reason, exc)
         return
     for key, value in result.status.items():
@@ -61,18 +60,18 @@ async def reconcile(
     for connection, using in result.usage:
         services.usage.report(ns, connection, name, using)  # written in the background, coalesced
     metrics = services.metrics
-    metrics.reconcile_duration.labels("Organization").observe(time.perf_counter() - started)
-    metrics.reconciles.labels("Organization", "unchanged" if result.unchanged else "changed").inc()
+    metrics.reconcile_duration.labels(ORGANIZATION_KIND).observe(time.perf_counter() - started)
+    metrics.reconciles.labels(ORGANIZATION_KIND, "unchanged" if result.unchanged else "changed").inc()
     if result.switch is not None:
         metrics.observe_switch(result.switch)
         metrics.count_security_events(ns, [result.switch.reason])
         if result.switch.result != "Succeeded":
-            metrics.reconcile_errors.labels("Organization", result.switch.reason).inc()
+            metrics.reconcile_errors.labels(ORGANIZATION_KIND, result.switch.reason).inc()
     if result.retry_after is not None:  # the API server stopped the switch: run it again later
-        services.retrigger.schedule(PLURAL, ns, name, result.retry_after)
+        services.retrigger.schedule(ORGANIZATIONS, ns, name, result.retry_after)
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
+@kopf.index(GROUP, VERSION, ORGANIZATIONS)
 async def organization_refs(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[tuple[str, str, str], str]:

@@ -1,25 +1,39 @@
-"""The long-lived services the handlers use, built once at start-up and passed in Kopf's memo."""
+"""The long-lived services the handlers use: built complete before Kopf starts
+(``running.build_services``), passed in Kopf's memo, their background work (the probe engine)
+started and stopped with the operator (``handlers.lifecycle``).
+
+Every per-connection cache has one owner here, and :meth:`Services.forget_connection` (called when
+a connection is deleted) empties each of them for that connection."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import kopf
 import kubernetes.client
 
 from oneie_operator.config import OperatorConfig
-from oneie_operator.health.engine import ProbeEngine
+from oneie_operator.handlers.health import HealthReporter
+from oneie_operator.handlers.memory import ConnectionWatch, ProbeRequests
+from oneie_operator.health.assessment import ProbeOutcome
+from oneie_operator.health.engine import EngineSettings, ProbeEngine
+from oneie_operator.health.probing import ProbeTarget, run_probe
+from oneie_operator.kube.events import EventRecorder, EventSource
 from oneie_operator.kube.rest import KubeREST
 from oneie_operator.kube.secrets import CustomObjects, SecretStore
 from oneie_operator.lru import LRU
+from oneie_operator.names import GROUP, ORGANIZATIONS, VERSION
 from oneie_operator.observability.metrics import Metrics
 from oneie_operator.platform_default import PlatformDefault
 from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile import conditions
-from oneie_operator.reconcile.connections import GROUP, VERSION, ConnectionDeps, ValidSpec
+from oneie_operator.reconcile.connections import ConnectionDeps, ValidSpec
 from oneie_operator.reconcile.organizations import VALID_SPECS, OrgDeps, OrgObject
 from oneie_operator.reconcile.retrigger import Retrigger
 from oneie_operator.reconcile.sealedcache import SealedCache
@@ -45,17 +59,25 @@ class Services:
     usage: UsedByWriter
     #: Reconciles to run again later (a switch the API server's faults stopped).
     retrigger: Retrigger
-    platform_default: PlatformDefault | None = None
-    probe_engine: ProbeEngine | None = None
+    #: The platform's default backend (None: none configured).
+    platform_default: PlatformDefault | None
+    #: Events of the operator's background work (the health reports), outside Kopf's handlers.
+    events: EventRecorder
     #: The last ``one.ie/probe`` annotation value acted on, per connection.
-    probe_requests: dict[tuple[str, str], str] = field(default_factory=dict)
-    health_reporter: Any = None
+    probe_requests: ProbeRequests
+    #: Turns probe results into status, Events and metrics.
+    health: HealthReporter
+    #: Every usable connection probed on its interval; running between start() and stop().
+    probe_engine: ProbeEngine
+    #: BackendConnections as the watch last delivered them (kept by handlers.connections).
+    watch: ConnectionWatch = field(default_factory=ConnectionWatch)
     #: Encrypted credentials already read by switches (see reconcile.sealedcache).
     sealed_cache: SealedCache = field(default_factory=SealedCache)
-    #: BackendConnections as the watch last delivered them (kept by handlers.connections).
-    known_connections: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    #: Validated connection specs, shared by the organizations' reconciles.
-    valid_specs: LRU[tuple[str, str, str, int], ValidSpec] = field(default_factory=lambda: LRU(VALID_SPECS))
+    #: The validated spec of each connection at its latest generation, shared by the organizations' reconciles.
+    valid_specs: LRU[tuple[str, str], tuple[tuple[str, int], ValidSpec]] = field(
+        default_factory=lambda: LRU(VALID_SPECS)
+    )
+    _engine_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(
@@ -68,6 +90,7 @@ class Services:
         platform_default: PlatformDefault | None = None,
     ) -> Services:
         metrics = metrics or Metrics()
+        counted = metrics
         policy = DestinationPolicy(
             allow_loopback=config.allow_loopback,
             allow_private=config.allow_private,
@@ -84,6 +107,30 @@ class Services:
         )
         rest = KubeREST(api_client.configuration)
         objects = CustomObjects(rest, GROUP, VERSION)
+        # Posted like Kopf's own Events (its defaults: the operator does not change them).
+        posting = kopf.OperatorSettings().posting
+        events = EventRecorder(
+            rest, EventSource(posting.reporting_component, posting.reporting_instance, posting.event_name_prefix)
+        )
+        probe_requests = ProbeRequests()
+        health = HealthReporter(metrics, objects, events, probe_requests)
+
+        async def prober(target: ProbeTarget) -> ProbeOutcome:
+            return await run_probe(target, keyring, http)
+
+        def discarded(namespace: str, name: str) -> None:  # a probe of a connection deleted meanwhile
+            counted.forget_tenant_calls(namespace)
+
+        engine = ProbeEngine(
+            prober,
+            health,
+            EngineSettings(
+                max_concurrency=config.probe_concurrency,
+                max_per_namespace=config.probe_concurrency_per_namespace,
+                initial_jitter_seconds=config.probe_initial_jitter_seconds,
+            ),
+            on_discarded=discarded,
+        )
         return cls(
             config=config,
             registry=registry,
@@ -98,6 +145,10 @@ class Services:
             usage=UsedByWriter(objects),
             retrigger=Retrigger(objects),
             platform_default=platform_default,
+            events=events,
+            probe_requests=probe_requests,
+            health=health,
+            probe_engine=engine,
         )
 
     def connection_deps(self) -> ConnectionDeps:
@@ -122,7 +173,7 @@ class Services:
                 merged = conditions.merge_conditions(status.get("conditions"), [switching], generation=obj.generation)
                 return {"switching": {"to": target, "step": step}, "conditions": merged}
 
-            await self.objects.update_status("organizations", obj.namespace, obj.name, build)
+            await self.objects.update_status(ORGANIZATIONS, obj.namespace, obj.name, build)
 
         return OrgDeps(
             registry=self.registry,
@@ -135,11 +186,46 @@ class Services:
             on_step=progress,
             progress_delay_seconds=self.config.switch_progress_delay_seconds,
             sealed_cache=self.sealed_cache,
-            known_connections=self.known_connections,
+            known_connections=self.watch.known,
             valid_specs=self.valid_specs,
         )
 
+    def forget_connection(self, namespace: str, name: str) -> None:
+        """A connection is deleted: every cache forgets it (its metric series too)."""
+        self.metrics.forget_connection(namespace, name)
+        self.probe_engine.remove(namespace, name)
+        self.health.forget(namespace, name)
+        self.probe_requests.forget(namespace, name)
+        self.watch.forget(namespace, name)
+        self.sealed_cache.forget(namespace, name)
+        self.valid_specs.discard((namespace, name))
+
+    def per_connection_caches(self) -> dict[str, int]:
+        """How many connections each per-connection cache holds (all 0 once every connection is gone)."""
+        return {
+            "probe_engine": len(self.probe_engine),
+            "health": len(self.health),
+            "probe_requests": len(self.probe_requests),
+            "watch": len(self.watch),
+            "sealed_cache": len(self.sealed_cache),
+            "valid_specs": len(self.valid_specs),
+        }
+
+    def start(self) -> None:
+        """Start the background work (the probe engine), once the operator starts (Kopf's start-up)."""
+        if self._engine_task is None or self._engine_task.done():
+            self._engine_task = asyncio.create_task(self.probe_engine.run(), name="probe engine")
+
+    async def stop(self) -> None:
+        """Stop the background work (Kopf's clean-up, and :meth:`close`); in-flight probes are cancelled."""
+        task, self._engine_task = self._engine_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(task, return_exceptions=True)
+
     async def close(self) -> None:
+        await self.stop()
         await self.retrigger.aclose()
         await self.usage.aclose()
         await self.http.aclose()

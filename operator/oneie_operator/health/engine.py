@@ -52,6 +52,7 @@ class _Entry:
     due: float
     generation: int = 0  # bumps on re-registration/removal: stale heap items are skipped
     in_flight: bool = False
+    requested: bool = False  # request() while in flight: probe again as soon as this one is reported
     not_before: float = 0.0  # Retry-After / rate limits
     minute: collections.deque[float] = field(default_factory=collections.deque)
     day: collections.deque[float] = field(default_factory=collections.deque)
@@ -119,6 +120,11 @@ class ProbeEngine:
         entry = self._entries.get((namespace, name))
         if entry is None:
             return False
+        if entry.in_flight:
+            # The probe under way may have read its request before this one came (its result is
+            # being reported): another follows it at once, not an interval later.
+            entry.requested = True
+            return True
         entry.due = self._clock()
         entry.generation += 1
         self._push((namespace, name), entry)
@@ -220,3 +226,9 @@ class ProbeEngine:
             await self._on_result(entry.target, entry.tracker, old, new)
         finally:
             entry.in_flight = False
+            if entry.requested:
+                entry.requested = False
+                if self._entries.get(key) is entry:
+                    entry.due = self._clock()
+                    entry.generation += 1
+                    self._push(key, entry)

@@ -10,24 +10,8 @@ from typing import Any
 
 from oneie_operator.errors import SecretNameTakenError
 from oneie_operator.kube.rest import KubeAPIError, KubeREST
+from oneie_operator.names import CREDENTIALS_LABEL, MANAGED_BY, OPTED_IN
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "oneie-operator"}
-
-#: The one label key of every Secret the operator reads or watches (DESIGN.md §5, README
-#: "Security"). A tenant opts a credentials Secret in with the value ``true``; the operator marks
-#: its own Secrets ``encrypted`` (a connection's encrypted copy) and ``binding`` (an Organization's
-#: Service Binding). RBAC cannot filter by label, so the operator keeps ``get/list/watch`` on
-#: Secrets; this label is what narrows what it reads and caches.
-CREDENTIALS_LABEL = "one.ie/credentials"
-OPTED_IN = "true"
-ENCRYPTED = "encrypted"
-BINDING = "binding"
-#: The server-side selector of the operator's Secret watch: a set-based selector over the one key
-#: covers the tenants' opted-in Secrets and the operator's own, and nothing else (an existence
-#: selector, ``one.ie/credentials``, would also take in a Secret labelled ``false`` to say no).
-#: A Secret that leaves the selection (label removed) reaches the watch as DELETED, which is how
-#: a connection learns that its Secret opted out.
-WATCH_SELECTOR = f"{CREDENTIALS_LABEL} in ({BINDING},{ENCRYPTED},{OPTED_IN})"
 #: The only Secret type read as credentials: service-account tokens, TLS keys, registry
 #: credentials and the like are never a connection's credentials, even if labelled.
 CREDENTIALS_TYPE = "Opaque"

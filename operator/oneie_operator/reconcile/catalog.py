@@ -19,11 +19,11 @@ from typing import Any
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
+from oneie_operator.names import CATALOG_NAME
 from oneie_operator.providers.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
 
-CATALOG_NAME = "oneie-providers"
 CATALOG_KEY = "providers.json"
 
 

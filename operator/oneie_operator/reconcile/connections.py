@@ -19,6 +19,7 @@ from oneie_operator.errors import (
     FieldIssue,
     OneieError,
     ProviderRateLimitedError,
+    Retry,
     SecretKeyMissingError,
     SecretNameTakenError,
     SecretNotFoundError,
@@ -26,14 +27,17 @@ from oneie_operator.errors import (
     SpecError,
     VaultError,
 )
-from oneie_operator.kube.secrets import (
+from oneie_operator.kube.secrets import CREDENTIALS_TYPE, OwnerRef, SecretRefusal, SecretSnapshot
+from oneie_operator.names import (
+    API_VERSION,
+    CAPABILITY_LABEL_PREFIX,
+    CONNECTION_KIND,
+    CONNECTION_LABEL,
     CREDENTIALS_LABEL,
-    CREDENTIALS_TYPE,
     ENCRYPTED,
+    KEY_ID_ANNOTATION,
     OPTED_IN,
-    OwnerRef,
-    SecretRefusal,
-    SecretSnapshot,
+    SOURCE_VERSION_ANNOTATION,
 )
 from oneie_operator.providers.base import Provider, ProviderSettings
 from oneie_operator.providers.http import ProviderHTTP
@@ -44,14 +48,6 @@ from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.events import EventNote
 from oneie_operator.vault import Keyring, needs_rotation, reseal, seal, unseal
 from oneie_operator.vault.sealed import key_ids
-
-GROUP = "one.ie"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-CAPABILITY_LABEL_PREFIX = "capability.one.ie/"
-CONNECTION_LABEL = "one.ie/connection"
-SOURCE_VERSION_ANNOTATION = "one.ie/source-resource-version"
-KEY_ID_ANNOTATION = "one.ie/key-id"
 
 
 def owned_secret_name(connection: str) -> str:
@@ -244,9 +240,9 @@ def _failure(
         message += f" (the last verified credentials in Secret '{kept}' stay in force)"
     transient = error.transient
     retry = None
-    # A missing Secret is waited for, not polled: the operator watches the tenant's (labelled)
-    # credential Secrets, and a new one re-triggers the connections that name it.
-    if transient and not isinstance(error, SecretNotFoundError):
+    # Retry.ON_WATCH (a missing Secret) is waited for, not polled: the operator watches the
+    # tenant's (labelled) credential Secrets, and a new one re-triggers the connections that name it.
+    if error.retry in (Retry.BACKEND, Retry.CLUSTER):
         retry = deps.retry_delay_seconds
         if isinstance(error, ProviderRateLimitedError) and error.retry_after:
             retry = max(1.0, min(error.retry_after, 3600.0))
@@ -291,7 +287,7 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
             owned = await deps.secrets.read(obj.namespace, owned_name)
             if owned is not None and obj.uid not in owned.owner_uids:
                 # Someone else's Secret under our name: never read, replaced or owned by us.
-                raise SecretNameTakenError(obj.namespace, owned_name, "BackendConnection", obj.name)
+                raise SecretNameTakenError(obj.namespace, owned_name, CONNECTION_KIND, obj.name)
             sealed = dict(owned.data) if owned is not None else {}
             try:
                 if owned is None or set(sealed) != set(credentials):
@@ -375,7 +371,7 @@ async def _store(
         obj.namespace,
         owned_name,
         data=sealed,
-        owner=OwnerRef(API_VERSION, "BackendConnection", obj.name, obj.uid),
+        owner=OwnerRef(API_VERSION, CONNECTION_KIND, obj.name, obj.uid),
         labels={CONNECTION_LABEL: obj.name, CREDENTIALS_LABEL: ENCRYPTED},
         annotations={SOURCE_VERSION_ANNOTATION: source.resource_version, KEY_ID_ANNOTATION: key_id},
         current=current,

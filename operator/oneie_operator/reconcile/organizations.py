@@ -27,17 +27,31 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from oneie_operator.errors import (
-    APIServerUnavailableError,
     ConnectionDeletingError,
     ConnectionNotFoundError,
     ConnectionNotReadyError,
-    DependencyTimeoutError,
     NoBackendError,
     OneieError,
+    Retry,
     SecretNameTakenError,
+    retry_of,
+    retry_of_reason,
 )
-from oneie_operator.kube.secrets import BINDING, CREDENTIALS_LABEL, OwnerRef, SecretSnapshot
+from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
 from oneie_operator.lru import LRU
+from oneie_operator.names import (
+    API_VERSION,
+    BINDING,
+    BINDING_CONNECTION_ANNOTATION,
+    BINDING_DIGEST_ANNOTATION,
+    BINDING_PROVIDER,
+    CONNECTIONS,
+    CREDENTIALS_LABEL,
+    ORGANIZATION_KIND,
+    ORGANIZATION_LABEL,
+    RETRY_ANNOTATION,
+    ROLLBACK_ANNOTATION,
+)
 from oneie_operator.platform_default import PLATFORM_DEFAULT, PlatformDefault
 from oneie_operator.providers.base import Provider, ProviderSettings
 from oneie_operator.providers.http import ProviderHTTP
@@ -45,7 +59,6 @@ from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import (
-    API_VERSION,
     ConnectionObject,
     SecretReader,
     ValidSpec,
@@ -59,12 +72,6 @@ from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.switch_machine import StepFailure, SwitchDeps, SwitchOutcome, SwitchPlan, run_switch
 from oneie_operator.vault import Keyring, keyed_digest, unseal, verify_digest
 
-BINDING_CONNECTION_ANNOTATION = "one.ie/connection"
-BINDING_DIGEST_ANNOTATION = "one.ie/binding-digest"
-#: Label of a binding Secret naming its Organization.
-ORGANIZATION_LABEL = "one.ie/organization"
-RETRY_ANNOTATION = "one.ie/retry"
-ROLLBACK_ANNOTATION = "one.ie/rollback"
 HISTORY_LIMIT = 10
 VALID_SPECS = 10_000
 
@@ -112,8 +119,10 @@ class OrgDeps:
     sealed_cache: SealedCache = field(default_factory=SealedCache)
     #: Connections as the watch last delivered them, by (namespace, name).
     known_connections: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
-    #: Validated connection specs by (namespace, name, uid, generation).
-    valid_specs: LRU[tuple[str, str, str, int], ValidSpec] = field(default_factory=lambda: LRU(VALID_SPECS))
+    #: (namespace, connection) → ((uid, generation), its validated spec at that generation).
+    valid_specs: LRU[tuple[str, str], tuple[tuple[str, int], ValidSpec]] = field(
+        default_factory=lambda: LRU(VALID_SPECS)
+    )
 
 
 @dataclass(frozen=True)
@@ -243,12 +252,14 @@ async def resolve(
         status=status,
         labels=meta.get("labels") or {},
     )
-    # A spec at a given generation never changes (nor do the registry and the policy in a process).
-    spec_key = (obj.namespace, name, connection.uid, connection.generation)
-    valid = deps.valid_specs.get(spec_key)
+    # A spec at a given generation never changes (nor do the registry and the policy in a process):
+    # one entry per connection, its latest generation's.
+    cached = deps.valid_specs.get((obj.namespace, name))
+    at = (connection.uid, connection.generation)
+    valid = cached[1] if cached is not None and cached[0] == at else None
     if valid is None:
         valid = validate_spec(connection, deps.registry, deps.policy)
-        deps.valid_specs.put(spec_key, valid)
+        deps.valid_specs.put((obj.namespace, name), (at, valid))
     if require_ready and meta.get("deletionTimestamp") and name != obj.status.get("activeConnection"):
         raise ConnectionDeletingError(
             f"spec.backend.connectionRef.name: BackendConnection '{name}' is being deleted"
@@ -282,7 +293,7 @@ async def _connection(namespace: str, name: str, deps: OrgDeps) -> dict[str, Any
     seen = deps.known_connections.get((namespace, name))
     if seen is not None:
         return dict(seen)
-    return await deps.objects.get("backendconnections", namespace, name)
+    return await deps.objects.get(CONNECTIONS, namespace, name)
 
 
 def attempt_key(obj: OrgObject, desired: str | None, conn: Mapping[str, Any] | None) -> str:
@@ -305,7 +316,7 @@ def binding_data(target: Target) -> dict[str, str]:
     """The Service Binding (servicebinding.io) entries: type, provider, settings, credentials."""
     data = {
         "type": target.provider.name,
-        "provider": "one.ie",
+        "provider": BINDING_PROVIDER,
         "connection": target.name,
         "uri": target.provider.base_url(target.settings),
     }
@@ -326,7 +337,7 @@ async def write_binding(
         obj.namespace,
         binding_name(obj.name),
         data=data,
-        owner=OwnerRef(API_VERSION, "Organization", obj.name, obj.uid),
+        owner=OwnerRef(API_VERSION, ORGANIZATION_KIND, obj.name, obj.uid),
         labels={ORGANIZATION_LABEL: obj.name, CREDENTIALS_LABEL: BINDING},
         annotations={
             BINDING_CONNECTION_ANNOTATION: target.name,
@@ -700,18 +711,10 @@ def _history(obj: OrgObject, record: SwitchRecord) -> list[dict[str, Any]]:
     return [entry, *list(obj.status.get("history") or [])][:HISTORY_LIMIT]
 
 
-#: Failures of the switch's target that pass (unreachable, unhealthy, too slow): the switch is
-#: retried by itself, with back-off and at most MAX_SWITCH_RETRIES times, once the target's health
-#: is online again. Any other reason (credentials rejected, an invalid spec, a missing or deleting
-#: connection) waits for a change.
-TARGET_TRANSIENT_FAILURES = frozenset({
-    "ProviderUnreachable",
-    "ProviderTimeout",
-    "ProviderServerError",
-    "ProviderRateLimited",
-    "ProviderProtocolError",
-    "SwitchDeadlineExceeded",
-})
+# Failures of the switch's target that pass (Retry.BACKEND: unreachable, unhealthy, too slow): the
+# switch is retried by itself, with back-off and at most MAX_SWITCH_RETRIES times, once the
+# target's health is online again. The cluster's failures (Retry.CLUSTER) are tried again soon. Any
+# other (credentials rejected, an invalid spec, a missing or deleting connection) waits for a change.
 MAX_SWITCH_RETRIES = 5
 SWITCH_RETRY_BASE_SECONDS = 5.0
 SWITCH_RETRY_MAX_SECONDS = 300.0
@@ -729,7 +732,7 @@ def transient_retry_in(
 
     Only a transient failure of a connection target, fewer than MAX_SWITCH_RETRIES times, and only
     while the target's health (its own probes) is online; the back-off counts from the failure."""
-    if conn is None or last.get("reason") not in TARGET_TRANSIENT_FAILURES:
+    if conn is None or retry_of_reason(str(last.get("reason") or "")) is not Retry.BACKEND:
         return None
     retries = int(last.get("retries") or 0)
     if retries >= MAX_SWITCH_RETRIES:
@@ -744,8 +747,7 @@ def transient_retry_in(
     return max(0.0, finished + retry_delay(retries) - current)
 
 
-#: Failures of the cluster itself, not of the tenant's backend: the switch is tried again.
-RETRIED_FAILURES = (APIServerUnavailableError, DependencyTimeoutError)
+#: After a failure of the cluster itself (Retry.CLUSTER), not of the tenant's backend: the switch is tried again.
 RETRY_AFTER_SECONDS = 5.0
 
 
@@ -762,7 +764,7 @@ def _failed(
 ) -> OrgResult:
     serving = outcome.serving_target
     message = failure.message
-    retried = isinstance(failure.error, RETRIED_FAILURES)
+    retried = retry_of(failure.error) is Retry.CLUSTER
     retry_after: float | None = RETRY_AFTER_SECONDS if retried else None
     if retried:
         # Not "nothing changed since": an empty attempt key lets the retry run the switch again.
@@ -777,7 +779,7 @@ def _failed(
         message += "; no backend is active"
     if retried:
         message += f"; retrying in {RETRY_AFTER_SECONDS:g}s"
-    elif failure.reason in TARGET_TRANSIENT_FAILURES and desired_name != PLATFORM_DEFAULT:
+    elif retry_of(failure.error) is Retry.BACKEND and desired_name != PLATFORM_DEFAULT:
         if retries < MAX_SWITCH_RETRIES:
             # Back after the back-off: retried then if the target's health is online; if it is not,
             # the health change that brings it online triggers the organization again.
@@ -789,7 +791,7 @@ def _failed(
         else:
             message += f"; {MAX_SWITCH_RETRIES} automatic retries failed: waits for a change"
     else:
-        message += "; waits for a change (spec, the target connection or its credentials, or one.ie/retry)"
+        message += f"; waits for a change (spec, the target connection or its credentials, or {RETRY_ANNOTATION})"
     record = SwitchRecord(
         source=active,
         target=desired_name,

@@ -16,10 +16,9 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+from oneie_operator.names import TRIGGER_ANNOTATION
+
 logger = logging.getLogger(__name__)
-
-TRIGGER_ANNOTATION = "one.ie/reconcile-trigger"
-
 
 class Annotator(Protocol):
     async def annotate(self, plural: str, namespace: str, name: str, annotations: Mapping[str, str]) -> None: ...

@@ -30,5 +30,9 @@ class SealedCache:
         if version:
             self._entries.put((namespace, connection), (version, dict(sealed)))
 
+    def forget(self, namespace: str, connection: str) -> None:
+        """The connection is deleted."""
+        self._entries.discard((namespace, connection))
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -26,10 +26,9 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+from oneie_operator.names import CONNECTIONS
+
 logger = logging.getLogger(__name__)
-
-PLURAL = "backendconnections"
-
 
 class SetInStatus(Protocol):
     async def update_set(
@@ -103,7 +102,7 @@ class UsedByWriter:
     async def _write(self, key: tuple[str, str], changes: dict[str, bool]) -> bool:
         namespace, connection = key
         try:
-            await self._objects.update_set(PLURAL, namespace, connection, "usedBy", changes)
+            await self._objects.update_set(CONNECTIONS, namespace, connection, "usedBy", changes)
         except Exception as exc:  # the API refused (also SetUpdateConflict) or is away: kept, tried again
             logger.warning("usedBy of %s/%s not written yet: %s", namespace, connection, type(exc).__name__)
             return False

@@ -26,10 +26,9 @@ from oneie_operator.cli import plugin_probe, plugin_switch
 from oneie_operator.cli.dashboard.newconn import FormError, NewConnections
 from oneie_operator.cli.gitops import gitops_warning
 from oneie_operator.cli.plugin_common import PluginError
-from oneie_operator.cli.plugin_kube import CONNS, ORGS, Cluster
+from oneie_operator.cli.plugin_kube import Cluster
 from oneie_operator.kube.tables import condition_of, connection_summary, is_ready, organization_summary
-
-CREDENTIALS_LABEL = "one.ie/credentials"
+from oneie_operator.names import CONNECTIONS, CREDENTIALS_LABEL, OPTED_IN, ORGANIZATIONS, PROBE_ANNOTATION
 
 
 def sentence(message: str) -> tuple[bool, str]:
@@ -93,8 +92,8 @@ class Backend:
         return self.cluster.list(plural), f"namespace {self.cluster.namespace}"
 
     def fleet(self) -> dict[str, Any]:
-        orgs, scope = self.list_all(ORGS)
-        conns, _ = self.list_all(CONNS)
+        orgs, scope = self.list_all(ORGANIZATIONS)
+        conns, _ = self.list_all(CONNECTIONS)
         return {
             "scope": scope,
             "organizations": [organization_summary(o) for o in orgs],
@@ -120,7 +119,7 @@ class Backend:
 
     def organization(self, namespace: str, name: str) -> dict[str, Any]:
         cluster = self.scoped(namespace)
-        obj = cluster.require(ORGS, name)
+        obj = cluster.require(ORGANIZATIONS, name)
         status = obj.get("status") or {}
         conns, _ = self.scoped_list(cluster)
         return {
@@ -139,13 +138,13 @@ class Backend:
 
     def scoped_list(self, cluster: Cluster) -> tuple[list[dict[str, Any]], str]:
         try:
-            return cluster.list(CONNS), cluster.namespace
+            return cluster.list(CONNECTIONS), cluster.namespace
         except PluginError:
             return [], cluster.namespace
 
     def connection(self, namespace: str, name: str) -> dict[str, Any]:
         cluster = self.scoped(namespace)
-        obj = cluster.require(CONNS, name)
+        obj = cluster.require(CONNECTIONS, name)
         spec = dict(obj.get("spec") or {})
         status = obj.get("status") or {}
         return {
@@ -156,7 +155,7 @@ class Backend:
             "conditions": list(status.get("conditions") or []),
             "credentials": {k: v for k, v in (status.get("credentials") or {}).items()},
             "secret": self.secret_facts(namespace, str((spec.get("credentialsSecretRef") or {}).get("name") or "")),
-            "gitops": gitops_warning("BackendConnection", obj, "a probe request (annotation one.ie/probe)",
+            "gitops": gitops_warning("BackendConnection", obj, f"a probe request (annotation {PROBE_ANNOTATION})",
                                      "A probe changes only an annotation; nothing to change in Git."),
             "events": self.events(namespace, "BackendConnection", name),
         }
@@ -175,7 +174,7 @@ class Backend:
         labels = dict(secret.metadata.labels or {})
         return {
             "name": name, "exists": True, "keys": sorted((secret.data or {}).keys()),
-            "labelled": labels.get(CREDENTIALS_LABEL) == "true", "type": secret.type,
+            "labelled": labels.get(CREDENTIALS_LABEL) == OPTED_IN, "type": secret.type,
             "resourceVersion": secret.metadata.resource_version, "message": "",
         }
 

@@ -20,7 +20,8 @@ from aiohttp import web
 from kubernetes.client.exceptions import ApiException
 
 from oneie_operator.cli.dashboard.api import unreachable
-from oneie_operator.cli.plugin_kube import CONNS, GROUP, ORGS, VERSION, Cluster
+from oneie_operator.cli.plugin_kube import Cluster
+from oneie_operator.names import CONNECTIONS, GROUP, ORGANIZATIONS, VERSION
 
 RETRY_SECONDS = 2.0
 WATCH_SECONDS = 30
@@ -41,7 +42,7 @@ class Hub:
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        for kind in (ORGS, CONNS, "events"):
+        for kind in (ORGANIZATIONS, CONNECTIONS, "events"):
             thread = threading.Thread(target=self._watch, args=(kind,), name=f"dashboard-watch-{kind}", daemon=True)
             thread.start()
             self.threads.append(thread)

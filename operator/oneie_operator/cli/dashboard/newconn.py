@@ -26,14 +26,24 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from oneie_operator.cli.gitops import gitops_warning
-from oneie_operator.cli.plugin_kube import CONNS, ORGS, Cluster
+from oneie_operator.cli.plugin_kube import Cluster
 from oneie_operator.kube.tables import condition_of, is_ready
+from oneie_operator.names import (
+    API_VERSION,
+    CATALOG_NAME,
+    CONNECTION_KIND,
+    CONNECTIONS,
+    CONNECTIONS_CRD,
+    CREATED_BY_ANNOTATION,
+    CREDENTIALS_LABEL,
+    GROUP,
+    OPTED_IN,
+    ORGANIZATIONS,
+    VERSION,
+)
 
-CATALOG_NAME = "oneie-providers"
 CATALOG_KEY = "providers.json"
-CRD_NAME = "backendconnections.one.ie"
-OPENAPI_PATH = "/openapi/v3/apis/one.ie/v1alpha1"
-CREDENTIALS_LABEL = "one.ie/credentials"
+OPENAPI_PATH = f"/openapi/v3/apis/{API_VERSION}"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 NOT_PROVIDER_BLOCKS = frozenset({"provider", "credentialsSecretRef", "healthCheck", "rateLimits"})
 
@@ -136,11 +146,11 @@ class NewConnections:
     def spec_schema(self) -> tuple[dict[str, Any], str]:
         """``spec`` of the served BackendConnection schema, and where it came from."""
         try:
-            crd = self._get_json(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}")
+            crd = self._get_json(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CONNECTIONS_CRD}")
             for version in crd["spec"]["versions"]:
-                if version.get("served") and version["name"] == "v1alpha1":
+                if version.get("served") and version["name"] == VERSION:
                     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-                    return dict(spec), "CustomResourceDefinition " + CRD_NAME
+                    return dict(spec), "CustomResourceDefinition " + CONNECTIONS_CRD
         except (ApiException, KeyError, TypeError, ValueError):
             pass
         try:
@@ -178,7 +188,7 @@ class NewConnections:
                      "active": str((o.get("status") or {}).get("activeConnection") or ""),
                      "gitops": gitops_warning("Organization", o, "a change made from the dashboard",
                                               "Change spec.backend.connectionRef.name in Git instead.")}
-                    for o in scoped.list(ORGS)]
+                    for o in scoped.list(ORGANIZATIONS)]
         return {"namespace": namespace, "providers": providers, "catalogNote": catalog_note,
                 "schemaSource": schema_source, "organizations": orgs, "gitops": self.namespace_gitops(namespace)}
 
@@ -217,16 +227,16 @@ class NewConnections:
             raise FormError("The credentials must be text fields.")
         secret_name = f"{name}-credentials"
         secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                  "metadata": {"name": secret_name, "namespace": namespace, "labels": {CREDENTIALS_LABEL: "true"},
-                               "annotations": {"one.ie/created-by": "kubectl oneie dashboard"}},
+                  "metadata": {"name": secret_name, "namespace": namespace, "labels": {CREDENTIALS_LABEL: OPTED_IN},
+                               "annotations": {CREATED_BY_ANNOTATION: "kubectl oneie dashboard"}},
                   "stringData": {k: v for k, v in secrets.items() if v != ""}}
-        connection = {"apiVersion": "one.ie/v1alpha1", "kind": "BackendConnection",
+        connection = {"apiVersion": API_VERSION, "kind": CONNECTION_KIND,
                       "metadata": {"name": name, "namespace": namespace},
                       "spec": {"provider": provider, "credentialsSecretRef": {"name": secret_name}, provider: settings}}
         custom = self.cluster.custom
         # the connection checked first (dry run: a 422 names the field) before any Secret exists
         try:
-            custom.create_namespaced_custom_object("one.ie", "v1alpha1", namespace, CONNS, connection, dry_run="All")
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, CONNECTIONS, connection, dry_run="All")
         except ApiException as exc:
             raise explain(exc, f"checking the connection {name}") from None
         try:
@@ -234,7 +244,7 @@ class NewConnections:
         except ApiException as exc:
             raise explain(exc, f"creating the Secret {secret_name}") from None
         try:
-            custom.create_namespaced_custom_object("one.ie", "v1alpha1", namespace, CONNS, connection)
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, CONNECTIONS, connection)
         except ApiException as exc:
             error = explain(exc, f"creating the connection {name}")
             with contextlib.suppress(ApiException):
@@ -252,7 +262,7 @@ class NewConnections:
         secret_name = made[0][2]
         removed = []
         try:
-            self.cluster.custom.delete_namespaced_custom_object("one.ie", "v1alpha1", namespace, CONNS, name)
+            self.cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, CONNECTIONS, name)
             removed.append(f"BackendConnection {name}")
         except ApiException as exc:
             if exc.status != 404:
@@ -273,7 +283,7 @@ class NewConnections:
             self.created = {c for c in self.created if c[:2] != (namespace, name)}
 
     def verdict(self, namespace: str, name: str) -> dict[str, Any]:
-        obj = self._scoped(namespace).get(CONNS, name)
+        obj = self._scoped(namespace).get(CONNECTIONS, name)
         if obj is None:
             return {"exists": False, "ready": "Unknown", "reason": "", "message": "The connection does not exist."}
         ready = condition_of(obj, "Ready")
