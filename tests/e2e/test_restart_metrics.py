@@ -55,9 +55,13 @@ async def test_every_gauge_series_survives_a_restart(restart_env: LocalEnvironme
     await wait_org(tenant, "org", active="c-convex")
 
     async def probed() -> bool:
+        # A probe's report sets the health series, writes status, then the credential check's
+        # gauge: wait for the last of them, or the snapshot may fall between the two.
         series = gauges(env.services.metrics)
+        checked = {"c-convex", "c-supabase", "c-notion"}
         health = {dict(k[1]).get("connection") for k in series if k[0] == "oneie_connection_health"}
-        return {"c-convex", "c-supabase", "c-notion"} <= health
+        creds = {dict(k[1]).get("connection") for k in series if k[0] == "oneie_connection_credentials_rejected"}
+        return checked <= health and checked <= creds
 
     await wait_for(probed, timeout=20, what="every Ready connection probed")
     before = gauges(env.services.metrics)
