@@ -65,7 +65,7 @@ def misrouted(request: Any, webhook: str | None) -> dict[str, Any] | None:
     return None
 
 
-@kopf.on.validate(GROUP, VERSION, "backendconnections", id="validate-backendconnections")
+@kopf.on.validate(GROUP, VERSION, CONNECTIONS, id=f"validate-{CONNECTIONS}")
 async def validate_connection(
     spec: kopf.Spec, namespace: str | None, name: str | None, memo: kopf.Memo,
     userinfo: kopf.UserInfo, **kwargs: Any
