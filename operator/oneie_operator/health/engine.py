@@ -23,7 +23,7 @@ import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from oneie_operator.health.assessment import HealthTracker, ProbeOutcome, State
 from oneie_operator.health.probing import ProbeTarget
@@ -45,7 +45,7 @@ class EngineSettings:
     """A new connection's first probe comes at a random delay up to min(interval, this)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     target: ProbeTarget
     tracker: HealthTracker
@@ -53,8 +53,12 @@ class _Entry:
     generation: int = 0  # bumps on re-registration/removal: stale heap items are skipped
     in_flight: bool = False
     not_before: float = 0.0  # Retry-After / rate limits
-    minute: collections.deque[float] = field(default_factory=collections.deque)
-    day: collections.deque[float] = field(default_factory=collections.deque)
+    #: Start times of the latest calls, only while the matching rate limit is set, and only as many
+    #: as the limit (only those decide): no deque at all for the usual connection without limits
+    #: (an empty deque is 0.6 KiB, and an unbounded day window held 288 times a day per connection).
+    #: A limit set later counts the calls from then on.
+    minute: collections.deque[float] | None = None
+    day: collections.deque[float] | None = None
     probes: int = 0  # started probes: every credential_check_every-th one checks the credentials
 
 
@@ -181,11 +185,20 @@ class ProbeEngine:
             (entry.minute, target.requests_per_minute, 60.0),
             (entry.day, target.requests_per_day, 86400.0),
         ):
+            if limit is None or window is None:
+                continue
             while window and window[0] <= now - span:
                 window.popleft()
-            if limit is not None and len(window) + min(need, limit) > limit:
+            if len(window) + min(need, limit) > limit:
                 return window[len(window) - limit + min(need, limit) - 1] + span
         return now
+
+    @staticmethod
+    def _record_calls(entry: _Entry, started: float, calls: int) -> None:
+        """Note ``calls`` calls at ``started`` in the windows of the connection's rate limits."""
+        target = entry.target
+        entry.minute = _noted(entry.minute, target.requests_per_minute, started, calls)
+        entry.day = _noted(entry.day, target.requests_per_day, started, calls)
 
     async def _probe(self, key: Key, entry: _Entry, due: float) -> None:
         namespace = key[0]
@@ -202,9 +215,7 @@ class ProbeEngine:
                 entry.probes += 1
                 if check != target.check_credentials:
                     target = dataclasses.replace(target, check_credentials=check)
-                for _ in range(2 if check else 1):  # the credential test is a call of its own
-                    entry.minute.append(started)
-                    entry.day.append(started)
+                self._record_calls(entry, started, 2 if check else 1)  # the credential test is a call of its own
                 outcome = await self._prober(target)
             self.probes_done += 1
             if self._entries.get(key) is not entry:
@@ -220,3 +231,15 @@ class ProbeEngine:
             await self._on_result(entry.target, entry.tracker, old, new)
         finally:
             entry.in_flight = False
+
+
+def _noted(
+    window: collections.deque[float] | None, limit: int | None, started: float, calls: int
+) -> collections.deque[float] | None:
+    """``window`` with ``calls`` more call times, holding the latest ``limit`` (None: no limit, no window)."""
+    if limit is None:
+        return None
+    if window is None or window.maxlen != limit:
+        window = collections.deque(window or (), maxlen=limit)
+    window.extend(itertools.repeat(started, calls))
+    return window
