@@ -317,7 +317,9 @@ async def test_credential_check_every_n_probes(servers: ProviderServers, http: P
         paths = [r.path for r in servers["convex"].requests]
         probes = paths.count("/instance_name")
         checks = paths.count("/api/check_admin_key")
-        assert probes >= 7 and checks == -(-probes // 3), paths  # probes 1, 4, 7, ... check the key
+        # Probes 3, 6, 9, ... check the key: the reconcile that made the connection Ready just did.
+        assert probes >= 7 and checks == probes // 3, paths
+        assert paths.index("/api/check_admin_key") == 3, paths  # after the 3rd probe's liveness call
     finally:
         await _stop(task)
 

@@ -59,7 +59,11 @@ class _Entry:
     #: A limit set later counts the calls from then on.
     minute: collections.deque[float] | None = None
     day: collections.deque[float] | None = None
-    probes: int = 0  # started probes: every credential_check_every-th one checks the credentials
+    #: Started probes. The N-th, 2N-th, ... (N = credential_check_every) also checks the credentials:
+    #: counted from registration, as the reconcile that registers a connection has just run the
+    #: credential test (Ready needs it), and an operator restart does not re-test every connection
+    #: at its first probe. N = 1 (the default): every probe checks.
+    probes: int = 0
 
 
 class ProbeEngine:
@@ -180,7 +184,7 @@ class ProbeEngine:
     def _rate_limit_until(self, entry: _Entry, now: float) -> float:
         target = entry.target
         # A probe that also checks the credentials makes two calls.
-        need = 2 if entry.probes % target.thresholds.credential_check_every == 0 else 1
+        need = 2 if _checks_credentials(entry.probes, target.thresholds.credential_check_every) else 1
         for window, limit, span in (
             (entry.minute, target.requests_per_minute, 60.0),
             (entry.day, target.requests_per_day, 86400.0),
@@ -211,7 +215,7 @@ class ProbeEngine:
                 self.lateness.append((namespace, started - due))
                 target = entry.target
                 every = target.thresholds.credential_check_every
-                check = entry.probes % every == 0
+                check = _checks_credentials(entry.probes, every)
                 entry.probes += 1
                 if check != target.check_credentials:
                     target = dataclasses.replace(target, check_credentials=check)
@@ -243,3 +247,8 @@ def _noted(
         window = collections.deque(window or (), maxlen=limit)
     window.extend(itertools.repeat(started, calls))
     return window
+
+
+def _checks_credentials(started: int, every: int) -> bool:
+    """Whether the probe after ``started`` probes also checks the credentials (the N-th, 2N-th, ...)."""
+    return (started + 1) % every == 0
