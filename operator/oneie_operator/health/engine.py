@@ -55,7 +55,8 @@ class _Entry:
     not_before: float = 0.0  # Retry-After / rate limits
     #: Start times of the latest calls, only while the matching rate limit is set, and only as many
     #: as the limit (only those decide): no deque at all for the usual connection without limits
-    #: (an empty deque is 0.6 KiB, and an unbounded day window held 288 times a day per connection).
+    #: (an empty deque is 0.6 KiB, and the unbounded day window held every call of the last day: 576
+    #: at the defaults, some 12 KiB per connection).
     #: A limit set later counts the calls from then on.
     minute: collections.deque[float] | None = None
     day: collections.deque[float] | None = None
