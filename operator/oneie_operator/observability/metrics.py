@@ -221,7 +221,11 @@ class Metrics:
         self.connections = ConnectionSeries()
         r.register(self.connections)
         self._connections_in: Tally[str] = Tally()  # namespace -> connections with a Ready series
-        self._call_series: dict[str, set[tuple[str, str, str]]] = {}
+        # The children of the series written on every provider call and probe, looked up once: a
+        # ``labels()`` call takes a lock and builds tuples (~10 % of a probe's own CPU for five).
+        self._call_series: dict[str, dict[tuple[str, str, str], Counter]] = {}
+        self._call_durations: dict[tuple[str, str], Histogram] = {}
+        self._probe_series: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
         # Fixed label values exist from the start, so rate() sees the first event after a restart.
         for result in ("Succeeded", "RolledBack", "Failed"):
             self.switches.labels(result)
@@ -236,9 +240,17 @@ class Metrics:
     def observe_call(self, provider: str, call: str, outcome: str, seconds: float, namespace: str = "") -> None:
         """The ``on_call`` hook of the providers' HTTP client: per-tenant usage (``namespace``) whose
         series go when the namespace's last connection does (:meth:`forget_connection`)."""
-        self.provider_calls.labels(namespace, provider, call, outcome).inc()
-        self._call_series.setdefault(namespace, set()).add((provider, call, outcome))
-        self.provider_call_duration.labels(provider, call).observe(seconds)
+        tenant = self._call_series.get(namespace)
+        if tenant is None:
+            tenant = self._call_series[namespace] = {}
+        counter = tenant.get((provider, call, outcome))
+        if counter is None:
+            counter = tenant[(provider, call, outcome)] = self.provider_calls.labels(namespace, provider, call, outcome)
+        counter.inc()
+        duration = self._call_durations.get((provider, call))
+        if duration is None:
+            duration = self._call_durations[(provider, call)] = self.provider_call_duration.labels(provider, call)
+        duration.observe(seconds)
 
     def count_security_events(self, namespace: str, reasons: Iterable[str]) -> None:
         """Count failed decryptions (tampering, wrong or lost keys) from a reconcile's Event reasons."""
@@ -279,8 +291,14 @@ class Metrics:
         self, namespace: str, name: str, provider: str, *, ok: bool, seconds: float, reason: str,
         state: str, error_rate: float, consecutive_failures: int,
     ) -> None:
-        self.probe_duration.labels(provider).observe(seconds)
-        self.probes.labels(provider, "success" if ok else reason).inc()
+        result = "success" if ok else reason
+        children = self._probe_series.get((provider, result))
+        if children is None:
+            children = self._probe_series[(provider, result)] = (
+                self.probe_duration.labels(provider), self.probes.labels(provider, result)
+            )
+        children[0].observe(seconds)
+        children[1].inc()
         if not ok:
             self.probe_failures.labels(provider, reason).inc()
         series = self.connections
