@@ -220,7 +220,7 @@ class _Fleet:
         rng = random.Random(job["seed"])
         self.keyring = mods["Keyring"].from_env(rng.randbytes(32).hex(), None)
         provider = mods["default_registry"]().get("convex")
-        # Liveness only after the first probe (credentialCheckEvery huge), as in the published
+        # Liveness only (credentialCheckEvery huge: its Nth probe never comes), as in the published
         # series; a job may set "credential_check_every" (1 = the operator's default) to add the key check.
         thresholds = mods["Thresholds"](
             interval_seconds=job["interval"],

@@ -229,6 +229,54 @@ async def test_rate_limit_per_minute_is_never_exceeded(servers: ProviderServers,
         await _stop(task)
 
 
+async def test_a_rate_limit_set_on_a_probed_connection_holds_from_then_on(
+    servers: ProviderServers, http: ProviderHTTP
+) -> None:
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        fast = Thresholds(interval_seconds=0.05, timeout_seconds=1)
+        engine.upsert(target(servers, "notion", "ns", "c", thresholds=fast))
+        await wait_for(lambda: _async(len(results.of("c")) >= 3), timeout=5, what="3 probes without a limit")
+        engine.upsert(target(servers, "notion", "ns", "c", thresholds=fast, requests_per_minute=3))
+        calls_before = servers["notion"].request_count
+        await asyncio.sleep(0.6)  # 12 intervals: unlimited, they would make some 24 calls
+        # At most one probe (2 calls) was in flight when the limit came; from then on at most 3 calls a minute.
+        assert servers["notion"].request_count - calls_before <= 2 + 3
+    finally:
+        await _stop(task)
+
+
+async def test_registered_connections_without_rate_limits_cost_little_memory_in_the_engine() -> None:
+    import gc
+    import tracemalloc
+
+    from oneie_operator.health.assessment import ProbeOutcome
+
+    async def prober(t: ProbeTarget) -> ProbeOutcome:
+        return ProbeOutcome(True, 0.001, "now")
+
+    async def ignore(*_: object) -> None:
+        return None
+
+    prov = default_registry().get("convex")
+    settings = validate_settings(prov, {"url": "https://happy-otter-123.convex.cloud"}, "spec.convex")
+    targets = [ProbeTarget(f"ns-{i // 5}", f"c{i % 5}", prov, settings, {}, Thresholds()) for i in range(10_000)]
+    engine = ProbeEngine(prober, ignore, EngineSettings())
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for t in targets:
+            engine.upsert(t)
+        gc.collect()
+        per_connection = (tracemalloc.get_traced_memory()[0] - before) / len(targets)
+    finally:
+        tracemalloc.stop()
+    # An entry, its tracker and its heap item; no rate-limit windows (they were 1.2 KiB of empty deques).
+    assert per_connection < 1536, f"{per_connection:.0f} bytes per registered connection"
+
+
 @pytest.mark.parametrize("provider", ["convex", "wordpress", "notion", "supabase"])
 async def test_a_revoked_credential_fails_the_probe_of_a_live_backend(
     servers: ProviderServers, http: ProviderHTTP, provider: str
@@ -269,7 +317,9 @@ async def test_credential_check_every_n_probes(servers: ProviderServers, http: P
         paths = [r.path for r in servers["convex"].requests]
         probes = paths.count("/instance_name")
         checks = paths.count("/api/check_admin_key")
-        assert probes >= 7 and checks == -(-probes // 3), paths  # probes 1, 4, 7, ... check the key
+        # Probes 3, 6, 9, ... check the key: the reconcile that made the connection Ready just did.
+        assert probes >= 7 and checks == probes // 3, paths
+        assert paths.index("/api/check_admin_key") == 3, paths  # after the 3rd probe's liveness call
     finally:
         await _stop(task)
 

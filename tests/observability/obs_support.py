@@ -28,6 +28,7 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
+from oneie_operator.observability.metrics import ConnectionSeries
 from oneie_operator.testing.kubeapi import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -269,11 +270,15 @@ class Exported:
         """The registry's exposition; a family without samples yet takes its label names from its
         declaration (``declared``: an object whose attributes are the prometheus_client metrics)."""
         exported = cls.parse(generate_latest(registry).decode())
+        declarations: dict[str, set[str]] = {}
         for metric in vars(declared or object()).values():
             if isinstance(metric, MetricWrapperBase):
-                name = metric._name  # the family name (counters without _total)
-                if name in exported.labels and not exported.labels[name]:
-                    exported.labels[name] = set(metric._labelnames)
+                declarations[metric._name] = set(metric._labelnames)  # the family name (counters without _total)
+            elif isinstance(metric, ConnectionSeries):
+                declarations.update({name: set(labels) for name, labels in metric.label_names().items()})
+        for name, labelnames in declarations.items():
+            if name in exported.labels and not exported.labels[name]:
+                exported.labels[name] = labelnames
         return exported
 
     @classmethod

@@ -23,7 +23,7 @@ import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from oneie_operator.health.assessment import HealthTracker, ProbeOutcome, State
 from oneie_operator.health.probing import ProbeTarget
@@ -45,7 +45,7 @@ class EngineSettings:
     """A new connection's first probe comes at a random delay up to min(interval, this)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     target: ProbeTarget
     tracker: HealthTracker
@@ -54,9 +54,18 @@ class _Entry:
     in_flight: bool = False
     requested: bool = False  # request() while in flight: probe again as soon as this one is reported
     not_before: float = 0.0  # Retry-After / rate limits
-    minute: collections.deque[float] = field(default_factory=collections.deque)
-    day: collections.deque[float] = field(default_factory=collections.deque)
-    probes: int = 0  # started probes: every credential_check_every-th one checks the credentials
+    #: Start times of the latest calls, only while the matching rate limit is set, and only as many
+    #: as the limit (only those decide): no deque at all for the usual connection without limits
+    #: (an empty deque is 0.6 KiB, and the unbounded day window held every call of the last day: 576
+    #: at the defaults, some 12 KiB per connection).
+    #: A limit set later counts the calls from then on.
+    minute: collections.deque[float] | None = None
+    day: collections.deque[float] | None = None
+    #: Started probes. The N-th, 2N-th, ... (N = credential_check_every) also checks the credentials:
+    #: counted from registration, as the reconcile that registers a connection has just run the
+    #: credential test (Ready needs it), and an operator restart does not re-test every connection
+    #: at its first probe. N = 1 (the default): every probe checks.
+    probes: int = 0
 
 
 class ProbeEngine:
@@ -182,16 +191,25 @@ class ProbeEngine:
     def _rate_limit_until(self, entry: _Entry, now: float) -> float:
         target = entry.target
         # A probe that also checks the credentials makes two calls.
-        need = 2 if entry.probes % target.thresholds.credential_check_every == 0 else 1
+        need = 2 if _checks_credentials(entry.probes, target.thresholds.credential_check_every) else 1
         for window, limit, span in (
             (entry.minute, target.requests_per_minute, 60.0),
             (entry.day, target.requests_per_day, 86400.0),
         ):
+            if limit is None or window is None:
+                continue
             while window and window[0] <= now - span:
                 window.popleft()
-            if limit is not None and len(window) + min(need, limit) > limit:
+            if len(window) + min(need, limit) > limit:
                 return window[len(window) - limit + min(need, limit) - 1] + span
         return now
+
+    @staticmethod
+    def _record_calls(entry: _Entry, started: float, calls: int) -> None:
+        """Note ``calls`` calls at ``started`` in the windows of the connection's rate limits."""
+        target = entry.target
+        entry.minute = _noted(entry.minute, target.requests_per_minute, started, calls)
+        entry.day = _noted(entry.day, target.requests_per_day, started, calls)
 
     async def _probe(self, key: Key, entry: _Entry, due: float) -> None:
         namespace = key[0]
@@ -204,13 +222,11 @@ class ProbeEngine:
                 self.lateness.append((namespace, started - due))
                 target = entry.target
                 every = target.thresholds.credential_check_every
-                check = entry.probes % every == 0
+                check = _checks_credentials(entry.probes, every)
                 entry.probes += 1
                 if check != target.check_credentials:
                     target = dataclasses.replace(target, check_credentials=check)
-                for _ in range(2 if check else 1):  # the credential test is a call of its own
-                    entry.minute.append(started)
-                    entry.day.append(started)
+                self._record_calls(entry, started, 2 if check else 1)  # the credential test is a call of its own
                 outcome = await self._prober(target)
             self.probes_done += 1
             if self._entries.get(key) is not entry:
@@ -232,3 +248,20 @@ class ProbeEngine:
                     entry.due = self._clock()
                     entry.generation += 1
                     self._push(key, entry)
+
+
+def _noted(
+    window: collections.deque[float] | None, limit: int | None, started: float, calls: int
+) -> collections.deque[float] | None:
+    """``window`` with ``calls`` more call times, holding the latest ``limit`` (None: no limit, no window)."""
+    if limit is None:
+        return None
+    if window is None or window.maxlen != limit:
+        window = collections.deque(window or (), maxlen=limit)
+    window.extend(itertools.repeat(started, calls))
+    return window
+
+
+def _checks_credentials(started: int, every: int) -> bool:
+    """Whether the probe after ``started`` probes also checks the credentials (the N-th, 2N-th, ...)."""
+    return (started + 1) % every == 0
