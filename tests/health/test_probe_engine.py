@@ -382,3 +382,23 @@ def test_assessment_thresholds() -> None:
 
 async def _async(value: object) -> object:
     return value
+
+
+async def test_namespace_slots_are_kept_only_while_probes_run(servers: ProviderServers, http: ProviderHTTP) -> None:
+    """Per-namespace concurrency slots exist while a probe of that namespace waits or runs: 300
+    namespaces probed once leave nothing behind (a tenant that came and went costs no memory)."""
+    results = Results()
+    engine, task = await _engine(http, results)
+    try:
+        servers["convex"].fault = "slow:0.2"
+        once = Thresholds(interval_seconds=3600, timeout_seconds=3)
+        for i in range(300):
+            engine.upsert(target(servers, "convex", f"ns-{i}", "c", thresholds=once))
+        await wait_for(lambda: _async(engine.namespaces_probing > 0), timeout=5, what="probes in flight")
+        await wait_for(lambda: _async(len(results.seen) >= 300), timeout=30, what="300 first probes")
+        assert engine.namespaces_probing == 0
+        for i in range(300):
+            engine.remove(f"ns-{i}", "c")
+        assert len(engine) == 0 and engine.namespaces_probing == 0
+    finally:
+        await _stop(task)

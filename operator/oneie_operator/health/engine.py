@@ -68,6 +68,13 @@ class _Entry:
     probes: int = 0
 
 
+@dataclasses.dataclass(slots=True)
+class _NamespaceSlots:
+    semaphore: asyncio.Semaphore
+    #: Probes of the namespace waiting for or holding a slot.
+    users: int = 0
+
+
 class ProbeEngine:
     def __init__(
         self,
@@ -92,7 +99,9 @@ class ProbeEngine:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._global = asyncio.Semaphore(self.settings.max_concurrency)
-        self._per_ns: dict[str, asyncio.Semaphore] = {}
+        #: Per-namespace concurrency slots, kept only while a probe of that namespace is waiting
+        #: or running (a namespace that ever had a connection costs nothing afterwards).
+        self._per_ns: dict[str, _NamespaceSlots] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         #: (namespace, start − due time) of recent probes: schedule drift, bounded.
         self.lateness: collections.deque[tuple[str, float]] = collections.deque(maxlen=100_000)
@@ -142,6 +151,11 @@ class ProbeEngine:
     def tracker(self, namespace: str, name: str) -> HealthTracker | None:
         entry = self._entries.get((namespace, name))
         return entry.tracker if entry else None
+
+    @property
+    def namespaces_probing(self) -> int:
+        """Namespaces with a probe waiting for or holding one of their slots right now."""
+        return len(self._per_ns)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -213,11 +227,12 @@ class ProbeEngine:
 
     async def _probe(self, key: Key, entry: _Entry, due: float) -> None:
         namespace = key[0]
-        per_ns = self._per_ns.get(namespace)
-        if per_ns is None:
-            per_ns = self._per_ns[namespace] = asyncio.Semaphore(self.settings.max_per_namespace)
+        slots = self._per_ns.get(namespace)
+        if slots is None:
+            slots = self._per_ns[namespace] = _NamespaceSlots(asyncio.Semaphore(self.settings.max_per_namespace))
+        slots.users += 1
         try:
-            async with per_ns, self._global:
+            async with slots.semaphore, self._global:
                 started = self._clock()
                 self.lateness.append((namespace, started - due))
                 target = entry.target
@@ -241,6 +256,9 @@ class ProbeEngine:
             self._push(key, entry)
             await self._on_result(entry.target, entry.tracker, old, new)
         finally:
+            slots.users -= 1
+            if not slots.users and self._per_ns.get(namespace) is slots:
+                del self._per_ns[namespace]
             entry.in_flight = False
             if entry.requested:
                 entry.requested = False
