@@ -91,9 +91,8 @@ async def reconcile(
     post_events(body, result.events)
     metrics = services.metrics
     metrics.count_security_events(ns, [note.reason for note in result.events])
-    metrics.reconcile_duration.labels(CONNECTION_KIND).observe(time.perf_counter() - started)
     outcome = "unchanged" if result.unchanged else "error" if result.error else "ready"
-    metrics.reconciles.labels(CONNECTION_KIND, outcome).inc()
+    metrics.observe_reconcile(CONNECTION_KIND, outcome, time.perf_counter() - started)
     provider = str(spec.get("provider") or "")
     if result.error is not None:
         metrics.reconcile_errors.labels(CONNECTION_KIND, result.error.reason).inc()

@@ -60,8 +60,8 @@ async def reconcile(
     for connection, using in result.usage:
         services.usage.report(ns, connection, name, using)  # written in the background, coalesced
     metrics = services.metrics
-    metrics.reconcile_duration.labels(ORGANIZATION_KIND).observe(time.perf_counter() - started)
-    metrics.reconciles.labels(ORGANIZATION_KIND, "unchanged" if result.unchanged else "changed").inc()
+    outcome = "unchanged" if result.unchanged else "changed"
+    metrics.observe_reconcile(ORGANIZATION_KIND, outcome, time.perf_counter() - started)
     if result.switch is not None:
         metrics.observe_switch(result.switch)
         metrics.count_security_events(ns, [result.switch.reason])

@@ -17,7 +17,7 @@ import threading
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -226,6 +226,8 @@ class Metrics:
         self._call_series: dict[str, dict[tuple[str, str, str], Counter]] = {}
         self._call_durations: dict[tuple[str, str], Histogram] = {}
         self._probe_series: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
+        # The same for the fixed-label series of every reconcile and switch (a few per switch).
+        self._fixed: dict[tuple[int, tuple[str, ...]], Any] = {}
         # Fixed label values exist from the start, so rate() sees the first event after a restart.
         for result in ("Succeeded", "RolledBack", "Failed"):
             self.switches.labels(result)
@@ -258,16 +260,31 @@ class Metrics:
             if reason in DECRYPTION_REASONS:
                 self.decryption_failures.labels(namespace).inc()
 
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per label values (for series of few, fixed
+        values only: kinds, outcomes, results, steps; never per tenant or connection)."""
+        key = (id(metric), values)
+        child = self._fixed.get(key)
+        if child is None:
+            child = self._fixed[key] = metric.labels(*values)
+        return child
+
+    def observe_reconcile(self, kind: str, outcome: str, seconds: float) -> None:
+        """One reconcile of ``kind`` done: its duration and outcome (``changed``, ``unchanged``, ...)."""
+        self._child(self.reconcile_duration, kind).observe(seconds)
+        self._child(self.reconciles, kind, outcome).inc()
+
     def observe_switch(self, record: SwitchLike) -> None:
-        self.switch_duration.labels(record.result).observe(record.seconds)
-        self.switches.labels(record.result).inc()
+        self._child(self.switch_duration, record.result).observe(record.seconds)
+        self._child(self.switches, record.result).inc()
         for step in record.steps:
             if step.get("result") != "Skipped":
-                self.switch_step_duration.labels(str(step["name"])).observe(float(str(step["milliseconds"])) / 1000)
+                duration = self._child(self.switch_step_duration, str(step["name"]))
+                duration.observe(float(str(step["milliseconds"])) / 1000)
         if record.result == "RolledBack":
-            self.rollbacks.labels("automatic").inc()
+            self._child(self.rollbacks, "automatic").inc()
         elif record.explicit_rollback:
-            self.rollbacks.labels("explicit").inc()
+            self._child(self.rollbacks, "explicit").inc()
 
     def set_connection(self, namespace: str, name: str, provider: str, ready: bool, key_id: str | None) -> None:
         series = self.connections
