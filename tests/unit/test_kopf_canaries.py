@@ -223,3 +223,76 @@ def test_kopf_namespace_pattern_semantics(pattern: str, inside: list[str], outsi
     assert all(references.match_namespace(references.NamespaceName(n), pattern) for n in inside)
     assert not any(references.match_namespace(references.NamespaceName(n), pattern) for n in outside)
     assert references.select_specific_namespaces(["tenant-a", "tenant-a-*", "!x"]) == {"tenant-a"}
+
+
+# --- kopfpatches.indexing --------------------------------------------------------------------
+
+
+def test_indexing_kopf_index_resource_signature_and_call_site() -> None:
+    from kopf._core.engines import indexing
+    from kopf._core.reactor import processing
+
+    from oneie_operator.handlers.kopfpatches import indexing as lean
+
+    params = inspect.signature(lean.KOPF_INDEX_RESOURCE).parameters
+    assert set(params) == {
+        "indexers", "registry", "settings", "resource", "raw_event", "memory", "logger", "memo", "body",
+    }, params
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+    assert lean.KOPF_INDEX_RESOURCE.__module__ == indexing.__name__
+    # Kopf looks the function up on its module at each call: replacing the attribute takes effect.
+    assert "indexing.index_resource(" in inspect.getsource(processing.process_resource_event)
+
+
+async def test_indexing_lean_path_stores_what_kopfs_own_path_stores() -> None:
+    """Both paths, one marked indexer, the same events: the same index; a failing indexer and a
+    DELETED event go through Kopf's own path."""
+    import logging
+
+    from kopf._cogs.structs import references
+    from kopf._core.engines import indexing
+
+    from oneie_operator.handlers.kopfpatches import indexing as lean
+
+    resource = references.Resource("one.ie", "v1alpha1", "organizations", namespaced=True)
+    registry = kopf.OperatorRegistry()
+    calls: list[str] = []
+
+    @kopf.index("one.ie", "v1alpha1", "organizations", registry=registry, id="refs")
+    @lean.lean_indexer
+    async def refs(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> dict[str, str]:
+        calls.append(name)
+        if spec.get("fail"):
+            raise ValueError("boom")
+        return {str(spec.get("ref")): f"{namespace}/{name}", str(status.get("active")): f"{namespace}/{name}"}
+
+    def event(kind: str | None, name: str, ref: str, active: str, **spec: Any) -> dict[str, Any]:
+        body = {"metadata": {"namespace": "t", "name": name, "uid": f"u-{name}"},
+                "spec": {"ref": ref, **spec}, "status": {"active": active}}
+        return {"type": kind, "object": body}
+
+    events = [event(None, "a", "x", "y"), event("MODIFIED", "b", "x", "z"), event("MODIFIED", "a", "w", "w"),
+              event("MODIFIED", "b", "q", "q", fail=True), event("DELETED", "a", "w", "w")]
+
+    async def run(fn: Any) -> dict[Any, list[Any]]:
+        indexers = indexing.OperatorIndexers()
+        indexers.ensure(registry._indexing.get_all_handlers())
+        memories: dict[str, indexing.IndexingMemory] = {}
+        for raw in events:
+            name = raw["object"]["metadata"]["name"]
+            await fn(indexers=indexers, registry=registry, settings=kopf.OperatorSettings(), resource=resource,
+                     raw_event=raw, memory=memories.setdefault(name, indexing.IndexingMemory()),
+                     logger=logging.getLogger("test"), memo=kopf.Memo(), body=kopf.Body(raw["object"]))
+        index = indexers.indices["refs"]
+        return {key: sorted(index[key]) for key in index}
+
+    assert getattr(refs, lean.LEAN_ATTRIBUTE) is True
+    kopf_result, kopf_calls = await run(lean.KOPF_INDEX_RESOURCE), list(calls)
+    calls.clear()
+    lean_result = await run(lean.index_resource)
+    assert lean_result == kopf_result
+    # a left with its DELETED event; b's failing update left b's entries as they were (Kopf ignores it).
+    assert kopf_result == {"x": ["t/b"], "z": ["t/b"]}
+    assert kopf_calls == ["a", "b", "a", "b"]
+    assert calls == ["a", "b", "a", "b", "b"], "the failing event: tried directly, then Kopf's own path"
+

@@ -10,6 +10,7 @@ import kopf
 
 from oneie_operator.errors import ProviderRateLimitedError, keeps_last_good
 from oneie_operator.handlers.health import healthy_condition, write_health
+from oneie_operator.handlers.kopfpatches.indexing import lean_indexer
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
@@ -145,6 +146,7 @@ def register_for_probes(
 
 
 @kopf.index(GROUP, VERSION, CONNECTIONS)
+@lean_indexer
 async def connections_by_secret(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str]]:

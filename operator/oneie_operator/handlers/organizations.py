@@ -10,6 +10,7 @@ import kopf
 
 from oneie_operator.errors import OneieError
 from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, post_events
+from oneie_operator.handlers.kopfpatches.indexing import lean_indexer
 from oneie_operator.handlers.services import Services
 from oneie_operator.names import GROUP, ORGANIZATION_KIND, ORGANIZATIONS, VERSION
 from oneie_operator.reconcile.organizations import OrgObject, binding_name, connection_ref, reconcile_organization
@@ -72,6 +73,7 @@ async def reconcile(
 
 
 @kopf.index(GROUP, VERSION, ORGANIZATIONS)
+@lean_indexer
 async def organization_refs(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[tuple[str, str, str], str]:
