@@ -296,3 +296,93 @@ async def test_indexing_lean_path_stores_what_kopfs_own_path_stores() -> None:
     assert kopf_calls == ["a", "b", "a", "b"]
     assert calls == ["a", "b", "a", "b", "b"], "the failing event: tried directly, then Kopf's own path"
 
+
+# --- kopfpatches.watching --------------------------------------------------------------------
+
+
+def test_watching_kopf_process_watching_cause_signature_call_site_and_texts() -> None:
+    from kopf._core.actions import execution
+    from kopf._core.reactor import processing
+
+    from oneie_operator.handlers.kopfpatches import watching
+
+    params = inspect.signature(watching.KOPF_PROCESS_WATCHING_CAUSE).parameters
+    assert list(params) == ["lifecycle", "registry", "settings", "cause"], params
+    # Looked up on the module at each call (so replacing the attribute takes effect), by keywords
+    # (the replacement takes keywords only).
+    call_site = re.sub(r"\s+", "", inspect.getsource(processing.process_resource_causes))
+    assert "awaitprocess_watching_cause(lifecycle=lifecycles.all_at_once,registry=registry," in call_site
+    # What the lean path reproduces: errors of watch handlers are ignored, with these texts.
+    assert "default_errors=execution.ErrorsMode.IGNORED" in inspect.getsource(watching.KOPF_PROCESS_WATCHING_CAUSE)
+    source = inspect.getsource(execution.execute_handler_once)
+    for text in ("failed with an exception and will ignore it: ",
+                 'f"{handler} failed temporarily: {str(e) or repr(e)}"',
+                 'f"{handler} failed permanently: {str(e) or repr(e)}"'):
+        assert text in source, text
+
+
+async def test_watching_lean_path_passes_kopfs_kwargs_and_ignores_failures(caplog: pytest.LogCaptureFixture) -> None:
+    """The same kwargs as Kopf's own path (but Kopf's per-attempt extras), one after the other, a
+    failure logged with Kopf's text and ignored; an unmarked handler: Kopf's own path."""
+    import logging
+
+    from kopf._cogs.structs import references
+    from kopf._core.actions import lifecycles
+    from kopf._core.engines import indexing
+    from kopf._core.intents import causes
+
+    from oneie_operator.handlers.kopfpatches import watching
+
+    resource = references.Resource("", "v1", "secrets", namespaced=True)
+    registry = kopf.OperatorRegistry()
+    seen: dict[str, dict[str, Any]] = {}
+
+    @kopf.on.event("", "v1", "secrets", registry=registry, id="first")
+    @watching.lean_watcher
+    async def first(**kwargs: Any) -> None:
+        seen.setdefault("first", kwargs)
+        raise ValueError("boom")
+
+    @kopf.on.event("", "v1", "secrets", registry=registry, id="second")
+    @watching.lean_watcher
+    async def second(**kwargs: Any) -> None:
+        seen.setdefault("second", kwargs)
+
+    indexers = indexing.OperatorIndexers()
+    body = {"metadata": {"namespace": "t", "name": "s", "uid": "u"}, "data": {}}
+    raw = {"type": "MODIFIED", "object": body}
+
+    def cause() -> causes.WatchingCause:
+        return causes.WatchingCause(
+            logger=logging.getLogger("kopf.objects"), indices=indexers.indices, memo=kopf.Memo(),
+            resource=resource, patch=kopf.Patch(), body=kopf.Body(body), type="MODIFIED", event=raw,
+        )
+
+    settings = kopf.OperatorSettings()
+    with caplog.at_level(logging.INFO, logger="kopf.objects"):
+        await watching.KOPF_PROCESS_WATCHING_CAUSE(
+            lifecycle=lifecycles.all_at_once, registry=registry, settings=settings, cause=cause())
+        kopf_seen, kopf_log = dict(seen), [r.getMessage() for r in caplog.records]
+        seen.clear()
+        caplog.clear()
+        await watching.process_watching_cause(
+            lifecycle=lifecycles.all_at_once, registry=registry, settings=settings, cause=cause())
+        lean_log = [r.getMessage() for r in caplog.records]
+    assert set(seen) == set(kopf_seen) == {"first", "second"}, "the second runs although the first failed"
+    extras = {"retry", "started", "runtime", "settings", "param"}  # Kopf's per-attempt kwargs
+    for name in seen:
+        assert set(seen[name]) == set(kopf_seen[name]) - extras, name
+        for key in ("event", "type", "namespace", "name", "uid", "body", "meta", "memo"):
+            assert seen[name][key] == kopf_seen[name][key], key
+    failure = "Handler 'first' failed with an exception and will ignore it: boom"
+    assert failure in kopf_log and lean_log == [failure]  # Kopf also logs "succeeded" (dropped by our filter)
+
+    @kopf.on.event("", "v1", "secrets", registry=registry, id="third")
+    async def third(**kwargs: Any) -> None:
+        seen.setdefault("third", kwargs)
+
+    seen.clear()
+    await watching.process_watching_cause(
+        lifecycle=lifecycles.all_at_once, registry=registry, settings=settings, cause=cause())
+    assert set(seen) == {"first", "second", "third"} and "retry" in seen["third"], "unmarked: Kopf's own path"
+

@@ -11,6 +11,7 @@ import kopf
 from oneie_operator.errors import ProviderRateLimitedError, keeps_last_good
 from oneie_operator.handlers.health import healthy_condition, write_health
 from oneie_operator.handlers.kopfpatches.indexing import lean_indexer
+from oneie_operator.handlers.kopfpatches.watching import lean_watcher
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import Thresholds
 from oneie_operator.health.probing import ProbeTarget
@@ -192,6 +193,7 @@ def forget_binding_user(services: Services, namespace: str, meta: kopf.Meta) -> 
 
 
 @kopf.on.event("", "v1", "secrets")
+@lean_watcher
 async def secret_changed(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -252,6 +254,7 @@ async def guard_deletion(
 
 
 @kopf.on.event(GROUP, VERSION, CONNECTIONS)
+@lean_watcher
 async def connection_changed(
     event: kopf.RawEvent,
     body: kopf.Body,

@@ -9,6 +9,7 @@ each module against the new Kopf, then raise :data:`KOPF_CHECKED_VERSION`.
 
 - :mod:`.diffbase`: the diff-base essence built without deep-copying the status.
 - :mod:`.indexing`: our indexers called directly on each watch event (replaces a Kopf function).
+- :mod:`.watching`: our ``@kopf.on.event`` handlers awaited directly (replaces a Kopf function).
 - :mod:`.lazy_reprs`: Kopf's ``Body``/``Diff`` ``repr`` short while DEBUG is off (replaces Kopf methods).
 - :mod:`.log_lines`: Kopf's log lines of watch handlers' successes dropped, tenant-side temporary
   failures logged as warnings, the demo's stop notice silenced.
