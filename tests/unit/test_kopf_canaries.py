@@ -386,3 +386,42 @@ async def test_watching_lean_path_passes_kopfs_kwargs_and_ignores_failures(caplo
         lifecycle=lifecycles.all_at_once, registry=registry, settings=settings, cause=cause())
     assert set(seen) == {"first", "second", "third"} and "retry" in seen["third"], "unmarked: Kopf's own path"
 
+
+# --- kopfpatches.emptypatch ------------------------------------------------------------------
+
+
+def test_emptypatch_kopf_answers_an_empty_patch_with_no_ops_after_a_deep_copy() -> None:
+    """What the patch relies on (an empty patch gives ``[]`` whatever the body) and is for (Kopf
+    deep-copies the body first, and asks after every patch it applies)."""
+    from kopf._cogs.clients import patching
+    from kopf._cogs.structs import patches
+
+    from oneie_operator.handlers.kopfpatches import emptypatch
+
+    body = {"metadata": {"name": "x"}, "status": {"history": [{"to": "a"}] * 3}}
+    assert emptypatch.KOPF_AS_JSON_PATCH(patches.Patch(), body) == []
+    assert emptypatch.KOPF_AS_JSON_PATCH(patches.Patch(body=kopf.Body(body))) == []
+    source = inspect.getsource(emptypatch.KOPF_AS_JSON_PATCH)
+    assert source.index("copy.deepcopy(") < source.index("if not self:"), "Kopf no longer copies first: drop the patch"
+    assert "remaining_patch.as_json_patch(" in inspect.getsource(patching.patch_obj)
+
+
+def test_emptypatch_same_ops_as_kopf() -> None:
+    from kopf._cogs.structs import patches
+
+    from oneie_operator.handlers.kopfpatches import emptypatch
+
+    body = {"metadata": {"name": "x", "labels": {"a": "1"}}, "status": {"n": 1}}
+    changed = patches.Patch()
+    changed["status"] = {"n": 2}
+    changed.fns.append(lambda b: b["metadata"]["labels"].pop("a"))
+    for patch in (patches.Patch(), changed):
+        assert emptypatch.as_json_patch(patch, body) == emptypatch.KOPF_AS_JSON_PATCH(patch, body)
+    assert emptypatch.as_json_patch(changed, body) != []
+    emptypatch.install()
+    try:
+        assert patches.Patch().as_json_patch(body) == [] and changed.as_json_patch(body) != []
+    finally:
+        emptypatch.uninstall()
+    assert patches.Patch.as_json_patch is emptypatch.KOPF_AS_JSON_PATCH
+

@@ -8,6 +8,7 @@ attribute, a log line, a default answer), and one that the installed Kopf is wit
 each module against the new Kopf, then raise :data:`KOPF_CHECKED_VERSION`.
 
 - :mod:`.diffbase`: the diff-base essence built without deep-copying the status.
+- :mod:`.emptypatch`: an empty Kopf patch's JSON-patch ops without a deep copy of the object (wraps a Kopf method).
 - :mod:`.indexing`: our indexers called directly on each watch event (replaces a Kopf function).
 - :mod:`.watching`: our ``@kopf.on.event`` handlers awaited directly (replaces a Kopf function).
 - :mod:`.lazy_reprs`: Kopf's ``Body``/``Diff`` ``repr`` short while DEBUG is off (replaces Kopf methods).
