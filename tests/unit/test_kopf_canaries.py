@@ -425,3 +425,52 @@ def test_emptypatch_same_ops_as_kopf() -> None:
         emptypatch.uninstall()
     assert patches.Patch.as_json_patch is emptypatch.KOPF_AS_JSON_PATCH
 
+
+# --- kopfpatches.essencecopy -----------------------------------------------------------------
+
+
+def test_essencecopy_kopf_copies_essences_through_its_modules_copy() -> None:
+    from kopf._cogs.configs import diffbase, progress
+
+    from oneie_operator.handlers.kopfpatches import essencecopy
+
+    assert essencecopy.MODULES == (diffbase, progress)
+    for fn in (diffbase.DiffBaseStorage.build, progress.ProgressStorage.clear):
+        source = inspect.getsource(fn)
+        assert "copy.deepcopy" in source, "Kopf copies essences differently now: re-check the patch"
+    for module in essencecopy.MODULES:
+        assert module.copy is essencecopy.STAND_IN or module.copy.__name__ == "copy"  # type: ignore[attr-defined]
+        uses = set(re.findall(r"\bcopy\.(\w+)", inspect.getsource(module)))
+        assert uses <= set(vars(essencecopy.STAND_IN)), f"{module.__name__} uses copy.{uses}"
+
+
+def test_essencecopy_same_essences_as_with_deepcopy() -> None:
+    import copy
+
+    from oneie_operator.handlers.kopfpatches import essencecopy
+    from oneie_operator.handlers.kopfpatches.diffbase import LeanStatusDiffBaseStorage
+
+    body = {
+        "apiVersion": "one.ie/v1alpha1", "kind": "Organization",
+        "metadata": {"name": "o", "generation": 4, "labels": {"a": "1"},
+                     "annotations": {"one.ie/rollback": "t", "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+        "spec": {"backend": {"connectionRef": {"name": "b"}}, "list": [1, 2.5, None, True, {"x": []}]},
+        "status": {"kopf": {"progress": {"h": {"retries": 1}}}, "history": [{"to": "a"}]},
+    }
+    diffbases = LeanStatusDiffBaseStorage(name="kopf")
+    progress = kopf.StatusProgressStorage(name="kopf")
+
+    def essences() -> tuple[Any, Any]:
+        built = diffbases.build(body=kopf.Body(body))
+        return built, progress.clear(essence=built)
+
+    plain = essences()
+    essencecopy.install()
+    try:
+        fast = essences()
+    finally:
+        essencecopy.uninstall()
+    assert fast == plain
+    assert fast[0]["spec"] is not body["spec"] and fast[0]["spec"]["list"] is not body["spec"]["list"]
+    value = {"a": [{"b": (1, 2)}], "c": {1: "int key"}}
+    assert essencecopy.json_deepcopy(value) == copy.deepcopy(value)

@@ -9,6 +9,7 @@ each module against the new Kopf, then raise :data:`KOPF_CHECKED_VERSION`.
 
 - :mod:`.diffbase`: the diff-base essence built without deep-copying the status.
 - :mod:`.emptypatch`: an empty Kopf patch's JSON-patch ops without a deep copy of the object (wraps a Kopf method).
+- :mod:`.essencecopy`: Kopf's essence copies made by a copier for JSON data (replaces a module reference).
 - :mod:`.indexing`: our indexers called directly on each watch event (replaces a Kopf function).
 - :mod:`.watching`: our ``@kopf.on.event`` handlers awaited directly (replaces a Kopf function).
 - :mod:`.lazy_reprs`: Kopf's ``Body``/``Diff`` ``repr`` short while DEBUG is off (replaces Kopf methods).
