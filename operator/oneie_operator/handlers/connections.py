@@ -10,7 +10,7 @@ import kopf
 
 from oneie_operator.handlers.health import ensure_running, healthy_condition, write_health
 from oneie_operator.handlers.services import Services
-from oneie_operator.health.assessment import Thresholds
+from oneie_operator.health.assessment import LastProbe, Thresholds
 from oneie_operator.health.probing import ProbeTarget
 from oneie_operator.kube.rest import KubeAPIError
 from oneie_operator.kube.secrets import MANAGED_BY
@@ -135,6 +135,11 @@ def register_for_probes(
             engine.remove(obj.namespace, obj.name)  # its spec or Secret is unusable; last good stays otherwise
         return
     limits = obj.spec.get("rateLimits") or {}
+    # After a restart: the schedule and the health state continue from the last probe's (status.health).
+    health = obj.status.get("health")
+    last = None if engine.knows(obj.namespace, obj.name) else LastProbe.from_status(health)
+    if last is not None and services.health_reporter is not None:
+        services.health_reporter.resume(obj.namespace, obj.name, health, last)
     engine.upsert(
         ProbeTarget(
             namespace=obj.namespace,
@@ -146,13 +151,16 @@ def register_for_probes(
             thresholds=Thresholds.from_spec(obj.spec.get("healthCheck")),
             requests_per_minute=limits.get("requestsPerMinute"),
             requests_per_day=limits.get("requestsPerDay"),
-        )
+        ),
+        last,
     )
     requested = annotations.get(PROBE_ANNOTATION)
     seen = services.probe_requests
     if requested and seen.get((obj.namespace, obj.name)) != requested:
         seen[(obj.namespace, obj.name)] = requested
-        engine.request(obj.namespace, obj.name)
+        # Answered already (status.health echoes it) when an earlier process saw it: not again.
+        if not (isinstance(health, Mapping) and health.get("lastRequest") == requested):
+            engine.request(obj.namespace, obj.name)
 
 
 @kopf.index(GROUP, VERSION, PLURAL)

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from oneie_operator.handlers.services import Services
-from oneie_operator.health.assessment import HealthTracker, State
+from oneie_operator.health.assessment import HealthTracker, LastProbe, State
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
 from oneie_operator.health.probing import ProbeTarget, run_probe
 from oneie_operator.reconcile import conditions
@@ -33,6 +33,12 @@ TRANSITION_EVENTS = {
 }
 
 
+def essential(health: Mapping[str, Any]) -> dict[str, Any]:
+    """What of ``status.health`` is worth a write when it changes: not the probe's time and
+    latency (those go with the heartbeat), nor the echo of a probe request."""
+    return {k: v for k, v in health.items() if k not in ("lastProbeTime", "responseTimeMilliseconds", "lastRequest")}
+
+
 class HealthReporter:
     """Turns probe results into status writes, Events and metrics."""
 
@@ -43,6 +49,18 @@ class HealthReporter:
         self._answered: dict[tuple[str, str], str] = {}
         #: Connections whose credentials a probe found rejected (to restore Ready when they pass again).
         self._rejected: set[tuple[str, str]] = set()
+
+    def resume(self, namespace: str, name: str, health: Mapping[str, Any], last: LastProbe) -> None:
+        """A connection this process has not probed yet, whose last probe (by an earlier process)
+        wrote ``health``: its next probe writes status only if it finds something else (or the
+        heartbeat is due, counted from that probe), as if this process had written it."""
+        key = (namespace, name)
+        if key in self._written:
+            return
+        age = max(0.0, time.time() - last.at)
+        self._written[key] = (essential(dict(health)), time.monotonic() - age)
+        if health.get("lastRequest"):
+            self._answered[key] = str(health["lastRequest"])
 
     async def __call__(self, target: ProbeTarget, tracker: HealthTracker, old: State, new: State) -> None:
         latest = tracker.outcomes[-1]
@@ -63,7 +81,7 @@ class HealthReporter:
         health = tracker.status()
         # errorRate is essential: it falls back as failures leave the window, and status must
         # say what the metric says.
-        essential = {k: v for k, v in health.items() if k not in ("lastProbeTime", "responseTimeMilliseconds")}
+        essential_now = essential(health)
         previous, written_at = self._written.get(key, ({}, 0.0))
         due = time.monotonic() - written_at >= HEARTBEAT_SECONDS
         # A requested probe (one.ie/probe) is always written, and echoes the request it answers.
@@ -71,7 +89,7 @@ class HealthReporter:
         answered = requested is not None and self._answered.get(key) != requested
         if requested is not None:
             health["lastRequest"] = requested
-        if essential != previous or due or key in self._dirty or old != new or answered:
+        if essential_now != previous or due or key in self._dirty or old != new or answered:
             try:
                 await write_health(self.services, target.namespace, target.name, health, latest_error(tracker))
             except Exception as exc:  # the API refused: keep it dirty, the next probe writes again
@@ -84,7 +102,7 @@ class HealthReporter:
                 )
             else:
                 self._dirty.discard(key)
-                self._written[key] = (essential, time.monotonic())
+                self._written[key] = (essential_now, time.monotonic())
                 if requested is not None:
                     self._answered[key] = requested
         # A rejection found by any call counts (Notion's probe is authenticated); acceptance only
