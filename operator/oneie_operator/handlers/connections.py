@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -13,7 +14,7 @@ from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import LastProbe, Thresholds
 from oneie_operator.health.probing import ProbeTarget
 from oneie_operator.kube.rest import KubeAPIError
-from oneie_operator.kube.secrets import MANAGED_BY
+from oneie_operator.kube.secrets import MANAGED_BY, WatchedSecret, watched_secret
 from oneie_operator.platform_default import PLATFORM_DEFAULT
 from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import (
@@ -80,8 +81,9 @@ async def reconcile(
         status=dict(status),
         labels=dict(meta.get("labels") or {}),
     )
+    deps = dataclasses.replace(services.connection_deps(), watched=watched_lookup(kwargs["watched_secrets"]))
     try:
-        result = await reconcile_connection(obj, services.connection_deps())
+        result = await reconcile_connection(obj, deps)
     except KubeAPIError as exc:  # the API server away or refusing: soon again, not after Kopf's 60 s
         raise kopf.TemporaryError(f"the API server answered {exc.status or 'nothing'} {exc.reason}", delay=5) from None
     apply_result(result, patch)
@@ -161,6 +163,24 @@ def register_for_probes(
         # Answered already (status.health echoes it) when an earlier process saw it: not again.
         if not (isinstance(health, Mapping) and health.get("lastRequest") == requested):
             engine.request(obj.namespace, obj.name)
+
+
+@kopf.index("", "v1", "secrets")
+async def watched_secrets(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], WatchedSecret]:
+    """(namespace, Secret name) → the Secret as last delivered (version, owners; ciphertext of
+    ours only). Kopf fills its indexes before any handler runs, so a resume finds every Secret."""
+    return {(namespace or "", name): watched_secret(body)}
+
+
+def watched_lookup(index: kopf.Index[tuple[str, str], WatchedSecret]) -> Callable[[str, str], WatchedSecret | None]:
+    """(namespace, name) → the Secret as the watch last delivered it (None: not seen)."""
+
+    def lookup(namespace: str, name: str) -> WatchedSecret | None:
+        return next(iter(index.get((namespace, name), [])), None)
+
+    return lookup
 
 
 @kopf.index(GROUP, VERSION, PLURAL)

@@ -118,6 +118,35 @@ def _snapshot(raw: Mapping[str, Any], namespace: str, name: str) -> SecretSnapsh
     )
 
 
+@dataclass(frozen=True)
+class WatchedSecret:
+    """A Secret as the operator's Secret watch last delivered it (Kopf's index): what says whether
+    it changed since the operator last used it. The data only of the operator's encrypted copies
+    (ciphertext); never a tenant's values."""
+
+    resource_version: str
+    label: str | None
+    type: str
+    owner_uids: tuple[str, ...] = ()
+    sealed: Mapping[str, str] | None = field(default=None, repr=False)
+
+
+def watched_secret(raw: Mapping[str, Any]) -> WatchedSecret:
+    meta = raw.get("metadata") or {}
+    label = (meta.get("labels") or {}).get(CREDENTIALS_LABEL)
+    sealed = None
+    if label == ENCRYPTED:
+        data, bad = _decode({str(k): str(v or "") for k, v in (raw.get("data") or {}).items()})
+        sealed = None if bad else data
+    return WatchedSecret(
+        resource_version=str(meta.get("resourceVersion") or ""),
+        label=None if label is None else str(label),
+        type=str(raw.get("type") or CREDENTIALS_TYPE),
+        owner_uids=tuple(str(ref.get("uid", "")) for ref in (meta.get("ownerReferences") or [])),
+        sealed=sealed,
+    )
+
+
 class SecretStore:
     """Secrets through the operator's asynchronous REST client."""
 

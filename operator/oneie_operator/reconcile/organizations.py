@@ -36,7 +36,7 @@ from oneie_operator.errors import (
     OneieError,
     SecretNameTakenError,
 )
-from oneie_operator.kube.secrets import BINDING, CREDENTIALS_LABEL, OwnerRef, SecretSnapshot
+from oneie_operator.kube.secrets import BINDING, CREDENTIALS_LABEL, OwnerRef, SecretSnapshot, WatchedSecret
 from oneie_operator.lru import LRU
 from oneie_operator.platform_default import PLATFORM_DEFAULT, PlatformDefault
 from oneie_operator.providers.base import Provider, ProviderSettings
@@ -114,6 +114,9 @@ class OrgDeps:
     known_connections: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     #: Validated connection specs by (namespace, name, uid, generation).
     valid_specs: LRU[tuple[str, str, str, int], ValidSpec] = field(default_factory=lambda: LRU(VALID_SPECS))
+    #: Secrets as the operator's Secret watch last saw them (see ``ConnectionDeps.watched``): a
+    #: connection's encrypted copy at the version its status names is taken from there, unread.
+    watched: Callable[[str, str], WatchedSecret | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,9 @@ async def resolve(
     stored = str((status.get("credentials") or {}).get("resourceVersion") or "")
     sealed = deps.sealed_cache.get(obj.namespace, name, stored)
     version = stored
+    seen = deps.watched(obj.namespace, owned_secret_name(name)) if sealed is None and deps.watched else None
+    if seen is not None and seen.sealed is not None and stored and seen.resource_version == stored:
+        sealed = seen.sealed  # as the watch delivered it, at the version the connection's status names
     if sealed is None:
         owned = await deps.secrets.read(obj.namespace, owned_secret_name(name))
         if owned is None:
