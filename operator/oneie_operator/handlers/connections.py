@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,12 +34,26 @@ from oneie_operator.reconcile.organizations import (
 )
 from oneie_operator.vault import verify_digest
 
+logger = logging.getLogger(__name__)
 PLURAL = "backendconnections"
 PROBE_ANNOTATION = "one.ie/probe"
 TRIGGER_ANNOTATION = "one.ie/reconcile-trigger"
 #: Keys of the ``organization_refs`` index (handlers.organizations): ``(REF_BINDING, namespace,
 #: binding Secret)`` and ``(REF_CONNECTION, namespace, connection)`` → organization.
 REF_BINDING, REF_CONNECTION = "binding", "connection"
+
+
+async def trigger(services: Services, plural: str, namespace: str, name: str, cause: str) -> None:
+    """Make an object reconcile (an annotation Kopf watches). A write the API server does not take
+    (away, overloaded) is not lost: the retrigger keeps trying it. These run in watch-event
+    handlers, which Kopf does not retry, and nothing else may wake the object: an organization
+    waiting for its connection to become Ready would wait forever."""
+    try:
+        await services.objects.annotate(plural, namespace, name, {TRIGGER_ANNOTATION: cause})
+    except KubeAPIError as exc:
+        logger.warning("%s %s/%s not triggered yet (%s %s); trying again", plural, namespace, name,
+                       exc.status or "no answer", exc.reason)
+        services.retrigger.schedule(plural, namespace, name, 1.0)
 
 
 def post_events(body: kopf.Body, notes: list[EventNote]) -> None:
@@ -250,9 +265,7 @@ async def secret_changed(
         owners = []  # our own write, as we wrote it: nothing for the organization to check
     for organization in owners:
         # A binding Secret changed or vanished: its organization checks (and restores) it.
-        await services.objects.annotate(
-            "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
-        )
+        await trigger(services, "organizations", ns, organization, f"{name}@{meta.get('resourceVersion')}")
     index: kopf.Index[tuple[str, str], tuple[str, str]] = kwargs["connections_by_secret"]
     users = index.get((ns, name))
     if not users:
@@ -260,7 +273,7 @@ async def secret_changed(
     version = "deleted" if deleted else str(meta.get("resourceVersion") or "")
     for connection, seen_version in list(users):
         if version != seen_version:
-            await services.objects.annotate(PLURAL, ns, connection, {TRIGGER_ANNOTATION: f"{name}@{version}"})
+            await trigger(services, PLURAL, ns, connection, f"{name}@{version}")
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -340,6 +353,4 @@ async def connection_changed(
         return  # first seen (at start-up, organizations resume anyway) or nothing that matters
     refs: kopf.Index[tuple[str, str, str], str] = kwargs["organization_refs"]
     for organization in sorted(set(refs.get((REF_CONNECTION, ns, name), []))):
-        await services.objects.annotate(
-            "organizations", ns, organization, {TRIGGER_ANNOTATION: f"{name}@{meta.get('resourceVersion')}"}
-        )
+        await trigger(services, "organizations", ns, organization, f"{name}@{meta.get('resourceVersion')}")
