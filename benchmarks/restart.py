@@ -286,7 +286,9 @@ async def one_run(args: argparse.Namespace, workdir: Path, label: str) -> RunRes
                 if sum(ready(o) for o in orgs) == m:
                     break
             if time.monotonic() > deadline:
-                raise BenchmarkError(f"first start: {progress['ready']} of {n} connections Ready after"
+                orgs = await list_items(session, url, ORG_PATH)
+                raise BenchmarkError(f"first start: {progress['ready']} of {n} connections and"
+                                     f" {sum(ready(o) for o in orgs)} of {m} organizations Ready after"
                                      f" {args.timeout}s:\n{first.tail()}")
             await asyncio.sleep(0.5 if progress["all_ready_at"] is None else 2.0)
         first_start = time.monotonic() - started
