@@ -15,7 +15,14 @@ from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import LastProbe, Thresholds
 from oneie_operator.health.probing import ProbeTarget
 from oneie_operator.kube.rest import KubeAPIError
-from oneie_operator.kube.secrets import MANAGED_BY, WatchedSecret, watched_secret
+from oneie_operator.kube.secrets import (
+    CREDENTIALS_LABEL,
+    ENCRYPTED,
+    MANAGED_BY,
+    OPTED_IN,
+    WatchedSecret,
+    watched_secret,
+)
 from oneie_operator.platform_default import PLATFORM_DEFAULT
 from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import (
@@ -180,7 +187,12 @@ def register_for_probes(
             engine.request(obj.namespace, obj.name)
 
 
-@kopf.index("", "v1", "secrets")
+def _credentials_or_encrypted(value: str | None, **_: Any) -> bool:
+    return value in (OPTED_IN, ENCRYPTED)
+
+
+# Not the bindings (label "binding"): rewritten by every switch, and never looked up here.
+@kopf.index("", "v1", "secrets", labels={CREDENTIALS_LABEL: _credentials_or_encrypted})
 async def watched_secrets(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], WatchedSecret]:
