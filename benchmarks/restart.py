@@ -244,6 +244,7 @@ class RunResult:
     provider_calls: int
     probes: int
     writes: list[tuple[str, str, str]]  # (method, path, client)
+    first_writes: list[tuple[str, str, str]]  # the first start's and the settling's
     reads: collections.Counter[str]
     operator_cpu: float
     emulator_requests: int
@@ -341,10 +342,12 @@ async def one_run(args: argparse.Namespace, workdir: Path, label: str) -> RunRes
     entries = [e for e in log["log"] if e[6] != DRIVER_UA]
     writes = [(e[2], e[3], client_of(e[6])) for e in entries if e[2] in WRITES]
     reads = collections.Counter(resource_of(e[3]) for e in entries if e[2] == "GET")
+    first_writes = [(e[2], e[3], client_of(e[6])) for e in log["setup_log"] if e[2] in WRITES and e[6] != DRIVER_UA]
     return RunResult(
         first_start=first_start, settle=settle, resume=resume, provider_calls=provider_calls,
         probes=int(total(samples, "oneie_probes_total")),
-        writes=writes, reads=reads, operator_cpu=operator_cpu, emulator_requests=len(entries),
+        writes=writes, first_writes=first_writes, reads=reads, operator_cpu=operator_cpu,
+        emulator_requests=len(entries),
     )
 
 
@@ -357,6 +360,10 @@ def client_of(user_agent: str) -> str:
 
 
 def report(label: str, run: RunResult) -> None:
+    print(f"[{label}] for comparison, the first start and the settling wrote {len(run.first_writes)} times:")
+    for (method, resource, client), count in collections.Counter(
+            (m, resource_of(p), c) for m, p, c in run.first_writes).most_common(8):
+        print(f"    write {method:6} {resource:40} {client:12} x{count}")
     print(f"[{label}] provider requests in the resume window: {run.provider_calls}"
           f" (probes the operator ran meanwhile: {run.probes})")
     print(f"[{label}] API requests in the resume window: {run.emulator_requests}; writes {len(run.writes)}")

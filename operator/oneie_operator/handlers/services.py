@@ -84,6 +84,12 @@ class Services:
         )
         rest = KubeREST(api_client.configuration)
         objects = CustomObjects(rest, GROUP, VERSION)
+        known_connections: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def watched_used_by(namespace: str, name: str) -> list[str] | None:
+            seen = known_connections.get((namespace, name))
+            return None if seen is None else list((seen.get("status") or {}).get("usedBy") or [])
+
         return cls(
             config=config,
             registry=registry,
@@ -95,9 +101,10 @@ class Services:
             secrets=SecretStore(rest),
             objects=objects,
             rest=rest,
-            usage=UsedByWriter(objects),
+            usage=UsedByWriter(objects, watched=watched_used_by),
             retrigger=Retrigger(objects),
             platform_default=platform_default,
+            known_connections=known_connections,
         )
 
     def connection_deps(self) -> ConnectionDeps:
