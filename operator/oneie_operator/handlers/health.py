@@ -2,7 +2,7 @@
 
 Status ``health`` is written only when something changes (state, failures, error) and as a
 heartbeat; Events only on transitions; metrics on every probe. A refused status write is
-not lost: the connection stays "dirty" and the next probe writes again.
+not lost: it is tried again soon (back-off), and the connection stays "dirty" until it lands.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class HealthReporter:
         self._answered: dict[tuple[str, str], str] = {}
         #: Connections whose credentials a probe found rejected (to restore Ready when they pass again).
         self._rejected: set[tuple[str, str]] = set()
+        #: Refused status writes being tried again (see _rewrite_later).
+        self._rewrites: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     def resume(self, namespace: str, name: str, health: Mapping[str, Any], last: LastProbe) -> None:
         """A connection this process has not probed yet, whose last probe (by an earlier process)
@@ -90,21 +92,12 @@ class HealthReporter:
         if requested is not None:
             health["lastRequest"] = requested
         if essential_now != previous or due or key in self._dirty or old != new or answered:
-            try:
-                await write_health(self.services, target.namespace, target.name, health, latest_error(tracker))
-            except Exception as exc:  # the API refused: keep it dirty, the next probe writes again
+            if not await self._write(key, tracker, health, requested):
                 self._dirty.add(key)
                 logger.warning(
-                    "health status of %s/%s not written (%s); will retry",
-                    target.namespace,
-                    target.name,
-                    type(exc).__name__,
+                    "health status of %s/%s not written; will retry", target.namespace, target.name
                 )
-            else:
-                self._dirty.discard(key)
-                self._written[key] = (essential_now, time.monotonic())
-                if requested is not None:
-                    self._answered[key] = requested
+                self._rewrite_later(key)
         # A rejection found by any call counts (Notion's probe is authenticated); acceptance only
         # from a probe that ran the credential test.
         if latest.reason == CREDENTIALS_REJECTED or (latest.ok and latest.credentials_checked):
@@ -118,6 +111,50 @@ class HealthReporter:
                 "metadata": {"name": target.name, "namespace": target.namespace, "uid": target.uid},
             }
             kopf.event(kopf.Body(body), type=kind, reason=reason, message=f"{target.name} is {new}, was {old}{detail}")
+
+    async def _write(
+        self, key: tuple[str, str], tracker: HealthTracker, health: dict[str, Any], requested: str | None
+    ) -> bool:
+        """Write ``health``; whether the API took it."""
+        try:
+            await write_health(self.services, key[0], key[1], health, latest_error(tracker))
+        except Exception as exc:  # the API refused or is away
+            logger.debug("health status of %s/%s: %s", key[0], key[1], type(exc).__name__)
+            return False
+        self._dirty.discard(key)
+        self._written[key] = (essential(health), time.monotonic())
+        if requested is not None:
+            self._answered[key] = requested
+        return True
+
+    def _rewrite_later(self, key: tuple[str, str]) -> None:
+        """A refused write is tried again soon (back-off 1 s doubling to 60 s) with the latest
+        health, not only at the next probe (an interval later: up to a day)."""
+        task = self._rewrites.get(key)
+        if task is None or task.done():
+            self._rewrites[key] = asyncio.create_task(self._rewrite(key), name=f"health status {key[0]}/{key[1]}")
+
+    async def _rewrite(self, key: tuple[str, str]) -> None:
+        delay = 1.0
+        while key in self._dirty:
+            await asyncio.sleep(delay)
+            engine = self.services.probe_engine
+            tracker = engine.tracker(*key) if engine is not None else None
+            if tracker is None or not tracker.outcomes or key not in self._dirty:
+                return  # forgotten meanwhile, or the next probe wrote it
+            health = tracker.status()
+            requested = self.services.probe_requests.get(key)
+            if requested is not None:
+                health["lastRequest"] = requested
+            if await self._write(key, tracker, health, requested):
+                return
+            delay = min(delay * 2, 60.0)
+
+    def close(self) -> None:
+        """Stop trying refused writes (the operator stops)."""
+        for task in self._rewrites.values():
+            task.cancel()
+        self._rewrites.clear()
 
     async def _credentials(self, target: ProbeTarget, accepted: bool, message: str) -> None:
         """A probe's credential check: rejected → Ready=False ``CredentialsRejected`` and an Event;
@@ -179,6 +216,9 @@ class HealthReporter:
         kopf.event(kopf.Body(body), type=kind, reason=reason, message=message)
 
     def forget(self, namespace: str, name: str) -> None:
+        task = self._rewrites.pop((namespace, name), None)
+        if task is not None:
+            task.cancel()
         self._written.pop((namespace, name), None)
         self._dirty.discard((namespace, name))
         self._answered.pop((namespace, name), None)
@@ -256,6 +296,9 @@ def ensure_running(memo: kopf.Memo, engine: ProbeEngine) -> None:
 
 @kopf.on.cleanup()
 async def stop_probe_engine(memo: kopf.Memo, **_: Any) -> None:
+    services: Services | None = memo.get("services")
+    if services is not None and isinstance(services.health_reporter, HealthReporter):
+        services.health_reporter.close()
     holder: dict[str, asyncio.Task[None]] = memo.get("probe_engine_task") or {}
     task = holder.pop("task", None)
     if task is not None:
