@@ -244,6 +244,7 @@ class RunResult:
     provider_calls: int
     probes: int
     writes: list[tuple[str, str, str]]  # (method, path, client)
+    write_bodies: list[str]  # the first few writes during the resume, with their bodies (for diagnosis)
     first_writes: list[tuple[str, str, str]]  # the first start's and the settling's
     reads: collections.Counter[str]
     operator_cpu: float
@@ -342,11 +343,12 @@ async def one_run(args: argparse.Namespace, workdir: Path, label: str) -> RunRes
     entries = [e for e in log["log"] if e[6] != DRIVER_UA]
     writes = [(e[2], e[3], client_of(e[6])) for e in entries if e[2] in WRITES]
     reads = collections.Counter(resource_of(e[3]) for e in entries if e[2] == "GET")
+    write_bodies = [f"{e[2]} {e[3]}: {e[7][:400]}" for e in entries if e[2] in WRITES][:5]
     first_writes = [(e[2], e[3], client_of(e[6])) for e in log["setup_log"] if e[2] in WRITES and e[6] != DRIVER_UA]
     return RunResult(
         first_start=first_start, settle=settle, resume=resume, provider_calls=provider_calls,
         probes=int(total(samples, "oneie_probes_total")),
-        writes=writes, first_writes=first_writes, reads=reads, operator_cpu=operator_cpu,
+        writes=writes, write_bodies=write_bodies, first_writes=first_writes, reads=reads, operator_cpu=operator_cpu,
         emulator_requests=len(entries),
     )
 
@@ -370,6 +372,8 @@ def report(label: str, run: RunResult) -> None:
     for (method, resource, client), count in sorted(
             collections.Counter((m, resource_of(p), c) for m, p, c in run.writes).items()):
         print(f"    write {method:6} {resource:40} {client:12} x{count}")
+    for sample in run.write_bodies:
+        print(f"    e.g. {sample}")
     for resource, count in sorted(run.reads.items()):
         print(f"    read  GET    {resource:40} x{count}")
     print(f"[{label}] operator CPU during the resume window: {run.operator_cpu:.1f}s", flush=True)

@@ -349,7 +349,12 @@ async def connection_changed(
         # undone it: put it right (a read and a conditional write, only when they disagree).
         stored = conditions.get_condition(status.get("conditions"), "Healthy") or {}
         if stored.get("reason") != healthy_condition(name, health).reason:
-            await write_health(services, ns, name, None)
+            try:
+                await write_health(services, ns, name, None)
+            except KubeAPIError as exc:  # not lost: the connection is woken again, which comes back here
+                logger.warning("Healthy of %s/%s not written yet (%s %s); trying again", ns, name,
+                               exc.status or "no answer", exc.reason)
+                services.retrigger.schedule(PLURAL, ns, name, 1.0)
     ready = conditions.get_condition(status.get("conditions"), "Ready") or {}
     state = (
         meta.get("generation"),
