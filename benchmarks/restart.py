@@ -343,7 +343,7 @@ async def one_run(args: argparse.Namespace, workdir: Path, label: str) -> RunRes
     entries = [e for e in log["log"] if e[6] != DRIVER_UA]
     writes = [(e[2], e[3], client_of(e[6])) for e in entries if e[2] in WRITES]
     reads = collections.Counter(resource_of(e[3]) for e in entries if e[2] == "GET")
-    write_bodies = [f"{e[2]} {e[3]}: {e[7][:400]}" for e in entries if e[2] in WRITES][:5]
+    write_bodies = [f"{e[2]} {e[3]}: {e[7][:3000]}" for e in entries if e[2] in WRITES][:3]
     first_writes = [(e[2], e[3], client_of(e[6])) for e in log["setup_log"] if e[2] in WRITES and e[6] != DRIVER_UA]
     return RunResult(
         first_start=first_start, settle=settle, resume=resume, provider_calls=provider_calls,

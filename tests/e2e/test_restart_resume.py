@@ -217,8 +217,8 @@ async def test_a_restart_retests_and_rewrites_only_what_changed(world: World) ->
     elsewhere = [str(r) for r in w.log.writes(since=mark) if f"/namespaces/{ROTATED_NS}/" not in r.path]
     assert elsewhere == [], "the resume wrote to the API for unchanged objects"
     assert w.log.writes(since=mark), "the rotated connection's new verification was not written"
-    # Nor read: the Secret watch (Kopf's index, filled before any handler runs) says which Secrets
-    # are at the version last verified, and holds the encrypted copies.
+    # Nor read: the operator's cache of the watched Secrets (one list at start-up, then the watch)
+    # says which Secrets are at the version last verified, and holds the encrypted copies.
     unchanged = {name for ns, name in connections if ns != ROTATED_NS}
     secret_reads = [str(r) for r in w.log.reads(since=mark) if "/secrets" in r.path and any(
         f"{name}-creds" in r.path + r.query or f"oneie-{name}-credentials" in r.path for name in unchanged)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import kopf
 
@@ -20,7 +21,7 @@ from oneie_operator.kube.secrets import (
     ENCRYPTED,
     MANAGED_BY,
     OPTED_IN,
-    WatchedSecret,
+    WATCH_SELECTOR,
     watched_secret,
 )
 from oneie_operator.platform_default import PLATFORM_DEFAULT
@@ -103,7 +104,7 @@ async def reconcile(
         status=dict(status),
         labels=dict(meta.get("labels") or {}),
     )
-    deps = dataclasses.replace(services.connection_deps(), watched=watched_lookup(kwargs["watched_secrets"]))
+    deps = dataclasses.replace(services.connection_deps(), watched=services.watched_secret)
     try:
         result = await reconcile_connection(obj, deps)
     except KubeAPIError as exc:  # the API server away or refusing: soon again, not after Kopf's 60 s
@@ -187,27 +188,44 @@ def register_for_probes(
             engine.request(obj.namespace, obj.name)
 
 
-def _credentials_or_encrypted(value: str | None, **_: Any) -> bool:
-    return value in (OPTED_IN, ENCRYPTED)
+def remember_secret(
+    services: Services, namespace: str, name: str, body: Mapping[str, Any], deleted: bool
+) -> None:
+    """Keep ``services.watched_secrets`` as the Secret watch delivers (tenants' opted-in Secrets and
+    the operator's encrypted copies; not the bindings, rewritten by every switch)."""
+    key = (namespace, name)
+    label = ((body.get("metadata") or {}).get("labels") or {}).get(CREDENTIALS_LABEL)
+    if deleted or label not in (OPTED_IN, ENCRYPTED):
+        services.watched_secrets.pop(key, None)
+    else:
+        services.watched_secrets[key] = watched_secret(body)
 
 
-# Not the bindings (label "binding"): rewritten by every switch, and never looked up here.
-@kopf.index("", "v1", "secrets", labels={CREDENTIALS_LABEL: _credentials_or_encrypted})
-async def watched_secrets(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], WatchedSecret]:
-    """(namespace, Secret name) → the Secret as last delivered (version, owners; ciphertext of
-    ours only). Kopf fills its indexes before any handler runs, so a resume finds every Secret."""
-    return {(namespace or "", name): watched_secret(body)}
-
-
-def watched_lookup(index: kopf.Index[tuple[str, str], WatchedSecret]) -> Callable[[str, str], WatchedSecret | None]:
-    """(namespace, name) → the Secret as the watch last delivered it (None: not seen)."""
-
-    def lookup(namespace: str, name: str) -> WatchedSecret | None:
-        return next(iter(index.get((namespace, name), [])), None)
-
-    return lookup
+@kopf.on.startup()
+async def prefill_watched_secrets(memo: kopf.Memo, **_: Any) -> None:
+    """Before the watches start: one list of the Secrets the Secret watch covers, so that the
+    resume of every object finds them (Kopf runs the connections' resume handlers as soon as their
+    own watch lists them, not after the Secrets' events). Without it, an unchanged connection costs
+    two Secret reads on resume; with a Kopf index instead, Kopf's start-up waits for every indexed
+    object (quadratic in their number: the resume of 1,000 connections took 2.3 times longer).
+    With namespace patterns (globs) there is nothing to list by name: the watch fills the cache."""
+    services: Services = memo["services"]
+    namespaces = services.config.watch_namespaces
+    if any(ch in ns for ns in namespaces for ch in "*?["):
+        return
+    query = urlencode({"labelSelector": WATCH_SELECTOR})
+    paths = [f"/api/v1/namespaces/{ns}/secrets?{query}" for ns in namespaces] or [f"/api/v1/secrets?{query}"]
+    for path in paths:
+        try:
+            answer = await services.rest.request("GET", path)
+        except KubeAPIError as exc:  # the watch fills the cache instead; reads meanwhile
+            logger.warning("Secrets not listed at start-up (%s %s); the watch fills the cache",
+                           exc.status or "no answer", exc.reason)
+            return
+        for item in answer.get("items") or []:
+            meta = item.get("metadata") or {}
+            remember_secret(services, str(meta.get("namespace") or ""), str(meta.get("name") or ""),
+                            kopf.Body(item), deleted=False)
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -271,6 +289,7 @@ async def secret_changed(
     deleted = event.get("type") == "DELETED"
     refs: kopf.Index[tuple[str, str, str], str] = kwargs["organization_refs"]
     owners = list(refs.get((REF_BINDING, ns, name), []))
+    remember_secret(services, ns, name, body, deleted)
     if deleted:
         forget_binding_user(services, ns, meta)
     if owners and not deleted and binding_is_intact(services, body):

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from oneie_operator.errors import OneieError
-from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, post_events, watched_lookup
+from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, post_events
 from oneie_operator.handlers.services import Services
 from oneie_operator.reconcile.connections import GROUP, VERSION
 from oneie_operator.reconcile.organizations import OrgObject, binding_name, connection_ref, reconcile_organization
@@ -34,7 +34,7 @@ async def reconcile(
     uid: str,
     patch: kopf.Patch,
     memo: kopf.Memo,
-    **kwargs: Any,
+    **_: Any,
 ) -> None:
     services: Services = memo["services"]
     ns = namespace or ""
@@ -50,7 +50,7 @@ async def reconcile(
         managed_fields=tuple(meta.get("managedFields") or ()),
     )
     try:
-        deps = dataclasses.replace(services.org_deps(), watched=watched_lookup(kwargs["watched_secrets"]))
+        deps = dataclasses.replace(services.org_deps(), watched=services.watched_secret)
         result = await reconcile_organization(obj, deps)
     except OneieError as exc:  # typed, its text safe; status left as it was, we run again later
         services.metrics.reconcile_errors.labels("Organization", exc.reason).inc()

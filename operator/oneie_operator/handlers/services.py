@@ -11,7 +11,7 @@ import kubernetes.client
 from oneie_operator.config import OperatorConfig
 from oneie_operator.health.engine import ProbeEngine
 from oneie_operator.kube.rest import KubeREST
-from oneie_operator.kube.secrets import CustomObjects, SecretStore
+from oneie_operator.kube.secrets import CustomObjects, SecretStore, WatchedSecret
 from oneie_operator.lru import LRU
 from oneie_operator.observability.metrics import Metrics
 from oneie_operator.platform_default import PlatformDefault
@@ -54,6 +54,9 @@ class Services:
     sealed_cache: SealedCache = field(default_factory=SealedCache)
     #: BackendConnections as the watch last delivered them (kept by handlers.connections).
     known_connections: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: Secrets as the operator's Secret watch last delivered them (kept by handlers.connections):
+    #: an unchanged connection is decided without reading its Secrets (a resume after a restart).
+    watched_secrets: dict[tuple[str, str], WatchedSecret] = field(default_factory=dict)
     #: Validated connection specs, shared by the organizations' reconciles.
     valid_specs: LRU[tuple[str, str, str, int], ValidSpec] = field(default_factory=lambda: LRU(VALID_SPECS))
 
@@ -106,6 +109,9 @@ class Services:
             platform_default=platform_default,
             known_connections=known_connections,
         )
+
+    def watched_secret(self, namespace: str, name: str) -> WatchedSecret | None:
+        return self.watched_secrets.get((namespace, name))
 
     def connection_deps(self) -> ConnectionDeps:
         return ConnectionDeps(

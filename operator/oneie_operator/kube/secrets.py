@@ -120,9 +120,9 @@ def _snapshot(raw: Mapping[str, Any], namespace: str, name: str) -> SecretSnapsh
 
 @dataclass(frozen=True)
 class WatchedSecret:
-    """A Secret as the operator's Secret watch last delivered it (Kopf's index): what says whether
-    it changed since the operator last used it. The data only of the operator's encrypted copies
-    (ciphertext); never a tenant's values."""
+    """A Secret as the operator last listed or watched it (``Services.watched_secrets``): what says
+    whether it changed since the operator last used it. The data only of the operator's encrypted
+    copies (ciphertext); never a tenant's values."""
 
     resource_version: str
     label: str | None
