@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import json
 import os
 import random
 import re
@@ -310,10 +311,12 @@ async def one_run(args: argparse.Namespace, workdir: Path, label: str) -> RunRes
         print(f"[{label}] settled after {settle:.1f}s (all probed once, {args.quiet:.0f}s without a write)", flush=True)
 
         # --- Kill, then resume.
+        before = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o.get("status") or {}
+                  for path in (BC_PATH, ORG_PATH) for o in await list_items(session, url, path)}
         first.process.kill()  # SIGKILL: no clean-up of ours runs
         await first.process.wait()
         await bench_call(session, url, "reset", "POST", expect=0, prefix=PREFIX)
-        before = sum(server.request_count for server in servers)
+        calls_before = sum(server.request_count for server in servers)
         started = time.monotonic()
         second = await stack.enter_async_context(
             operator_process(workdir, kubeconfig, f"{label}-resume", key, metrics_port, args.initial_jitter))
@@ -336,14 +339,14 @@ async def one_run(args: argparse.Namespace, workdir: Path, label: str) -> RunRes
         await asyncio.sleep(args.linger)
         second.check_alive("the linger")
         samples = await scrape(session, metrics_port)
-        provider_calls = sum(server.request_count for server in servers) - before
+        provider_calls = sum(server.request_count for server in servers) - calls_before
         log: JsonDict = await bench_call(session, url, "log")
         operator_cpu = second.cpu_seconds()
 
     entries = [e for e in log["log"] if e[6] != DRIVER_UA]
     writes = [(e[2], e[3], client_of(e[6])) for e in entries if e[2] in WRITES]
     reads = collections.Counter(resource_of(e[3]) for e in entries if e[2] == "GET")
-    write_bodies = [f"{e[2]} {e[3]}: {e[7][:3000]}" for e in entries if e[2] in WRITES][:3]
+    write_bodies = [f"{e[2]} {e[3]}: {changed_fields(e[3], e[7], before)}" for e in entries if e[2] in WRITES][:5]
     first_writes = [(e[2], e[3], client_of(e[6])) for e in log["setup_log"] if e[2] in WRITES and e[6] != DRIVER_UA]
     return RunResult(
         first_start=first_start, settle=settle, resume=resume, provider_calls=provider_calls,
@@ -351,6 +354,23 @@ async def one_run(args: argparse.Namespace, workdir: Path, label: str) -> RunRes
         writes=writes, write_bodies=write_bodies, first_writes=first_writes, reads=reads, operator_cpu=operator_cpu,
         emulator_requests=len(entries),
     )
+
+
+def changed_fields(path: str, body: str, before: Mapping[str, Mapping[str, Any]]) -> str:
+    """What a status write changed against the status stored before the kill (for diagnosis)."""
+    parts = [p for p in path.split("/") if p]
+    try:
+        key = f"{parts[parts.index('namespaces') + 1]}/{parts[parts.index('namespaces') + 3]}"
+        written = json.loads(body).get("status") or {}
+    except (ValueError, IndexError, AttributeError):
+        return body[:300]
+    old = before.get(key, {})
+    changed = {k: (old.get(k), v) for k, v in written.items() if old.get(k) != v}
+    if "conditions" in changed:
+        was = {c.get("type"): c for c in old.get("conditions") or []}
+        changed["conditions"] = [(was.get(c.get("type")), c) for c in written["conditions"]
+                                 if was.get(c.get("type")) != c]  # type: ignore[assignment]
+    return json.dumps(changed)[:1500]
 
 
 def client_of(user_agent: str) -> str:
