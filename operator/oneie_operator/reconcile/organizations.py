@@ -451,9 +451,17 @@ async def _steady(
         except SecretNameTakenError as exc:
             return _name_taken(obj, exc)
     ready_message = f"{target.provider.name} backend {active} is active"
+    # Ready because the switch that made it active succeeded ("Switched") is as true as "Active":
+    # a steady reconcile (every organization's, when the operator restarts) does not rewrite
+    # status for that word.
+    stored = conditions.get_condition(obj.status.get("conditions"), "Ready") or {}
+    switched = (stored.get("status"), stored.get("reason"), stored.get("message")) == (
+        "True", "Switched", ready_message
+    )
+    reason = "Switched" if switched else "Active"
     wanted = [
-        *conditions.ready("Active", ready_message),
-        conditions.Condition("Switching", "False", "Active", ""),
+        *conditions.ready(reason, ready_message),
+        conditions.Condition("Switching", "False", reason, ""),
         _healthy(target),
     ]
     merged = conditions.merge_conditions(obj.status.get("conditions"), wanted, generation=obj.generation)
