@@ -107,8 +107,15 @@ async def reconcile(
     deps = dataclasses.replace(services.connection_deps(), watched=services.watched_secret)
     try:
         result = await reconcile_connection(obj, deps)
-    except KubeAPIError as exc:  # the API server away or refusing: soon again, not after Kopf's 60 s
-        raise kopf.TemporaryError(f"the API server answered {exc.status or 'nothing'} {exc.reason}", delay=5) from None
+    except KubeAPIError as exc:
+        # The API server away or refusing: again in 5 s, woken by the retrigger (an annotation it
+        # keeps trying to write), not by Kopf's delayed retry, whose own wake-up write is lost
+        # when the API server refuses that too (at 2,000 connections: retries that never ran).
+        services.metrics.reconcile_errors.labels("BackendConnection", "APIServerUnavailable").inc()
+        logger.warning("connection %s/%s: the API server answered %s %s; trying again in 5 s", ns, name,
+                       exc.status or "nothing", exc.reason)
+        services.retrigger.schedule(PLURAL, ns, name, 5.0)
+        return
     apply_result(result, patch)
     post_events(body, result.events)
     metrics = services.metrics
