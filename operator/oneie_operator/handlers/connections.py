@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import kopf
 
-from oneie_operator.errors import ProviderRateLimitedError, keeps_last_good
+from oneie_operator.errors import APIServerUnavailableError, ProviderRateLimitedError, keeps_last_good
 from oneie_operator.handlers.health import healthy_condition, write_health
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import LastProbe, Thresholds
@@ -103,8 +103,15 @@ async def reconcile(
     )
     try:
         result = await reconcile_connection(obj, services.connection_deps())
-    except KubeAPIError as exc:  # the API server away or refusing: soon again, not after Kopf's 60 s
-        raise kopf.TemporaryError(f"the API server answered {exc.status or 'nothing'} {exc.reason}", delay=5) from None
+    except KubeAPIError as exc:
+        # The API server away or refusing: again in 5 s, woken by the retrigger (an annotation it
+        # keeps trying to write), not by Kopf's delayed retry, whose own wake-up write is lost
+        # when the API server refuses that too (at 2,000 connections: retries that never ran).
+        services.metrics.reconcile_errors.labels(CONNECTION_KIND, APIServerUnavailableError.reason).inc()
+        logger.warning("connection %s/%s: the API server answered %s %s; trying again in 5 s", ns, name,
+                       exc.status or "nothing", exc.reason)
+        services.retrigger.schedule(CONNECTIONS, ns, name, 5.0)
+        return
     apply_result(result, patch)
     post_events(body, result.events)
     metrics = services.metrics
