@@ -17,7 +17,7 @@ to a list while recording, and a dict lookup when a BackendConnection is stored.
   with ``P`` have had ``Ready=True``.
 * ``GET /__bench__/progress`` -- Ready count, completion time (``time.monotonic()``: one clock
   for all processes of the machine), this process's CPU seconds, open watches and the events
-  not yet sent to them.
+  not yet sent to them, and the writes (POST/PUT/PATCH/DELETE) recorded with the time of the last.
 * ``GET /__bench__/log`` -- every request served since the reset (start, end, method, path,
   query, content type, user agent, body, status, response bytes, client port), and those served
   between the reset before and this one (``setup_log``: what built the state the run started
@@ -51,6 +51,7 @@ except ImportError:  # run from a checkout without the package installed
 ROOT = Path(__file__).resolve().parents[1]
 BC_STORE = ("one.ie", "backendconnections")
 JsonDict = dict[str, Any]
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: (start, end, method, path, query, content type, user agent, body, status, response bytes, client port)
 LogEntry = tuple[float, float, str, str, str, str, str, str, int, int, int]
 
@@ -83,6 +84,9 @@ class RecordingEmulator(FixedKubernetesEmulator):
     ready_at: dict[str, float] = attrs.field(factory=dict, init=False)
     open_watches: dict[int, tuple[str, str, str]] = attrs.field(factory=dict, init=False)
     watches_at_reset: list[tuple[str, str, str]] = attrs.field(factory=list, init=False)
+    #: Writes (POST/PUT/PATCH/DELETE) recorded since the reset, and when the last one ended.
+    writes: int = attrs.field(default=0, init=False)
+    last_write_at: float | None = attrs.field(default=None, init=False)
     _ids: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -99,6 +103,8 @@ class RecordingEmulator(FixedKubernetesEmulator):
         start = time.monotonic()
         response = await super().__call__(raw_request)
         if self.recording:
+            if raw_request.method in WRITE_METHODS:
+                self.writes, self.last_write_at = self.writes + 1, time.monotonic()
             body = await raw_request.read() if raw_request.body_exists else b""
             payload = response.body if isinstance(response, aiohttp.web.Response) else None
             size = len(payload) if isinstance(payload, bytes | bytearray) else 0
@@ -150,6 +156,7 @@ class RecordingEmulator(FixedKubernetesEmulator):
             self.expect = int(request.query.get("expect", "0"))
             self.prefix = request.query.get("prefix", "")
             self.created_at, self.ready_at = {}, {}
+            self.writes, self.last_write_at = 0, None
             self.all_ready_at = self.all_ready_cpu = None
             self.watches_at_reset = list(self.open_watches.values())
             self.reset_at, self.reset_cpu = time.monotonic(), time.process_time()
@@ -162,6 +169,8 @@ class RecordingEmulator(FixedKubernetesEmulator):
                     "all_ready_at": self.all_ready_at,
                     "all_ready_cpu": self.all_ready_cpu,
                     "requests": len(self.log),
+                    "writes": self.writes,
+                    "last_write_at": self.last_write_at,
                     "cpu": time.process_time(),
                     "now": time.monotonic(),
                     "watches": sorted(path for path, _, _ in self.open_watches.values()),

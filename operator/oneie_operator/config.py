@@ -122,7 +122,9 @@ class OperatorConfig(BaseSettings):
     probe_initial_jitter_seconds: float = Field(
         default=60.0, ge=0, le=3600, description="PROBE_INITIAL_JITTER_SECONDS: 0-3600."
     )
-    """A connection's first probe after start-up comes at a random delay up to this (no stampede)."""
+    """A new connection's first probe comes at a random delay up to this (no stampede). After a
+    restart, a connection already probed continues its schedule from ``status.health.lastProbeTime``
+    (an overdue one at a random point of its interval) instead."""
 
     webhook_port: int = Field(default=0, ge=0, le=65535, description="WEBHOOK_PORT: 0-65535; 0 = off.")
     """Port of the validating admission webhook (HTTPS); 0 disables it."""

@@ -161,7 +161,9 @@ async def run_operator(
         clusterwide=not watch,
         namespaces=watch,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(services=services),
+        # The namespaces served (WATCH_NAMESPACES, or the --namespace flags instead): the start-up
+        # list of the watched Secrets keeps to them (handlers.connections.prefill_watched_secrets).
+        memo=kopf.Memo(services=services, namespaces=entries),
         settings=settings,
         stop_flag=stop_flag,
         ready_flag=ready_flag,

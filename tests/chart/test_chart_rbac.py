@@ -94,14 +94,16 @@ def test_operator_cluster_wide_grants_exactly_the_contract() -> None:
 
 
 def test_provider_catalog_roles() -> None:
-    """The operator may create the catalog ConfigMap and patch only that one, in its own namespace;
+    """The operator may create the catalog ConfigMap and get and patch only that one (it compares before
+    writing: a restart writes nothing), in its own namespace;
     every authenticated user may get only that one (names and descriptions of Secret keys)."""
     for docs in (render(), render(sets={"watch.namespaces": "{tenant-acme}"})):
         writer = one(docs, "Role", f"{RELEASE}-provider-catalog")
         assert writer["metadata"]["namespace"] == "oneie-system"
         assert writer["rules"] == [
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
-            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["oneie-providers"], "verbs": ["patch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["oneie-providers"],
+             "verbs": ["get", "patch"]},
         ]
         assert operator_subject(one(docs, "RoleBinding", f"{RELEASE}-provider-catalog"))
         reader = one(docs, "Role", f"{RELEASE}-provider-catalog-readers")

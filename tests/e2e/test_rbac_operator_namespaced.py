@@ -42,6 +42,10 @@ NOT_ALWAYS_REACHED = {
     ("one.ie", "organizations", "patch"): "a write to the Organization itself (not its status): the "
     "reconcile-trigger annotation when a handler must run again, which depends on how the watch "
     "events of this short flow interleave",
+    ("", "secrets", "get"): "a read of one Secret: the encrypted copy or a binding when the operator's "
+    "cache of the watched Secrets (a list at start-up, then the watch) does not have it yet at that "
+    "version, and an organization's binding on a steady reconcile; in this short flow the cache "
+    "usually has everything",
 }
 
 

@@ -1,11 +1,11 @@
 """A deleted connection leaves nothing behind in the operator's memory (issue 14 item 3).
 
 The real operator against the emulator: many connections are created, probed on request, used by
-an organization's switch (which caches their validated specs and encrypted credentials), then
-everything is deleted. Every per-connection cache (``Services.per_connection_caches``: the probe
-engine's registrations, the health reporter's, the probe requests, the watch's view of each
-connection and its last state, the switches' caches) must then be empty. Before, the last states
-(a Kopf-memo dict) and the probe requests kept one entry per connection ever seen.
+an organization's switch (which caches their validated specs), then everything is deleted. Every
+per-connection cache (``Services.per_connection_caches``: the probe engine's registrations, the
+health reporter's, the probe requests, the watch's view of each connection and its last state,
+the switches' validated specs, the watched encrypted copies) must then be empty. Before, the last
+states (a Kopf-memo dict) and the probe requests kept one entry per connection ever seen.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ async def test_deleted_connections_leave_no_cache_entries(env: LocalEnvironment,
 
     await wait_for(answered, timeout=30, what="the probe requests answered")
 
-    # A switch between two of them: the switches' caches (validated specs, encrypted credentials).
+    # A switch between two of them: the switches' cache (validated specs).
     await apply_org(tenant, "org", names[0])
     await wait_org(tenant, "org", active=names[0])
     await switch(tenant, "org", names[1])

@@ -159,3 +159,28 @@ async def test_the_operator_keeps_used_by_after_switches(tenant: Tenant) -> None
     await wait_used_by(tenant, "one", "org", False)
     await tenant.env.api.delete("one.ie/v1alpha1", "Organization", tenant.ns, "org")
     await wait_used_by(tenant, "two", "org", False)
+
+
+async def test_after_a_restart_what_the_watch_shows_right_is_not_even_read(tenant: Tenant) -> None:
+    """Issue 14 item 6: every organization reports what it uses when the operator resumes; a
+    connection whose ``usedBy`` (as the watch delivered it) already says so costs no request.
+    Once this process wrote a connection's ``usedBy``, the watch may lag behind: read again."""
+    await tenant.good("dbw", "supabase")
+    await tenant.env.services.objects.update_set("backendconnections", tenant.ns, "dbw", "usedBy", {"a": True})
+    counting = Counting(tenant.env.services.objects)
+
+    def watched(namespace: str, name: str) -> list[str] | None:
+        return ["a"] if (namespace, name) == (tenant.ns, "dbw") else None
+    writer = UsedByWriter(counting, delay=0.05, watched=watched)
+    writer.report(tenant.ns, "dbw", "a", True)  # as an earlier process wrote it
+    writer.report(tenant.ns, "dbw", "z", False)  # not there anyway
+    assert await writer.wait_idle(timeout=10)
+    assert counting.calls == [], "a usedBy the watch shows right was read or written again"
+
+    writer.report(tenant.ns, "dbw", "b", True)  # a change: read-modify-write
+    assert await writer.wait_idle(timeout=10)
+    assert await _used_by(tenant, "dbw") == ["a", "b"]
+    writer.report(tenant.ns, "dbw", "a", True)  # the (stale) watch agrees, but this process wrote it
+    assert await writer.wait_idle(timeout=10)
+    assert counting.calls == [{"b": True}, {"a": True}]
+    await writer.aclose()

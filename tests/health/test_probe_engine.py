@@ -368,6 +368,61 @@ async def test_jitter_spreads_first_probes() -> None:
         await _stop(task)
 
 
+async def _first_probes_after_resume(last_probe_age: float, *, interval: float, jitter: float,
+                                     count: int = 100) -> tuple[list[float], Results]:
+    """Register ``count`` connections as a restarted operator does (their last probe, by the
+    earlier process, ``last_probe_age`` seconds ago, online); the offsets of their first probes."""
+    from oneie_operator.health.assessment import LastProbe, ProbeOutcome
+    starts: list[float] = []
+    results = Results()
+
+    async def prober(t: ProbeTarget) -> ProbeOutcome:
+        starts.append(time.monotonic())
+        return ProbeOutcome(True, 0.001, "now")
+    engine = ProbeEngine(prober, results, EngineSettings(initial_jitter_seconds=jitter))
+    task = asyncio.create_task(engine.run())
+    try:
+        prov = default_registry().get("convex")
+        settings = validate_settings(prov, {"url": "https://happy-otter-123.convex.cloud"}, "spec.convex")
+        t0 = time.monotonic()
+        last = LastProbe(at=time.time() - last_probe_age, state="online")
+        for i in range(count):
+            engine.upsert(ProbeTarget("ns", f"c{i}", prov, settings, {}, Thresholds(interval_seconds=interval)), last)
+        await wait_for(lambda: _async(len(starts) >= count), timeout=10, what=f"{count} first probes")
+        return [s - t0 for s in starts], results
+    finally:
+        await _stop(task)
+
+
+async def test_after_a_restart_the_schedule_continues_from_the_last_probe() -> None:
+    """Issue 14, item 6: probed 0.4 s ago with an interval of 1 s, the next probe comes 0.6 s after
+    the restart, not at a random point of the (shorter) initial jitter; and the state goes on from
+    the stored one: an online backend found online again is no transition (no Event)."""
+    offsets, results = await _first_probes_after_resume(0.4, interval=1.0, jitter=0.05)
+    assert min(offsets) > 0.5, f"probed {min(offsets):.2f}s after the restart, before its interval ran out"
+    assert max(offsets) < 0.9
+    assert {(old, new) for _, _, old, new, _ in results.seen} == {("online", "online")}
+
+
+async def test_after_a_restart_overdue_probes_are_spread_over_the_interval() -> None:
+    """Down for longer than the interval: every first probe is overdue, and they come spread over
+    one interval (1.2 s here), not all at once and not squeezed into the initial jitter (0.05 s)."""
+    offsets, _ = await _first_probes_after_resume(100.0, interval=1.2, jitter=0.05)
+    assert max(offsets) > 0.8 and min(offsets) < 0.4
+    assert statistics.pstdev(offsets) > 0.2, "the overdue probes came in a burst"
+
+
+def test_last_probe_from_status() -> None:
+    from oneie_operator.health.assessment import LastProbe
+    last = LastProbe.from_status({"status": "offline", "consecutiveFailures": 3,
+                                  "lastProbeTime": "2026-12-06T17:00:00.000Z"})
+    assert last == LastProbe(at=datetime.datetime(2026, 12, 6, 17, tzinfo=datetime.UTC).timestamp(),
+                             state="offline", consecutive_failures=3)
+    assert LastProbe.from_status({"status": "unknown"}) is None  # never probed: the initial jitter applies
+    assert LastProbe.from_status({"lastProbeTime": "yesterday"}) is None
+    assert LastProbe.from_status(None) is None
+
+
 def test_assessment_thresholds() -> None:
     from oneie_operator.health.assessment import ProbeOutcome
     tracker = HealthTracker(Thresholds(degraded_seconds=0.5, error_rate=0.2, window=5))

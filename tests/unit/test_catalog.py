@@ -49,9 +49,11 @@ def test_the_configmap_holds_the_catalog_as_json() -> None:
 
 async def test_published_at_start_up_and_replaced_on_the_next(tmp_path: Path) -> None:
     """Against the emulator: the first start creates the ConfigMap, a later start (another set of
-    providers) patches the same object."""
+    providers) patches the same object, a start with the same providers writes nothing (a restart
+    at fleet scale writes nothing it need not: issue 14, item 6)."""
     from oneie_operator.demo.environment import local_environment
     from oneie_operator.reconcile.catalog import publish_catalog
+    from oneie_operator.testing.requestlog import RequestLog
 
     async with local_environment(tmp_path, start_operator=False) as env:
         client = env.services.api_client
@@ -63,3 +65,7 @@ async def test_published_at_start_up_and_replaced_on_the_next(tmp_path: Path) ->
         again = await env.api.get("v1", "ConfigMap", "oneie-system", CATALOG_NAME)
         assert again is not None and json.loads(again["data"][CATALOG_KEY]) == catalog_of(registry)
         assert again["metadata"]["uid"] == first["metadata"]["uid"]  # patched, not recreated
+        log = RequestLog.install(env.emulator)
+        assert await publish_catalog(client, registry, "oneie-system")
+        assert [str(w) for w in log.writes()] == [], "an unchanged catalog was written again"
+        assert any(r.path.endswith(f"/configmaps/{CATALOG_NAME}") for r in log.reads())

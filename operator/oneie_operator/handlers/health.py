@@ -2,21 +2,24 @@
 
 Status ``health`` is written only when something changes (state, failures, error) and as a
 heartbeat; Events only on transitions; metrics on every probe. A refused status write is
-not lost: the connection stays "dirty" and the next probe writes again. The engine itself is
+not lost: it is tried again soon (back-off), and the connection stays "dirty" until it lands.
+After a restart, what the last probe (by an earlier process) wrote counts as written
+(:meth:`HealthReporter.resume`): a probe that finds the same writes nothing. The engine itself is
 built with the services (``handlers.services``) and started and stopped with the operator
 (``handlers.lifecycle``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from oneie_operator.errors import CredentialsRejectedError
 from oneie_operator.handlers.memory import ProbeRequests
-from oneie_operator.health.assessment import HealthTracker, State
+from oneie_operator.health.assessment import HealthTracker, LastProbe, State
 from oneie_operator.health.probing import ProbeTarget
 from oneie_operator.kube.events import EventRecorder
 from oneie_operator.kube.secrets import CustomObjects
@@ -36,21 +39,49 @@ TRANSITION_EVENTS = {
 }
 
 
+def essential(health: Mapping[str, Any]) -> dict[str, Any]:
+    """What of ``status.health`` is worth a write when it changes: not the probe's time and
+    latency (those go with the heartbeat), nor the echo of a probe request."""
+    return {k: v for k, v in health.items() if k not in ("lastProbeTime", "responseTimeMilliseconds", "lastRequest")}
+
+
 class HealthReporter:
     """Turns probe results into status writes, Events and metrics."""
 
     def __init__(
-        self, metrics: Metrics, objects: CustomObjects, events: EventRecorder, requests: ProbeRequests
+        self,
+        metrics: Metrics,
+        objects: CustomObjects,
+        events: EventRecorder,
+        requests: ProbeRequests,
+        trackers: Callable[[str, str], HealthTracker | None],
     ) -> None:
         self.metrics = metrics
         self.objects = objects
         self.events = events
         self.requests = requests
+        #: A connection's current tracker in the probe engine (None once it is no longer probed):
+        #: what a retried write writes.
+        self._trackers = trackers
         self._written: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._answered: dict[tuple[str, str], str] = {}
         #: Connections whose credentials a probe found rejected (to restore Ready when they pass again).
         self._rejected: set[tuple[str, str]] = set()
+        #: Refused status writes being tried again (see _rewrite_later).
+        self._rewrites: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    def resume(self, namespace: str, name: str, health: Mapping[str, Any], last: LastProbe) -> None:
+        """A connection this process has not probed yet, whose last probe (by an earlier process)
+        wrote ``health``: its next probe writes status only if it finds something else (or the
+        heartbeat is due, counted from that probe), as if this process had written it."""
+        key = (namespace, name)
+        if key in self._written:
+            return
+        age = max(0.0, time.time() - last.at)
+        self._written[key] = (essential(health), time.monotonic() - age)
+        if health.get("lastRequest"):
+            self._answered[key] = str(health["lastRequest"])
 
     async def __call__(self, target: ProbeTarget, tracker: HealthTracker, old: State, new: State) -> None:
         latest = tracker.outcomes[-1]
@@ -71,7 +102,7 @@ class HealthReporter:
         health = tracker.status()
         # errorRate is essential: it falls back as failures leave the window, and status must
         # say what the metric says.
-        essential = {k: v for k, v in health.items() if k not in ("lastProbeTime", "responseTimeMilliseconds")}
+        essential_now = essential(health)
         previous, written_at = self._written.get(key, ({}, 0.0))
         due = time.monotonic() - written_at >= HEARTBEAT_SECONDS
         # A requested probe (one.ie/probe) is always written, and echoes the request it answers.
@@ -79,22 +110,11 @@ class HealthReporter:
         answered = requested is not None and self._answered.get(key) != requested
         if requested is not None:
             health["lastRequest"] = requested
-        if essential != previous or due or key in self._dirty or old != new or answered:
-            try:
-                await write_health(self.objects, target.namespace, target.name, health, latest_error(tracker))
-            except Exception as exc:  # the API refused: keep it dirty, the next probe writes again
+        if essential_now != previous or due or key in self._dirty or old != new or answered:
+            if not await self._write(key, tracker, health, requested):
                 self._dirty.add(key)
-                logger.warning(
-                    "health status of %s/%s not written (%s); will retry",
-                    target.namespace,
-                    target.name,
-                    type(exc).__name__,
-                )
-            else:
-                self._dirty.discard(key)
-                self._written[key] = (essential, time.monotonic())
-                if requested is not None:
-                    self._answered[key] = requested
+                logger.warning("health status of %s/%s not written; will retry", target.namespace, target.name)
+                self._rewrite_later(key)
         # A rejection found by any call counts (Notion's probe is authenticated); acceptance only
         # from a probe that ran the credential test.
         if latest.reason == CREDENTIALS_REJECTED or (latest.ok and latest.credentials_checked):
@@ -103,6 +123,53 @@ class HealthReporter:
             kind, reason = TRANSITION_EVENTS[new]
             detail = f" ({latest.reason}: {latest.message})" if not latest.ok else f" ({latest.seconds * 1000:.0f} ms)"
             await self._event(target, kind, reason, f"{target.name} is {new}, was {old}{detail}")
+
+    async def _write(
+        self, key: tuple[str, str], tracker: HealthTracker, health: dict[str, Any], requested: str | None
+    ) -> bool:
+        """Write ``health``; whether the API took it."""
+        try:
+            await write_health(self.objects, key[0], key[1], health, latest_error(tracker))
+        except Exception as exc:  # the API refused or is away
+            logger.debug("health status of %s/%s: %s", key[0], key[1], type(exc).__name__)
+            return False
+        self._dirty.discard(key)
+        self._written[key] = (essential(health), time.monotonic())
+        if requested is not None:
+            self._answered[key] = requested
+        return True
+
+    def _rewrite_later(self, key: tuple[str, str]) -> None:
+        """A refused write is tried again soon (back-off 1 s doubling to 60 s) with the latest
+        health, not only at the next probe (an interval later: up to a day)."""
+        task = self._rewrites.get(key)
+        if task is None or task.done():
+            self._rewrites[key] = asyncio.create_task(self._rewrite(key), name=f"health status {key[0]}/{key[1]}")
+
+    async def _rewrite(self, key: tuple[str, str]) -> None:
+        delay = 1.0
+        try:
+            while key in self._dirty:
+                await asyncio.sleep(delay)
+                tracker = self._trackers(*key)
+                if tracker is None or not tracker.outcomes or key not in self._dirty:
+                    return  # no longer probed, or the next probe wrote it
+                health = tracker.status()
+                requested = self.requests.get(*key)
+                if requested is not None:
+                    health["lastRequest"] = requested
+                if await self._write(key, tracker, health, requested):
+                    return
+                delay = min(delay * 2, 60.0)
+        finally:
+            if self._rewrites.get(key) is asyncio.current_task():
+                del self._rewrites[key]
+
+    def close(self) -> None:
+        """Stop trying refused writes (the operator stops)."""
+        for task in self._rewrites.values():
+            task.cancel()
+        self._rewrites.clear()
 
     async def _credentials(self, target: ProbeTarget, accepted: bool, message: str) -> None:
         """A probe's credential check: rejected → Ready=False ``CredentialsRejected`` and an Event;
@@ -160,6 +227,9 @@ class HealthReporter:
         await self.events.post(involved, kind, reason, message)
 
     def forget(self, namespace: str, name: str) -> None:
+        task = self._rewrites.pop((namespace, name), None)
+        if task is not None:
+            task.cancel()
         self._written.pop((namespace, name), None)
         self._dirty.discard((namespace, name))
         self._answered.pop((namespace, name), None)
@@ -167,7 +237,7 @@ class HealthReporter:
 
     def __len__(self) -> int:
         """Connections with anything remembered."""
-        return len(self._written.keys() | self._dirty | self._answered.keys() | self._rejected)
+        return len(self._written.keys() | self._dirty | self._answered.keys() | self._rejected | self._rewrites.keys())
 
 
 def latest_error(tracker: HealthTracker) -> str:

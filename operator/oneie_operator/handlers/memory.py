@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+from oneie_operator.kube.secrets import WatchedSecret, watched_secret
+from oneie_operator.names import CREDENTIALS_LABEL, ENCRYPTED, OPTED_IN
+
 Key = tuple[str, str]
 
 
@@ -49,6 +52,11 @@ class ConnectionWatch:
              status: Mapping[str, Any]) -> None:
         self.known[(namespace, name)] = {"metadata": dict(meta), "spec": dict(spec), "status": dict(status)}
 
+    def used_by(self, namespace: str, name: str) -> list[str] | None:
+        """The connection's ``status.usedBy`` as the watch delivered it; None when not seen."""
+        seen = self.known.get((namespace, name))
+        return None if seen is None else list((seen.get("status") or {}).get("usedBy") or [])
+
     def state_changed(self, namespace: str, name: str, state: Hashable) -> bool:
         """Remember ``state``; whether it differs from an earlier one (False when first seen)."""
         previous = self._states.get((namespace, name))
@@ -61,3 +69,38 @@ class ConnectionWatch:
 
     def __len__(self) -> int:
         return len(self.known.keys() | self._states.keys())
+
+
+class WatchedSecrets:
+    """Secrets as the operator's Secret watch last delivered them (filled by one list at start-up,
+    then kept by the watch's events): the tenants' opted-in Secrets and the operator's encrypted
+    copies, not the bindings (rewritten by every switch). An unchanged connection is decided from
+    here without reading its Secrets (a resume after a restart; ``reconcile.connections``).
+
+    Keyed by Secret: an entry goes when the watch delivers the Secret's deletion (or its leaving the
+    selection), and a deleted connection's encrypted copy goes with the connection
+    (``Services.forget_connection``); a tenant's Secret stays while it exists."""
+
+    def __init__(self) -> None:
+        self._secrets: dict[Key, WatchedSecret] = {}
+
+    def get(self, namespace: str, name: str) -> WatchedSecret | None:
+        return self._secrets.get((namespace, name))
+
+    def seen(self, namespace: str, name: str, body: Mapping[str, Any], deleted: bool = False) -> None:
+        """A Secret as listed or watched (``deleted``: the watch's DELETED event)."""
+        label = ((body.get("metadata") or {}).get("labels") or {}).get(CREDENTIALS_LABEL)
+        if deleted or label not in (OPTED_IN, ENCRYPTED):
+            self._secrets.pop((namespace, name), None)
+        else:
+            self._secrets[(namespace, name)] = watched_secret(body)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._secrets.pop((namespace, name), None)
+
+    def encrypted_copies(self) -> int:
+        """How many of the operator's encrypted copies are held (one per live connection)."""
+        return sum(1 for secret in self._secrets.values() if secret.label == ENCRYPTED)
+
+    def __len__(self) -> int:
+        return len(self._secrets)

@@ -18,8 +18,8 @@ import kubernetes.client
 
 from oneie_operator.config import OperatorConfig
 from oneie_operator.handlers.health import HealthReporter
-from oneie_operator.handlers.memory import ConnectionWatch, ProbeRequests
-from oneie_operator.health.assessment import ProbeOutcome
+from oneie_operator.handlers.memory import ConnectionWatch, ProbeRequests, WatchedSecrets
+from oneie_operator.health.assessment import HealthTracker, ProbeOutcome, State
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
 from oneie_operator.health.probing import ProbeTarget, run_probe
 from oneie_operator.kube.events import EventRecorder, EventSource
@@ -33,10 +33,9 @@ from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile import conditions
-from oneie_operator.reconcile.connections import ConnectionDeps, ValidSpec
+from oneie_operator.reconcile.connections import ConnectionDeps, ValidSpec, owned_secret_name
 from oneie_operator.reconcile.organizations import VALID_SPECS, OrgDeps, OrgObject
 from oneie_operator.reconcile.retrigger import Retrigger
-from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.usage import UsedByWriter
 from oneie_operator.vault import Keyring
 
@@ -71,8 +70,9 @@ class Services:
     probe_engine: ProbeEngine
     #: BackendConnections as the watch last delivered them (kept by handlers.connections).
     watch: ConnectionWatch = field(default_factory=ConnectionWatch)
-    #: Encrypted credentials already read by switches (see reconcile.sealedcache).
-    sealed_cache: SealedCache = field(default_factory=SealedCache)
+    #: Secrets as the operator's Secret watch last delivered them (kept by handlers.connections):
+    #: an unchanged connection is decided without reading its Secrets (a resume after a restart).
+    watched_secrets: WatchedSecrets = field(default_factory=WatchedSecrets)
     #: The validated spec of each connection at its latest generation, shared by the organizations' reconciles.
     valid_specs: LRU[tuple[str, str], tuple[tuple[str, int], ValidSpec]] = field(
         default_factory=lambda: LRU(VALID_SPECS)
@@ -113,7 +113,7 @@ class Services:
             rest, EventSource(posting.reporting_component, posting.reporting_instance, posting.event_name_prefix)
         )
         probe_requests = ProbeRequests()
-        health = HealthReporter(metrics, objects, events, probe_requests)
+        watch = ConnectionWatch()
 
         async def prober(target: ProbeTarget) -> ProbeOutcome:
             return await run_probe(target, keyring, http)
@@ -121,9 +121,14 @@ class Services:
         def discarded(namespace: str, name: str) -> None:  # a probe of a connection deleted meanwhile
             counted.forget_tenant_calls(namespace)
 
+        async def report(target: ProbeTarget, tracker: HealthTracker, old: State, new: State) -> None:
+            await health(target, tracker, old, new)
+
+        # The engine reports through the reporter, and the reporter's retries of refused writes
+        # take the latest health from the engine's trackers: both built here, complete.
         engine = ProbeEngine(
             prober,
-            health,
+            report,
             EngineSettings(
                 max_concurrency=config.probe_concurrency,
                 max_per_namespace=config.probe_concurrency_per_namespace,
@@ -131,6 +136,7 @@ class Services:
             ),
             on_discarded=discarded,
         )
+        health = HealthReporter(metrics, objects, events, probe_requests, engine.tracker)
         return cls(
             config=config,
             registry=registry,
@@ -142,13 +148,14 @@ class Services:
             secrets=SecretStore(rest),
             objects=objects,
             rest=rest,
-            usage=UsedByWriter(objects),
+            usage=UsedByWriter(objects, watched=watch.used_by),
             retrigger=Retrigger(objects),
             platform_default=platform_default,
             events=events,
             probe_requests=probe_requests,
             health=health,
             probe_engine=engine,
+            watch=watch,
         )
 
     def connection_deps(self) -> ConnectionDeps:
@@ -159,6 +166,7 @@ class Services:
             http=self.http,
             policy=self.policy,
             retry_delay_seconds=self.config.retry_delay_seconds,
+            watched=self.watched_secrets.get,
         )
 
     def org_deps(self) -> OrgDeps:
@@ -185,9 +193,9 @@ class Services:
             platform_default=self.platform_default,
             on_step=progress,
             progress_delay_seconds=self.config.switch_progress_delay_seconds,
-            sealed_cache=self.sealed_cache,
             known_connections=self.watch.known,
             valid_specs=self.valid_specs,
+            watched=self.watched_secrets.get,
         )
 
     def forget_connection(self, namespace: str, name: str) -> None:
@@ -197,8 +205,10 @@ class Services:
         self.health.forget(namespace, name)
         self.probe_requests.forget(namespace, name)
         self.watch.forget(namespace, name)
-        self.sealed_cache.forget(namespace, name)
         self.valid_specs.discard((namespace, name))
+        # Its encrypted copy goes with it (garbage-collected; the watch's DELETED event may come
+        # later, or never where nothing collects it); a tenant's Secret stays while it exists.
+        self.watched_secrets.forget(namespace, owned_secret_name(name))
 
     def per_connection_caches(self) -> dict[str, int]:
         """How many connections each per-connection cache holds (all 0 once every connection is gone)."""
@@ -207,8 +217,8 @@ class Services:
             "health": len(self.health),
             "probe_requests": len(self.probe_requests),
             "watch": len(self.watch),
-            "sealed_cache": len(self.sealed_cache),
             "valid_specs": len(self.valid_specs),
+            "watched_secrets (encrypted copies)": self.watched_secrets.encrypted_copies(),
         }
 
     def start(self) -> None:
@@ -217,7 +227,9 @@ class Services:
             self._engine_task = asyncio.create_task(self.probe_engine.run(), name="probe engine")
 
     async def stop(self) -> None:
-        """Stop the background work (Kopf's clean-up, and :meth:`close`); in-flight probes are cancelled."""
+        """Stop the background work (Kopf's clean-up, and :meth:`close`); in-flight probes are cancelled,
+        refused health writes no longer tried again."""
+        self.health.close()
         task, self._engine_task = self._engine_task, None
         if task is not None:
             task.cancel()

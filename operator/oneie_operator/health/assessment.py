@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import collections
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,6 +50,37 @@ class ProbeOutcome:
     retry_after: float | None = None
     #: The probe also ran the provider's credential test (and it answered, if ``ok``).
     credentials_checked: bool = False
+
+
+@dataclass(frozen=True)
+class LastProbe:
+    """What a connection's last probe found, as an earlier process stored it in ``status.health``."""
+
+    at: float
+    """When it ran, seconds since the epoch (``lastProbeTime``)."""
+    state: State = "unknown"
+    consecutive_failures: int = 0
+
+    @classmethod
+    def from_status(cls, health: Mapping[str, Any] | None) -> LastProbe | None:
+        """From ``status.health`` (as :meth:`HealthTracker.status` writes it); None without a
+        readable ``lastProbeTime``."""
+        if not isinstance(health, Mapping):
+            return None
+        stamp = health.get("lastProbeTime")
+        try:
+            at = datetime.datetime.fromisoformat(str(stamp)).timestamp() if stamp else None
+        except ValueError:
+            at = None
+        if at is None:
+            return None
+        state = health.get("status")
+        failures = health.get("consecutiveFailures")
+        return cls(
+            at=at,
+            state=state if state in ("online", "degraded", "offline") else "unknown",
+            consecutive_failures=failures if isinstance(failures, int) and failures > 0 else 0,
+        )
 
 
 @dataclass

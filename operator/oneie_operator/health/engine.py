@@ -4,7 +4,12 @@
 * Bounded concurrency overall and per namespace (semaphores): one tenant's hanging backends
   hold only that tenant's slots, so other tenants' probes are not delayed.
 * Jitter: a newly registered connection is first probed at a random point of its first
-  interval (capped), so a restart does not stampede every backend at once.
+  interval (capped), so a burst of new connections does not stampede the backends.
+* Resume: a connection registered with what its last probe found (:class:`LastProbe`, from
+  ``status.health`` after a restart) keeps its schedule (next probe one interval after the last)
+  and its health state (no false transition); one whose probe is overdue (the operator was down
+  longer than its interval) is probed at a random point of one interval, so a restart does not
+  stampede every backend at once.
 * Rate limits: ``requestsPerMinute`` / ``requestsPerDay`` of the connection are never exceeded
   by probes (the probe is postponed), and a provider's ``Retry-After`` is honoured. A probe that
   also checks the credentials (every ``credentialCheckEvery``-th) counts as two calls.
@@ -25,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from oneie_operator.health.assessment import HealthTracker, ProbeOutcome, State
+from oneie_operator.health.assessment import HealthTracker, LastProbe, ProbeOutcome, State
 from oneie_operator.health.probing import ProbeTarget
 
 Key = tuple[str, str]
@@ -85,6 +90,7 @@ class ProbeEngine:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_discarded: Callable[[str, str], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._prober = prober
         self._on_result = on_result
@@ -93,6 +99,7 @@ class ProbeEngine:
         self._on_discarded = on_discarded
         self.settings = settings or EngineSettings()
         self._clock = clock
+        self._wall_clock = wall_clock
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
         self._entries: dict[Key, _Entry] = {}
         self._heap: list[tuple[float, int, Key, int]] = []
@@ -108,14 +115,26 @@ class ProbeEngine:
         self.probes_done = 0
 
     # ------------------------------------------------------------------ registration
-    def upsert(self, target: ProbeTarget) -> None:
-        """Register or update a connection; keeps its history when only settings change."""
+    def upsert(self, target: ProbeTarget, last: LastProbe | None = None) -> None:
+        """Register or update a connection; keeps its history when only settings change.
+
+        ``last``: what the connection's last probe found (by an earlier process), for a
+        connection this engine has not probed yet: its schedule and state continue from there."""
         key = (target.namespace, target.name)
         entry = self._entries.get(key)
         now = self._clock()
         if entry is None:
-            jitter = self._rng.uniform(0, min(target.thresholds.interval_seconds, self.settings.initial_jitter_seconds))
-            entry = _Entry(target=target, tracker=HealthTracker(target.thresholds), due=now + jitter)
+            interval = target.thresholds.interval_seconds
+            tracker = HealthTracker(target.thresholds)
+            if last is None:
+                due = now + self._rng.uniform(0, min(interval, self.settings.initial_jitter_seconds))
+            else:
+                tracker.state, tracker.consecutive_failures = last.state, max(0, last.consecutive_failures)
+                # Next one interval after the last (never later, whatever the clocks say); overdue:
+                # somewhere in one interval, spread.
+                remaining = min(interval, last.at + interval - self._wall_clock())
+                due = now + (remaining if remaining > 0 else self._rng.uniform(0, interval))
+            entry = _Entry(target=target, tracker=tracker, due=due)
             self._entries[key] = entry
         else:
             changed = entry.target.thresholds.interval_seconds != target.thresholds.interval_seconds
@@ -147,6 +166,10 @@ class ProbeEngine:
         entry.generation += 1
         self._push((namespace, name), entry)
         return True
+
+    def knows(self, namespace: str, name: str) -> bool:
+        """Whether the connection is registered."""
+        return (namespace, name) in self._entries
 
     def tracker(self, namespace: str, name: str) -> HealthTracker | None:
         entry = self._entries.get((namespace, name))

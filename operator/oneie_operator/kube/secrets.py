@@ -10,7 +10,7 @@ from typing import Any
 
 from oneie_operator.errors import SecretNameTakenError
 from oneie_operator.kube.rest import KubeAPIError, KubeREST
-from oneie_operator.names import CREDENTIALS_LABEL, MANAGED_BY, OPTED_IN
+from oneie_operator.names import CREDENTIALS_LABEL, ENCRYPTED, MANAGED_BY, OPTED_IN
 
 #: The only Secret type read as credentials: service-account tokens, TLS keys, registry
 #: credentials and the like are never a connection's credentials, even if labelled.
@@ -99,6 +99,35 @@ def _snapshot(raw: Mapping[str, Any], namespace: str, name: str) -> SecretSnapsh
         annotations=dict(meta.get("annotations") or {}),
         owner_uids=tuple(str(ref.get("uid", "")) for ref in (meta.get("ownerReferences") or [])),
         type=str(raw.get("type") or CREDENTIALS_TYPE),
+    )
+
+
+@dataclass(frozen=True)
+class WatchedSecret:
+    """A Secret as the operator last listed or watched it (``handlers.memory.WatchedSecrets``): what says
+    whether it changed since the operator last used it. The data only of the operator's encrypted
+    copies (ciphertext); never a tenant's values."""
+
+    resource_version: str
+    label: str | None
+    type: str
+    owner_uids: tuple[str, ...] = ()
+    sealed: Mapping[str, str] | None = field(default=None, repr=False)
+
+
+def watched_secret(raw: Mapping[str, Any]) -> WatchedSecret:
+    meta = raw.get("metadata") or {}
+    label = (meta.get("labels") or {}).get(CREDENTIALS_LABEL)
+    sealed = None
+    if label == ENCRYPTED:
+        data, bad = _decode({str(k): str(v or "") for k, v in (raw.get("data") or {}).items()})
+        sealed = None if bad else data
+    return WatchedSecret(
+        resource_version=str(meta.get("resourceVersion") or ""),
+        label=None if label is None else str(label),
+        type=str(raw.get("type") or CREDENTIALS_TYPE),
+        owner_uids=tuple(str(ref.get("uid", "")) for ref in (meta.get("ownerReferences") or [])),
+        sealed=sealed,
     )
 
 

@@ -54,14 +54,28 @@ def catalog_configmap(registry: ProviderRegistry, namespace: str) -> dict[str, A
 
 
 def _publish(api_client: kubernetes.client.ApiClient, body: Any) -> str:
+    """Create the ConfigMap, or bring it up to date; nothing is written when it already is (a
+    restart of an unchanged operator writes nothing)."""
     core = kubernetes.client.CoreV1Api(api_client)
     namespace = body["metadata"]["namespace"]
     try:
-        core.create_namespaced_config_map(namespace, body)
-        return "created"
+        current = core.read_namespaced_config_map(CATALOG_NAME, namespace)
     except ApiException as exc:
-        if exc.status != 409:
+        if exc.status not in (403, 404):  # 403: roles of an older chart (no get): write as before
             raise
+        current = None
+    if current is None:
+        try:
+            core.create_namespaced_config_map(namespace, body)
+            return "created"
+        except ApiException as exc:
+            if exc.status != 409:  # created meanwhile (another replica): brought up to date below
+                raise
+    else:
+        labels = dict((current.metadata.labels if current.metadata else None) or {})
+        wanted = body["metadata"]["labels"]
+        if dict(current.data or {}) == body["data"] and all(labels.get(k) == v for k, v in wanted.items()):
+            return "unchanged"
     core.patch_namespaced_config_map(CATALOG_NAME, namespace, {"metadata": {"labels": body["metadata"]["labels"]},
                                                                "data": body["data"]})
     return "updated"

@@ -11,7 +11,7 @@ the last verified credentials stay in force until a change is verified.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ from oneie_operator.errors import (
     SpecError,
     VaultError,
 )
-from oneie_operator.kube.secrets import CREDENTIALS_TYPE, OwnerRef, SecretRefusal, SecretSnapshot
+from oneie_operator.kube.secrets import CREDENTIALS_TYPE, OwnerRef, SecretRefusal, SecretSnapshot, WatchedSecret
 from oneie_operator.names import (
     API_VERSION,
     CAPABILITY_LABEL_PREFIX,
@@ -99,6 +99,9 @@ class ConnectionDeps:
     http: ProviderHTTP
     policy: DestinationPolicy
     retry_delay_seconds: float = 30.0
+    #: Secrets as the operator's Secret watch last saw them ((namespace, name) → None if unseen):
+    #: an unchanged connection (a resume after a restart) is then decided without an API read.
+    watched: Callable[[str, str], WatchedSecret | None] | None = None
 
 
 @dataclass
@@ -272,11 +275,59 @@ def _is_current(obj: ConnectionObject, source: SecretSnapshot) -> bool:
     )
 
 
+def _unchanged_as_watched(obj: ConnectionObject, valid: ValidSpec, deps: ConnectionDeps) -> ConnectionResult | None:
+    """The result for a connection nothing happened to since its last verification, decided from
+    the Secret watch alone (no API read, no provider call), or None: then read and decide.
+
+    Nothing happened when the spec's generation is the one verified and Ready, the source Secret
+    (opted in, Opaque) is still at the version verified, and the encrypted copy is ours, at the
+    version the operator wrote, decrypts with the current keys and needs no re-encryption. A
+    Secret changed but not yet delivered by the watch is no risk: its event re-triggers the
+    connection (``handlers.connections.secret_changed``)."""
+    creds = obj.status.get("credentials")
+    if (
+        deps.watched is None
+        or not isinstance(creds, Mapping)
+        or obj.status.get("observedGeneration") != obj.generation
+        or not conditions.is_true(obj.status.get("conditions"), "Ready")
+        or creds.get("sourceSecretName") != valid.secret_name
+    ):
+        return None
+    source = deps.watched(obj.namespace, valid.secret_name)
+    owned = deps.watched(obj.namespace, owned_secret_name(obj.name))
+    if (
+        source is None
+        or owned is None
+        or owned.sealed is None
+        or (source.label, source.type) != (OPTED_IN, CREDENTIALS_TYPE)
+        or source.resource_version != creds.get("sourceResourceVersion")
+        or owned.label != ENCRYPTED
+        or owned.resource_version != creds.get("resourceVersion")
+        or obj.uid not in owned.owner_uids
+        or sorted(owned.sealed) != sorted(creds.get("fields") or ())
+    ):
+        return None
+    try:
+        unseal(deps.keyring, owned.sealed, namespace=obj.namespace, connection=obj.name)
+    except VaultError:
+        return None  # read and decided the long way (which reports it)
+    if needs_rotation(deps.keyring, owned.sealed):
+        return None
+    labels = capability_labels(obj.labels, known_capabilities(obj.status, valid.provider))
+    return ConnectionResult(
+        labels=labels, unchanged=not labels, provider=valid.provider, settings=valid.settings,
+        sealed=dict(owned.sealed),
+    )
+
+
 async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> ConnectionResult:
     """Bring one BackendConnection to its desired state (see the module docstring)."""
     credentials: dict[str, str] = {}
     try:
         valid = validate_spec(obj, deps.registry, deps.policy)
+        unchanged = _unchanged_as_watched(obj, valid, deps)
+        if unchanged is not None:
+            return unchanged
         source = await deps.secrets.read_credentials(obj.namespace, valid.secret_name)
         credentials = read_credentials(valid.provider, source, obj.namespace, valid.secret_name)
         assert isinstance(source, SecretSnapshot)

@@ -37,7 +37,7 @@ from oneie_operator.errors import (
     retry_of,
     retry_of_reason,
 )
-from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot
+from oneie_operator.kube.secrets import OwnerRef, SecretSnapshot, WatchedSecret
 from oneie_operator.lru import LRU
 from oneie_operator.names import (
     API_VERSION,
@@ -68,7 +68,6 @@ from oneie_operator.reconcile.connections import (
 from oneie_operator.reconcile.events import EventNote
 from oneie_operator.reconcile.failures import as_typed_error
 from oneie_operator.reconcile.progress import DelayedProgress
-from oneie_operator.reconcile.sealedcache import SealedCache
 from oneie_operator.reconcile.switch_machine import StepFailure, SwitchDeps, SwitchOutcome, SwitchPlan, run_switch
 from oneie_operator.vault import Keyring, keyed_digest, unseal, verify_digest
 
@@ -115,14 +114,15 @@ class OrgDeps:
     on_step: Callable[[OrgObject, str, str], Awaitable[None]] | None = None
     #: Switches shorter than this write no live progress (their steps are in lastSwitch).
     progress_delay_seconds: float = 1.0
-    #: Encrypted credentials already read, reused while the connection's status names their version.
-    sealed_cache: SealedCache = field(default_factory=SealedCache)
     #: Connections as the watch last delivered them, by (namespace, name).
     known_connections: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     #: (namespace, connection) → ((uid, generation), its validated spec at that generation).
     valid_specs: LRU[tuple[str, str], tuple[tuple[str, int], ValidSpec]] = field(
         default_factory=lambda: LRU(VALID_SPECS)
     )
+    #: Secrets as the operator's Secret watch last saw them (see ``ConnectionDeps.watched``): a
+    #: connection's encrypted copy at the version its status names is taken from there, unread.
+    watched: Callable[[str, str], WatchedSecret | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -270,15 +270,16 @@ async def resolve(
         why = f"{ready.get('reason')}: {ready.get('message')}" if ready else "not reconciled yet"
         raise ConnectionNotReadyError(f"BackendConnection '{name}' is not Ready ({why})")
     stored = str((status.get("credentials") or {}).get("resourceVersion") or "")
-    sealed = deps.sealed_cache.get(obj.namespace, name, stored)
     version = stored
+    # The encrypted copy as the Secret watch delivered it, when at the version the connection's
+    # status names (the one cache of it: only ciphertext, decrypted per switch); else read.
+    seen = deps.watched(obj.namespace, owned_secret_name(name)) if deps.watched else None
+    sealed = seen.sealed if seen is not None and stored and seen.resource_version == stored else None
     if sealed is None:
         owned = await deps.secrets.read(obj.namespace, owned_secret_name(name))
         if owned is None:
             raise ConnectionNotReadyError(f"BackendConnection '{name}' has no encrypted credentials yet")
         sealed, version = owned.data, owned.resource_version
-        if version == stored:
-            deps.sealed_cache.put(obj.namespace, name, version, sealed)
     credentials = unseal(deps.keyring, sealed, namespace=obj.namespace, connection=name)
     health = str((status.get("health") or {}).get("status") or "unknown")
     return Target(
@@ -456,9 +457,17 @@ async def _steady(
         except SecretNameTakenError as exc:
             return _name_taken(obj, exc)
     ready_message = f"{target.provider.name} backend {active} is active"
+    # Ready because the switch that made it active succeeded ("Switched") is as true as "Active":
+    # a steady reconcile (every organization's, when the operator restarts) does not rewrite
+    # status for that word.
+    stored = conditions.get_condition(obj.status.get("conditions"), "Ready") or {}
+    switched = (stored.get("status"), stored.get("reason"), stored.get("message")) == (
+        "True", "Switched", ready_message
+    )
+    reason = "Switched" if switched else "Active"
     wanted = [
-        *conditions.ready("Active", ready_message),
-        conditions.Condition("Switching", "False", "Active", ""),
+        *conditions.ready(reason, ready_message),
+        conditions.Condition("Switching", "False", reason, ""),
         _healthy(target),
     ]
     merged = conditions.merge_conditions(obj.status.get("conditions"), wanted, generation=obj.generation)

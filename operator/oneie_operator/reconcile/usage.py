@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from oneie_operator.names import CONNECTIONS
@@ -41,9 +41,14 @@ class UsedByWriter:
     """Coalesce ``usedBy`` changes per connection and write them after ``delay`` seconds."""
 
     def __init__(
-        self, objects: SetInStatus, *, delay: float = 0.5, max_delay: float = 5.0, max_backoff: float = 10.0
+        self, objects: SetInStatus, *, delay: float = 0.5, max_delay: float = 5.0, max_backoff: float = 10.0,
+        watched: Callable[[str, str], Sequence[str] | None] | None = None,
     ) -> None:
         self._objects = objects
+        #: ``usedBy`` of a connection as the operator's watch delivered it (None: not seen).
+        self._watched = watched
+        #: Connections whose ``usedBy`` this process wrote (the watch may lag behind those).
+        self._written: set[tuple[str, str]] = set()
         self._delay = delay
         self._max_delay = max_delay
         self._max_backoff = max_backoff
@@ -101,6 +106,18 @@ class UsedByWriter:
 
     async def _write(self, key: tuple[str, str], changes: dict[str, bool]) -> bool:
         namespace, connection = key
+        if key not in self._written and self._watched is not None:
+            # Not written by this process yet (a resume after a restart: every organization
+            # reports what it uses): the watch shows what an earlier process wrote; when that is
+            # already right, not even a read.
+            seen = self._watched(namespace, connection)
+            if seen is not None:
+                wanted = {*seen, *(org for org, using in changes.items() if using)} - {
+                    org for org, using in changes.items() if not using
+                }
+                if wanted == set(seen):
+                    return True
+        self._written.add(key)
         try:
             await self._objects.update_set(CONNECTIONS, namespace, connection, "usedBy", changes)
         except Exception as exc:  # the API refused (also SetUpdateConflict) or is away: kept, tried again
