@@ -197,7 +197,12 @@ async def test_switch_that_failed_for_a_transient_reason_completes_by_itself(ten
 async def test_switch_refused_for_a_permanent_reason_waits_for_a_change(tenant: Tenant) -> None:
     env = tenant.env
     await _on_good(tenant)
-    await tenant.good("revoked", "supabase")
+    # Its probes do not test the key (credentialCheckEvery 1000): a probe that found the key
+    # revoked and then accepted again would change the target's Ready, a change that rightly
+    # retries the switch; this test is about the switch's own verdict alone.
+    await tenant.secret("revoked-creds", dict(env.providers.credentials["supabase"]))
+    await tenant.connection("revoked", "supabase", healthCheck={"credentialCheckEvery": 1000})
+    await tenant.wait_ready("revoked", "True")
     server = env.providers["supabase"]
     accepted = dict(server.credentials)
     server.credentials["serviceRoleKey"] = "sb_secret_" + "Q" * 32  # the provider revoked our key
