@@ -24,6 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Every benchmark imports this module first: from a checkout without the package installed, the
+# package's own folder makes ``import oneie_operator`` work for the imports that follow it.
+try:
+    import oneie_operator  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 JsonDict = dict[str, Any]

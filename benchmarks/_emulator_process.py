@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,11 +41,7 @@ import aiohttp.web
 import attrs
 from _common import serve_until_stopped
 
-try:
-    from oneie_operator.testing.emulator import FixedKubernetesEmulator
-except ImportError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-    from oneie_operator.testing.emulator import FixedKubernetesEmulator
+from oneie_operator.testing.emulator import FixedKubernetesEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 BC_STORE = ("one.ie", "backendconnections")

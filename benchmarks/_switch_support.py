@@ -46,13 +46,8 @@ from _common import (
     serve_until_stopped,
 )
 
-try:
-    from oneie_operator.testing.emulator import FixedKubernetesEmulator
-    from oneie_operator.vault import generate_key
-except ImportError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-    from oneie_operator.testing.emulator import FixedKubernetesEmulator
-    from oneie_operator.vault import generate_key
+from oneie_operator.testing.emulator import FixedKubernetesEmulator
+from oneie_operator.vault import generate_key
 
 SCRIPT = Path(__file__).resolve()
 HERE = SCRIPT.parent

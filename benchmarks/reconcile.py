@@ -96,15 +96,9 @@ from _common import (
 )
 from _common import die_with_parent as _die_with_parent
 
-try:
-    from oneie_operator.testing.cluster import write_kubeconfig
-    from oneie_operator.testing.provider_servers import PROVIDERS, ProviderServers
-    from oneie_operator.vault import generate_key
-except ImportError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-    from oneie_operator.testing.cluster import write_kubeconfig
-    from oneie_operator.testing.provider_servers import PROVIDERS, ProviderServers
-    from oneie_operator.vault import generate_key
+from oneie_operator.testing.cluster import write_kubeconfig
+from oneie_operator.testing.provider_servers import PROVIDERS, ProviderServers
+from oneie_operator.vault import generate_key
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -69,15 +69,9 @@ from typing import Any
 import aiohttp
 from _common import BenchmarkError, Child, JsonDict, die_with_parent, emulator_child
 
-try:
-    from oneie_operator.testing.cluster import write_kubeconfig
-    from oneie_operator.testing.provider_servers import PROVIDERS, ProviderServers
-    from oneie_operator.vault import generate_key
-except ImportError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-    from oneie_operator.testing.cluster import write_kubeconfig
-    from oneie_operator.testing.provider_servers import PROVIDERS, ProviderServers
-    from oneie_operator.vault import generate_key
+from oneie_operator.testing.cluster import write_kubeconfig
+from oneie_operator.testing.provider_servers import PROVIDERS, ProviderServers
+from oneie_operator.vault import generate_key
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

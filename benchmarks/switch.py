@@ -132,13 +132,8 @@ from _switch_support import (
     wait_quiet,
 )
 
-try:
-    from oneie_operator.testing.cluster import write_kubeconfig
-    from oneie_operator.testing.provider_servers import PROVIDERS, ProviderServers
-except ImportError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-    from oneie_operator.testing.cluster import write_kubeconfig
-    from oneie_operator.testing.provider_servers import PROVIDERS, ProviderServers
+from oneie_operator.testing.cluster import write_kubeconfig
+from oneie_operator.testing.provider_servers import PROVIDERS, ProviderServers
 
 JsonDict = dict[str, Any]
 GROUP_VERSION = "one.ie/v1alpha1"
