@@ -407,6 +407,9 @@ async function refreshVerdict() {
   if (!draft || !draft.created) return;
   const c = draft.created;
   const { ok, body } = await api(`/api/new/${encodeURIComponent(c.namespace)}/${encodeURIComponent(c.name)}`);
+  // A live update's read still in flight when Cancel (or another page) replaced the draft: its
+  // answer is about a connection that is gone, and must not overwrite what the user sees now.
+  if (!draft || draft.created !== c) return;
   if (!ok) { draft.verdict.replaceChildren(failureBox(body)); return; }
   draft.ready = body.ready === "True";
   const head = body.ready === "True" ? "The connection works. " : body.ready === "False" ? "The test failed. " : "Testing… ";
