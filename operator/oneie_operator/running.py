@@ -130,13 +130,25 @@ async def run_operator(
     if problem:
         raise ConfigurationError(f"--namespace: {problem}")
     import oneie_operator.handlers  # noqa: F401  (registers the handlers)
-    from oneie_operator.handlers.kopfpatches import emptypatch, essencecopy, indexing, lazy_reprs, watching
+    from oneie_operator.handlers.kopfpatches import (
+        causes,
+        echoes,
+        emptypatch,
+        essencecopy,
+        fastviews,
+        indexing,
+        lazy_reprs,
+        watching,
+    )
 
     lazy_reprs.install()  # Kopf's per-change debug lines stop formatting whole objects when DEBUG is off
     indexing.install()  # our indexers called directly on each watch event, not as full handler invocations
     watching.install()  # likewise our @kopf.on.event handlers
     emptypatch.install()  # Kopf's check of what is left after its patch: no deep copy of the object for nothing
     essencecopy.install()  # Kopf's essence copies of JSON data by a JSON copier, not copy.deepcopy
+    fastviews.install()  # Kopf's views of bodies look keys up in plain dicts in one step
+    causes.install()  # no essence and diff for kinds without change handlers (our Secrets watch)
+    echoes.install()  # the echo of Kopf's own finished status patch is indexed, not processed again
 
     config = services.config
     entries = tuple(namespaces) or config.watch_namespaces

@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import re
 import tomllib
+from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -474,3 +475,109 @@ def test_essencecopy_same_essences_as_with_deepcopy() -> None:
     assert fast[0]["spec"] is not body["spec"] and fast[0]["spec"]["list"] is not body["spec"]["list"]
     value = {"a": [{"b": (1, 2)}], "c": {1: "int key"}}
     assert essencecopy.json_deepcopy(value) == copy.deepcopy(value)
+
+
+# --- kopfpatches.fastviews -------------------------------------------------------------------
+
+
+def test_fastviews_kopf_views_inherit_the_replaced_methods() -> None:
+    """Every view class of Kopf gets its lookups from ``MappingView`` (none overrides them), and
+    Kopf's lookup is still ``resolve()`` over the view's path."""
+    from kopf._cogs.structs import bodies, dicts, patches
+
+    from oneie_operator.handlers.kopfpatches import fastviews
+
+    views = [
+        dicts.MappingView,
+        dicts.MutableMappingView,
+        dicts.ReplaceableMappingView,
+        bodies.Body,
+        bodies.Meta,
+        bodies.Spec,
+        bodies.Status,
+    ]
+    for cls in views:
+        for name in ("__getitem__", "get"):
+            owner = next(base for base in cls.__mro__ if name in vars(base))
+            assert owner in (dicts.MappingView, *Mapping.__mro__), (cls, name, owner)
+    assert not issubclass(patches.Patch, dicts.MappingView), "Patch is a dict: the fast path leaves it to Kopf"
+    assert "resolve(self._src, self._path + (item,))" in inspect.getsource(fastviews.KOPF_GETITEM)
+    meta = bodies.Body({"metadata": {"name": "x"}}).metadata
+    assert isinstance(meta._src, bodies.Body) and meta._path == ("metadata",), "views over views, by path"
+
+
+# --- kopfpatches.causes ----------------------------------------------------------------------
+
+
+def test_causes_kopf_detect_causes_signature_call_site_and_fields() -> None:
+    from kopf._core.reactor import processing
+
+    from oneie_operator.handlers.kopfpatches import causes
+
+    params = inspect.signature(causes.KOPF_DETECT_CAUSES).parameters
+    assert list(params) == [
+        "indexers",
+        "registry",
+        "settings",
+        "resource",
+        "raw_event",
+        "body",
+        "patch",
+        "memory",
+        "local_logger",
+        "event_logger",
+    ], params
+    assert processing._Causes._fields == ("watching_cause", "spawning_cause", "changing_cause")
+    from kopf._core.intents import causes as kopf_causes
+
+    # The diff feeds only the spawning and the changing cause (what the replacement skips); the
+    # watching cause is built from the event alone, with these arguments.
+    watching = inspect.signature(kopf_causes.detect_watching_cause).parameters
+    assert not {"old", "new", "diff"} & set(watching), watching
+    source = re.sub(r"\s+", "", inspect.getsource(causes.KOPF_DETECT_CAUSES))
+    assert "reset=bool(diff)" in source and "diff=diff," in source
+    assert (
+        "watching_cause=causes.detect_watching_cause(raw_event=raw_event,resource=resource,"
+        "indices=indexers.indices,logger=local_logger,patch=patch,body=body,memo=memory.memo,"
+        ")ifregistry._watching.has_handlers(resource=resource)elseNone"
+    ) in source
+    call_site = re.sub(r"\s+", "", inspect.getsource(processing.process_resource_causes))
+    assert "=_detect_causes(indexers=indexers," in call_site
+
+
+# --- kopfpatches.echoes ----------------------------------------------------------------------
+
+
+def test_echoes_kopf_signatures_and_call_sites() -> None:
+    from kopf._core.actions import application
+    from kopf._core.reactor import queueing, running
+
+    from oneie_operator.handlers.kopfpatches import echoes
+
+    params = inspect.signature(echoes.KOPF_PROCESS_RESOURCE_EVENT).parameters
+    assert {"raw_event", "resource", "registry", "settings", "indexers", "memories", "memobase"} <= set(params)
+    # Bound into the processor when the operator starts (after our install), called by keywords.
+    assert "functools.partial(processing.process_resource_event," in inspect.getsource(running.spawn_tasks)
+    assert "awaitprocessor(raw_event=raw_event," in re.sub(r"\s+", "", inspect.getsource(queueing.worker))
+    # Kopf's patch goes through the module attribute, by keywords, and answers (body, remaining).
+    assert "awaitpatching.patch_obj(settings=settings," in re.sub(
+        r"\s+", "", inspect.getsource(application.patch_and_check)
+    )
+    patch_params = inspect.signature(echoes.KOPF_PATCH_OBJ).parameters
+    assert list(patch_params)[:6] == ["settings", "resource", "namespace", "name", "patch", "logger"]
+    assert all(p.default is not inspect.Parameter.empty for p in list(patch_params.values())[6:])
+    # What the skip path reproduces of the start of Kopf's processing.
+    source = inspect.getsource(echoes.KOPF_PROCESS_RESOURCE_EVENT)
+    for text in (
+        "memory = await memories.recall(raw_body, noticed_by_listing=raw_type is None, memobase=memobase)",
+        "memory.daemons_memory.live_fresh_body._replace_with(raw_body)",
+        "await indexing.index_resource(",
+        "memory=memory.indexing_memory,",
+    ):
+        assert text in source, text
+    # The version Kopf waits for after its patch is the one the patch answered.
+    assert "resource_version = (resulting_body or {}).get('metadata', {}).get('resourceVersion')" in (
+        inspect.getsource(application.patch_and_check)
+    )
+    storage = kopf.StatusProgressStorage(name="kopf")
+    assert storage.field == ("status", "kopf", "progress") and storage.touch_field == ("status", "kopf", "dummy")
