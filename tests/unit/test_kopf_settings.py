@@ -156,3 +156,25 @@ def test_the_secret_watch_is_narrowed_by_the_api_server() -> None:
     assert settings.watching.label_selectors.collect(secrets) == [WATCH_SELECTOR]
     assert settings.watching.label_selectors.collect(connections) == []
     assert WATCH_SELECTOR == "one.ie/credentials in (binding,encrypted,true)"
+
+
+def test_organization_success_lines_are_dropped_and_the_rest_kept() -> None:
+    import logging
+
+    from oneie_operator.handlers.kopfpatches.log_lines import QuietOrganizationSuccesses
+
+    quiet = QuietOrganizationSuccesses()
+
+    def record(msg: str, kind: str = "Organization", level: int = logging.INFO) -> logging.LogRecord:
+        rec = logging.LogRecord("kopf.objects", level, __file__, 1, msg, None, None)
+        rec.k8s_ref = {"kind": kind, "name": "o", "namespace": "t"}
+        return rec
+
+    assert not quiet.filter(record("Handler 'reconcile' succeeded."))
+    for cause in ("Updating", "Creation", "Resuming"):
+        assert not quiet.filter(record(f"{cause} is processed: 1 succeeded; 0 failed."))
+    assert quiet.filter(record("Updating is processed: 0 succeeded; 1 failed."))
+    assert quiet.filter(record("Handler 'reconcile' failed temporarily: boom", level=logging.ERROR))
+    assert quiet.filter(record("Handler 'reconcile' succeeded.", kind="BackendConnection"))
+    assert quiet.filter(logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, "Handler 'x' succeeded.",
+                                          None, None)), "no object reference: kept"

@@ -13,7 +13,13 @@ from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, pos
 from oneie_operator.handlers.kopfpatches.indexing import lean_indexer
 from oneie_operator.handlers.services import Services
 from oneie_operator.names import GROUP, ORGANIZATION_KIND, ORGANIZATIONS, VERSION
-from oneie_operator.reconcile.organizations import OrgObject, binding_name, connection_ref, reconcile_organization
+from oneie_operator.reconcile.organizations import (
+    OrgObject,
+    SwitchRecord,
+    binding_name,
+    connection_ref,
+    reconcile_organization,
+)
 
 logger = logging.getLogger(__name__)
 #: After a reconcile that could not finish (API server unreachable, binding undetermined).
@@ -64,12 +70,22 @@ async def reconcile(
     outcome = "unchanged" if result.unchanged else "changed"
     metrics.observe_reconcile(ORGANIZATION_KIND, outcome, time.perf_counter() - started)
     if result.switch is not None:
+        log_switch(ns, name, result.switch)
         metrics.observe_switch(result.switch)
         metrics.count_security_events(ns, [result.switch.reason])
         if result.switch.result != "Succeeded":
             metrics.reconcile_errors.labels(ORGANIZATION_KIND, result.switch.reason).inc()
     if result.retry_after is not None:  # the API server stopped the switch: run it again later
         services.retrigger.schedule(ORGANIZATIONS, ns, name, result.retry_after)
+
+
+def log_switch(namespace: str, name: str, switch: SwitchRecord) -> None:
+    """One line per switch or rollback (Kopf's generic success lines of Organizations are dropped:
+    ``kopfpatches/log_lines.py``): what changed, how it ended, and how long it took."""
+    what = "rollback" if switch.explicit_rollback else "switch"
+    level = logging.INFO if switch.result == "Succeeded" else logging.WARNING
+    logger.log(level, "organization %s/%s: %s %s → %s %s in %.0f ms (%s)", namespace, name, what,
+               switch.source or "(none)", switch.target, switch.result, switch.seconds * 1000, switch.reason)
 
 
 @kopf.index(GROUP, VERSION, ORGANIZATIONS)

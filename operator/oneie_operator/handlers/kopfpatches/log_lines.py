@@ -1,7 +1,8 @@
 """Kopf's log lines, re-levelled or dropped by filters on its loggers.
 
 Changes: what Kopf logs on ``kopf.objects`` for a handler: ``f"{handler} succeeded."`` of the
-watch-only handlers is dropped, ``f"{handler} failed temporarily: {error}"`` becomes a WARNING
+watch-only handlers is dropped, and so are both success lines of an Organization's reconcile
+(its handler logs what it did); ``f"{handler} failed temporarily: {error}"`` becomes a WARNING
 for our typed tenant- or provider-side problems; and the demo's ``"Unprocessed streams left for
 ..."`` warning on ``kopf._core.reactor.queueing`` when it stops. The filters match Kopf's own
 message texts, the string of its handlers (``Handler 'id'``) and its logger names.
@@ -15,6 +16,7 @@ import re
 from collections.abc import Iterable
 
 from oneie_operator.errors import APIServerError, OneieError
+from oneie_operator.names import ORGANIZATION_KIND
 
 #: The logger of Kopf's per-object lines (handler successes and failures).
 KOPF_OBJECTS_LOGGER = "kopf.objects"
@@ -34,6 +36,26 @@ class QuietWatchHandlers(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() not in self.QUIET
+
+
+class QuietOrganizationSuccesses(logging.Filter):
+    """Drop Kopf's two success lines of an Organization's reconcile, "Handler 'reconcile'
+    succeeded." and "Updating is processed: 1 succeeded; 0 failed." (or Creation, Resuming).
+
+    They say only that the handler returned; the handler logs one line of its own for what it
+    did (a switch or a rollback: from, to, result, time and reason, ``handlers/organizations.py``).
+    In a burst of switches the two lines were ~3 % of the operator's CPU. Kopf's lines of a
+    failure, and every line of other kinds, are kept."""
+
+    SUCCESS = re.compile(r"^(Handler '[^']+' succeeded\.|[A-Z][a-z]+ is processed: \d+ succeeded; 0 failed\.)$")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        ref = getattr(record, "k8s_ref", None)
+        if not isinstance(ref, dict) or ref.get("kind") != ORGANIZATION_KIND:
+            return True
+        return not self.SUCCESS.match(record.getMessage())
 
 
 def tenant_side_transient_reasons() -> frozenset[str]:
@@ -76,7 +98,7 @@ class TenantProblemsAsWarnings(logging.Filter):
 def install_log_filters() -> None:
     """Our filters on Kopf's per-object logger (once, however often the operator starts)."""
     objects_logger = logging.getLogger(KOPF_OBJECTS_LOGGER)
-    for kind in (QuietWatchHandlers, TenantProblemsAsWarnings):
+    for kind in (QuietWatchHandlers, QuietOrganizationSuccesses, TenantProblemsAsWarnings):
         if not any(isinstance(f, kind) for f in objects_logger.filters):
             objects_logger.addFilter(kind())
 
@@ -101,6 +123,7 @@ def install_demo_filters() -> None:
 
 
 __all__ = [
-    "KOPF_OBJECTS_LOGGER", "KOPF_QUEUEING_LOGGER", "DroppedRetriesNotice", "QuietWatchHandlers",
+    "KOPF_OBJECTS_LOGGER", "KOPF_QUEUEING_LOGGER", "DroppedRetriesNotice", "QuietOrganizationSuccesses",
+    "QuietWatchHandlers",
     "TenantProblemsAsWarnings", "install_demo_filters", "install_log_filters", "tenant_side_transient_reasons",
 ]
