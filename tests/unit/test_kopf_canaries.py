@@ -231,7 +231,6 @@ def test_kopf_namespace_pattern_semantics(pattern: str, inside: list[str], outsi
 
 def test_indexing_kopf_index_resource_signature_and_call_site() -> None:
     from kopf._core.engines import indexing
-    from kopf._core.reactor import processing
 
     from oneie_operator.handlers.kopfpatches import indexing as lean
 
@@ -242,7 +241,9 @@ def test_indexing_kopf_index_resource_signature_and_call_site() -> None:
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
     assert lean.KOPF_INDEX_RESOURCE.__module__ == indexing.__name__
     # Kopf looks the function up on its module at each call: replacing the attribute takes effect.
-    assert "indexing.index_resource(" in inspect.getsource(processing.process_resource_event)
+    from oneie_operator.handlers.kopfpatches import echoes
+
+    assert "indexing.index_resource(" in inspect.getsource(echoes.KOPF_PROCESS_RESOURCE_EVENT)
 
 
 async def test_indexing_lean_path_stores_what_kopfs_own_path_stores() -> None:
@@ -394,7 +395,6 @@ async def test_watching_lean_path_passes_kopfs_kwargs_and_ignores_failures(caplo
 def test_emptypatch_kopf_answers_an_empty_patch_with_no_ops_after_a_deep_copy() -> None:
     """What the patch relies on (an empty patch gives ``[]`` whatever the body) and is for (Kopf
     deep-copies the body first, and asks after every patch it applies)."""
-    from kopf._cogs.clients import patching
     from kopf._cogs.structs import patches
 
     from oneie_operator.handlers.kopfpatches import emptypatch
@@ -404,7 +404,9 @@ def test_emptypatch_kopf_answers_an_empty_patch_with_no_ops_after_a_deep_copy() 
     assert emptypatch.KOPF_AS_JSON_PATCH(patches.Patch(body=kopf.Body(body))) == []
     source = inspect.getsource(emptypatch.KOPF_AS_JSON_PATCH)
     assert source.index("copy.deepcopy(") < source.index("if not self:"), "Kopf no longer copies first: drop the patch"
-    assert "remaining_patch.as_json_patch(" in inspect.getsource(patching.patch_obj)
+    from oneie_operator.handlers.kopfpatches import echoes
+
+    assert "remaining_patch.as_json_patch(" in inspect.getsource(echoes.KOPF_PATCH_OBJ)
 
 
 def test_emptypatch_same_ops_as_kopf() -> None:

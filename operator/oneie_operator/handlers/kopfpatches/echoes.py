@@ -170,9 +170,11 @@ def forget_echoes() -> None:
 
 
 def install() -> None:
-    """Skip the echoes (installing twice is harmless); before Kopf starts."""
+    """Skip the echoes (installing twice is harmless); before Kopf starts. An operator started
+    again in the same process (the demo, tests) starts with no echo expected."""
     processing.process_resource_event = process_resource_event  # type: ignore[assignment]
     patching.patch_obj = patch_obj
+    forget_echoes()
 
 
 def uninstall() -> None:
