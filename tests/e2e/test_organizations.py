@@ -205,6 +205,30 @@ async def test_slow_provider_past_the_deadline_rolls_back(tenant: Tenant) -> Non
         env.providers["notion"].fault = "ok"
 
 
+async def test_a_switch_echoes_are_indexed_not_processed_again(tenant: Tenant) -> None:
+    """The watch events that only bring back the operator's own writes of a switch (Kopf's status
+    patch of the Organization, the binding Secret) skip Kopf's processing (kopfpatches/echoes.py),
+    and the organization still ends consistent, its index following the new active connection."""
+    from oneie_operator.handlers.kopfpatches import echoes
+
+    await tenant.good("e1", "convex")
+    await tenant.good("e2", "wordpress")
+    await apply_org(tenant, "echo", "e1")
+    await wait_org(tenant, "echo", active="e1", result="Succeeded")
+    await wait_used_by(tenant, "e1", "echo", True)
+    orgs, secrets = echoes.skipped_echoes("organizations"), echoes.skipped_echoes("secrets")
+    await switch(tenant, "echo", "e2")
+    await wait_org(tenant, "echo", active="e2", result="Succeeded", to="e2")
+
+    async def skipped() -> bool:
+        return echoes.skipped_echoes("organizations") > orgs and echoes.skipped_echoes("secrets") > secrets
+
+    await wait_for(skipped, timeout=10, what="the switch's echoes skipped")
+    await wait_used_by(tenant, "e2", "echo", True)  # the index of what organizations use followed the echo
+    await wait_used_by(tenant, "e1", "echo", False)
+    await assert_consistent(tenant, "echo")
+
+
 async def test_health_gate_failure_after_activation_restores_binding(tenant: Tenant) -> None:
     env = tenant.env
     await _org_on_good(tenant)

@@ -322,3 +322,41 @@ async def test_echoes_only_the_expected_version_is_skipped_and_it_is_still_index
         assert processed == ["10", "11", "12", "14"] and echoes.expected_echoes() == 0
     finally:
         echoes.forget_echoes()
+
+
+async def test_echoes_the_operators_own_write_is_only_indexed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A declared own write: its MODIFIED echo (that version exactly) skips Kopf; another version,
+    an ADDED event, or the same version again go through Kopf."""
+    processed: list[tuple[str, str]] = []
+
+    async def kopf_processing(*, raw_event: dict[str, Any], **_: Any) -> None:
+        processed.append((raw_event["type"], raw_event["object"]["metadata"]["resourceVersion"]))
+
+    monkeypatch.setattr(echoes, "KOPF_PROCESS_RESOURCE_EVENT", kopf_processing)
+    registry = kopf.OperatorRegistry()
+    common = dict(resource=SECRETS, registry=registry, settings=_settings(), indexers=indexing.OperatorIndexers(),
+                  memories=inventory.ResourceMemories(), memobase=kopf.Memo())
+
+    async def event(kind: str, version: str) -> None:
+        body = {"metadata": {"namespace": "t", "name": "b", "uid": "u-b", "resourceVersion": version}}
+        await echoes.process_resource_event(raw_event={"type": kind, "object": body}, **common)
+
+    echoes.forget_echoes()
+    before = echoes.skipped_echoes("secrets")
+    try:
+        echoes.expect_own_write("", "v1", "secrets", "t", "b", "5")
+        await event("MODIFIED", "5")
+        assert processed == [] and echoes.skipped_echoes("secrets") == before + 1
+        await event("MODIFIED", "5")
+        echoes.expect_own_write("", "v1", "secrets", "t", "b", "7")
+        await event("MODIFIED", "6")  # someone else's write came first: Kopf, and the expectation is gone
+        await event("MODIFIED", "7")
+        echoes.expect_own_write("", "v1", "secrets", "t", "b", "8")
+        await event("ADDED", "8")
+        echoes.expect_own_write("", "v1", "secrets", "t", "other", "9")
+        await event("MODIFIED", "9")  # another object's version
+        assert processed == [("MODIFIED", "5"), ("MODIFIED", "6"), ("MODIFIED", "7"), ("ADDED", "8"),
+                             ("MODIFIED", "9")]
+        assert echoes.skipped_echoes("secrets") == before + 1
+    finally:
+        echoes.forget_echoes()

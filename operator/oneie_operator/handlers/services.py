@@ -18,6 +18,7 @@ import kubernetes.client
 
 from oneie_operator.config import OperatorConfig
 from oneie_operator.handlers.health import HealthReporter
+from oneie_operator.handlers.kopfpatches.echoes import expect_own_write
 from oneie_operator.handlers.memory import ConnectionWatch, ProbeRequests, WatchedSecrets
 from oneie_operator.health.assessment import HealthTracker, ProbeOutcome, State
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
@@ -26,7 +27,7 @@ from oneie_operator.kube.events import EventRecorder, EventSource
 from oneie_operator.kube.rest import KubeREST
 from oneie_operator.kube.secrets import CustomObjects, SecretStore
 from oneie_operator.lru import LRU
-from oneie_operator.names import GROUP, ORGANIZATIONS, VERSION
+from oneie_operator.names import BINDING, CREDENTIALS_LABEL, GROUP, ORGANIZATIONS, VERSION
 from oneie_operator.observability.metrics import Metrics
 from oneie_operator.platform_default import PlatformDefault
 from oneie_operator.providers.http import ProviderHTTP
@@ -41,6 +42,17 @@ from oneie_operator.vault import Keyring
 
 #: The switch steps reported in ``status.switching`` (the ones that wait on a provider).
 PROGRESS_STEPS = frozenset({"resolve", "test", "healthGate"})
+
+
+def binding_written(secret: Mapping[str, Any]) -> None:
+    """A binding Secret the operator has just written: the watch event that brings it back (this
+    very resourceVersion) is only indexed, not handled (``kopfpatches/echoes.py``). The Secret
+    watch's handler would find it intact (the digest was computed for this write) and cache
+    nothing for bindings (``WatchedSecrets``); a change by anyone else has another version."""
+    meta = secret.get("metadata") or {}
+    version = meta.get("resourceVersion")
+    if (meta.get("labels") or {}).get(CREDENTIALS_LABEL) == BINDING and version:
+        expect_own_write("", "v1", "secrets", str(meta.get("namespace") or ""), str(meta.get("name")), str(version))
 
 
 @dataclass
@@ -145,7 +157,7 @@ class Services:
             metrics=metrics,
             policy=policy,
             http=http,
-            secrets=SecretStore(rest),
+            secrets=SecretStore(rest, on_written=binding_written),
             objects=objects,
             rest=rest,
             usage=UsedByWriter(objects, watched=watch.used_by),

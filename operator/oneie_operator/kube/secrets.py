@@ -134,8 +134,16 @@ def watched_secret(raw: Mapping[str, Any]) -> WatchedSecret:
 class SecretStore:
     """Secrets through the operator's asynchronous REST client."""
 
-    def __init__(self, api: KubeREST) -> None:
+    def __init__(self, api: KubeREST, on_written: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         self._core = api
+        #: Called with the API server's answer to each write of :meth:`write_owned` (the Secret as
+        #: written, which its watch will send back), before the write returns.
+        self._on_written = on_written
+
+    def _written(self, answer: Mapping[str, Any]) -> str:
+        if self._on_written is not None:
+            self._on_written(answer)
+        return _version_of(answer)
 
     async def read(self, namespace: str, name: str) -> SecretSnapshot | None:
         """The Secret, or None when it does not exist (for the operator's own Secrets)."""
@@ -235,20 +243,20 @@ class SecretStore:
                 {"op": "add", "path": "/data", "value": body["data"]},
             ]
             try:
-                return _version_of(await self._core.patch_namespaced_secret(name, namespace, ops))
+                return self._written(await self._core.patch_namespaced_secret(name, namespace, ops))
             except KubeAPIError as exc:
                 # 404: not there yet (created below). A failed test op or a missing path is a 422
                 # on the emulator, 400, 409 or 500 on API server versions: read and decide below.
                 if exc.status not in (400, 404, 409, 422, 500):
                     raise
         try:
-            return _version_of(await self._core.create_namespaced_secret(namespace, body))
+            return self._written(await self._core.create_namespaced_secret(namespace, body))
         except KubeAPIError as exc:
             if exc.status != 409:
                 raise
         existing = await self.read(namespace, name)
         if existing is None:  # deleted meanwhile: create it (a 409 now is a real conflict)
-            return _version_of(await self._core.create_namespaced_secret(namespace, body))
+            return self._written(await self._core.create_namespaced_secret(namespace, body))
         return await self._replace_ours(existing, owner, body)
 
     async def _replace_ours(self, current: SecretSnapshot, owner: OwnerRef, body: dict[str, Any]) -> str:
@@ -256,12 +264,14 @@ class SecretStore:
             raise SecretNameTakenError(current.namespace, current.name, owner.kind, owner.name)
         conditioned = {**body, "metadata": {**body["metadata"], "resourceVersion": current.resource_version}}
         try:
-            return _version_of(await self._core.replace_namespaced_secret(current.name, current.namespace, conditioned))
+            return self._written(
+                await self._core.replace_namespaced_secret(current.name, current.namespace, conditioned)
+            )
         except KubeAPIError as exc:
             if exc.status != 404:
                 raise  # 409: changed since it was read (by someone else, maybe): try again later
         # Deleted since it was read: create it (a 409 now is a real conflict, tried again later).
-        return _version_of(await self._core.create_namespaced_secret(current.namespace, body))
+        return self._written(await self._core.create_namespaced_secret(current.namespace, body))
 
 
 class SetUpdateConflict(KubeAPIError):

@@ -9,8 +9,8 @@ each module against the new Kopf, then raise :data:`KOPF_CHECKED_VERSION`.
 
 - :mod:`.causes`: no essence and diff for kinds without change handlers (replaces a Kopf function).
 - :mod:`.diffbase`: the diff-base essence built without deep-copying the status.
-- :mod:`.echoes`: the watch event echoing Kopf's own finished status patch only indexed (replaces
-  a Kopf function, wraps another).
+- :mod:`.echoes`: the watch event echoing Kopf's own finished status patch, or a binding Secret the
+  operator has just written, only indexed (replaces a Kopf function, wraps another).
 - :mod:`.emptypatch`: an empty Kopf patch's JSON-patch ops without a deep copy of the object (wraps a Kopf method).
 - :mod:`.essencecopy`: Kopf's essence copies made by a copier for JSON data (replaces a module reference).
 - :mod:`.fastviews`: Kopf's views of bodies look keys up in plain dicts in one step (replaces two methods).
