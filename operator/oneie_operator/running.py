@@ -148,7 +148,7 @@ async def run_operator(
     essencecopy.install()  # Kopf's essence copies of JSON data by a JSON copier, not copy.deepcopy
     fastviews.install()  # Kopf's views of bodies look keys up in plain dicts in one step
     causes.install()  # no essence and diff for kinds without change handlers (our Secrets watch)
-    echoes.install()  # the echo of Kopf's own finished status patch is indexed, not processed again
+    echoes.install()  # the echo of our own write (Kopf's status patch, a binding) is indexed, not processed
 
     config = services.config
     entries = tuple(namespaces) or config.watch_namespaces

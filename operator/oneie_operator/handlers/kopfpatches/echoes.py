@@ -1,4 +1,4 @@
-"""The watch event that only echoes Kopf's own finished status patch: indexed, not processed again.
+"""The watch event that only echoes the operator's own write: indexed, not processed again.
 
 Changes: ``kopf._core.reactor.processing.process_resource_event`` (a private function, replaced on
 its module before Kopf starts: ``running.py`` binds it into the processor when the operator
@@ -137,17 +137,17 @@ async def process_resource_event(**kwargs: Any) -> str | None:
         return None
     token = _last_patch.set(None)
     try:
-        version = await KOPF_PROCESS_RESOURCE_EVENT(**kwargs)
+        patched = await KOPF_PROCESS_RESOURCE_EVENT(**kwargs)  # the version Kopf's patch answered, if any
         record = _last_patch.get()
     finally:
         _last_patch.reset(token)
-    if version is not None and raw_event.get("type") != "DELETED":
+    if patched is not None and raw_event.get("type") != "DELETED":
         echo = echo_version(
             registry=kwargs["registry"], settings=kwargs["settings"], resource=resource, handled=raw_body, record=record
         )
-        if echo is not None and echo == version:
+        if echo is not None and echo == patched:
             _expected[key] = echo
-    return version
+    return patched
 
 
 async def _index_only(
@@ -217,9 +217,12 @@ __all__ = [
     "KOPF_PROCESS_RESOURCE_EVENT",
     "PatchRecord",
     "echo_version",
+    "expect_own_write",
     "expected_echoes",
+    "forget_echoes",
     "install",
     "patch_obj",
     "process_resource_event",
+    "skipped_echoes",
     "uninstall",
 ]
