@@ -132,6 +132,7 @@ async def run_operator(
     import oneie_operator.handlers  # noqa: F401  (registers the handlers)
     from oneie_operator.handlers.kopfpatches import (
         causes,
+        changing,
         echoes,
         emptypatch,
         essencecopy,
@@ -149,6 +150,7 @@ async def run_operator(
     fastviews.install()  # Kopf's views of bodies look keys up in plain dicts in one step
     causes.install()  # no essence and diff for kinds without change handlers (our Secrets watch)
     echoes.install()  # the echo of our own write (Kopf's status patch, a binding) is indexed, not processed
+    changing.install()  # the Organization reconcile awaited directly when Kopf has nothing of it in progress
 
     config = services.config
     entries = tuple(namespaces) or config.watch_namespaces

@@ -208,8 +208,9 @@ async def test_slow_provider_past_the_deadline_rolls_back(tenant: Tenant) -> Non
 async def test_a_switch_echoes_are_indexed_not_processed_again(tenant: Tenant) -> None:
     """The watch events that only bring back the operator's own writes of a switch (Kopf's status
     patch of the Organization, the binding Secret) skip Kopf's processing (kopfpatches/echoes.py),
-    and the organization still ends consistent, its index following the new active connection."""
-    from oneie_operator.handlers.kopfpatches import echoes
+    the switch itself ran on the lean path (kopfpatches/changing.py: nothing in progress), and the
+    organization still ends consistent, its index following the new active connection."""
+    from oneie_operator.handlers.kopfpatches import changing, echoes
 
     await tenant.good("e1", "convex")
     await tenant.good("e2", "wordpress")
@@ -217,8 +218,10 @@ async def test_a_switch_echoes_are_indexed_not_processed_again(tenant: Tenant) -
     await wait_org(tenant, "echo", active="e1", result="Succeeded")
     await wait_used_by(tenant, "e1", "echo", True)
     orgs, secrets = echoes.skipped_echoes("organizations"), echoes.skipped_echoes("secrets")
+    lean = changing.lean_runs()
     await switch(tenant, "echo", "e2")
     await wait_org(tenant, "echo", active="e2", result="Succeeded", to="e2")
+    assert changing.lean_runs() > lean, "the switch ran on the lean path"
 
     async def skipped() -> bool:
         return echoes.skipped_echoes("organizations") > orgs and echoes.skipped_echoes("secrets") > secrets

@@ -583,3 +583,34 @@ def test_echoes_kopf_signatures_and_call_sites() -> None:
     )
     storage = kopf.StatusProgressStorage(name="kopf")
     assert storage.field == ("status", "kopf", "progress") and storage.touch_field == ("status", "kopf", "dummy")
+
+
+# --- kopfpatches.changing --------------------------------------------------------------------
+
+
+def test_changing_kopf_process_changing_cause_signature_call_site_and_steps() -> None:
+    from kopf._core.actions import execution, invocation
+    from kopf._core.reactor import processing
+
+    from oneie_operator.handlers.kopfpatches import changing
+
+    params = inspect.signature(changing.KOPF_PROCESS_CHANGING_CAUSE).parameters
+    assert list(params) == ["lifecycle", "registry", "settings", "memory", "cause"], params
+    # Looked up on the module at each call, by keywords.
+    call_site = re.sub(r"\s+", "", inspect.getsource(processing.process_resource_causes))
+    assert "changing_delays=awaitprocess_changing_cause(lifecycle=lifecycle,registry=registry," in call_site
+    # What the lean path reproduces of Kopf's path once every handler succeeded.
+    source = re.sub(r"\s+", "", inspect.getsource(changing.KOPF_PROCESS_CHANGING_CAUSE))
+    for text in (
+        "state=progression.State.from_storage(body=cause.body,storage=storage,handlers=owned_handlers)",
+        "progression.deliver_results(outcomes=outcomes,patch=cause.patch)",
+        "ifcause.newisnotNoneandcause.old!=cause.new:"
+        "settings.persistence.diffbase_storage.store(body=body,patch=patch,essence=cause.new)",
+        "memory.fully_handled_once=True",
+    ):
+        assert text in source, text
+    # Kopf's per-attempt kwargs, merged under the cause's (as the lean path merges them).
+    invoke = re.sub(r"\s+", "", inspect.getsource(execution.invoke_handler))
+    assert "kwargs=dict(param=handler.param,retry=retry,started=started,runtime=runtime,)" in invoke
+    merged = "kwargs=dict(kwargs)|({}ifkwargsrcisNoneelsedict(kwargsrc.async_kwargs))"
+    assert merged in re.sub(r"\s+", "", inspect.getsource(invocation.invoke))

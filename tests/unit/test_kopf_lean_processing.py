@@ -1,4 +1,4 @@
-"""What the kopfpatches ``fastviews``, ``causes`` and ``echoes`` change, against Kopf's own code.
+"""What the kopfpatches ``fastviews``, ``causes``, ``echoes`` and ``changing`` change, against Kopf's own code.
 
 Each test runs Kopf's original beside the replacement on the same input (real Kopf objects:
 registries, settings, bodies, patches, indexers), so a difference in behaviour fails here; the
@@ -7,6 +7,7 @@ Kopf internals they rely on are pinned by ``test_kopf_canaries.py``.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
@@ -18,7 +19,7 @@ from kopf._cogs.structs import bodies, dicts, references
 from kopf._core.engines import indexing
 from kopf._core.reactor import inventory
 
-from oneie_operator.handlers.kopfpatches import causes, echoes, fastviews
+from oneie_operator.handlers.kopfpatches import causes, changing, echoes, fastviews
 from oneie_operator.handlers.kopfpatches import indexing as lean_indexing
 
 # --- fastviews -------------------------------------------------------------------------------
@@ -360,3 +361,142 @@ async def test_echoes_the_operators_own_write_is_only_indexed_once(monkeypatch: 
         assert echoes.skipped_echoes("secrets") == before + 1
     finally:
         echoes.forget_echoes()
+
+
+# --- changing --------------------------------------------------------------------------------
+
+
+def _changing_settings() -> kopf.OperatorSettings:
+    st = kopf.OperatorSettings()
+    st.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
+    st.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name="kopf")
+    return st
+
+
+def _pruned(value: Any) -> Any:
+    """A merge patch without its empty objects (no-ops: Kopf leaves ``progress: {}`` behind)."""
+    if isinstance(value, dict):
+        pruned = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v != {}}
+    return value
+
+
+async def _change(
+    fn: Any, registry: kopf.OperatorRegistry, body: dict[str, Any], *, kind: str = "MODIFIED"
+) -> tuple[dict[str, Any], bool, Any]:
+    """One change cause of ``body`` as Kopf detects it, handled by ``fn`` (Kopf's
+    ``process_changing_cause`` or ours): (the patch, handled once?, the delays)."""
+    from kopf._core.actions import lifecycles
+    from kopf._core.reactor import processing
+
+    st = _changing_settings()
+    memory = inventory.ResourceMemory()
+    memory.fully_handled_once = kind != "RESUME"
+    raw = {"type": None if kind == "RESUME" else kind, "object": body}
+    logger = logging.getLogger("kopf.objects")
+    found = processing._detect_causes(
+        indexers=indexing.OperatorIndexers(), registry=registry, settings=st, resource=RESOURCE, raw_event=raw,
+        body=kopf.Body(body), patch=kopf.Patch(), memory=memory, local_logger=logger, event_logger=logger,
+    )
+    cause = found.changing_cause
+    assert cause is not None
+    delays = await fn(lifecycle=lifecycles.asap, registry=registry, settings=st, memory=memory, cause=cause)
+    return _pruned(dict(cause.patch)), memory.fully_handled_once, delays
+
+
+def _changed_org(**status: Any) -> dict[str, Any]:
+    body = _org("10")
+    body["status"] = dict(status)
+    return body
+
+
+def _lean_registry(calls: list[dict[str, Any]], *, fail: int = 0, returns: Any = None,
+                   marked: bool = True) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    async def reconcile(patch: kopf.Patch, **kwargs: Any) -> Any:
+        calls.append({"patch": patch, **kwargs})
+        if len(calls) <= fail:
+            raise ValueError("a bug")
+        patch.status["active"] = "b"
+        return returns
+
+    fn = changing.lean_changer(reconcile) if marked else reconcile
+    for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        decorator("one.ie", "v1alpha1", "organizations", registry=registry, id="reconcile")(fn)
+    return registry
+
+
+@pytest.mark.parametrize("kind", ["MODIFIED", "ADDED", "RESUME"])
+@pytest.mark.parametrize("returns", [None, {"x": 1}])
+async def test_changing_lean_path_leaves_what_kopfs_own_path_leaves(kind: str, returns: Any) -> None:
+    """An object with nothing in progress: the same patch (status, the handler's result, the new
+    diff base; less the progress Kopf stores and purges again), handled once, no delays, and the
+    handler gets Kopf's kwargs."""
+    body = _changed_org(kopf={"last-handled-configuration": '{"spec": {"ref": "a"}}'})
+    kopf_calls: list[dict[str, Any]] = []
+    ours_calls: list[dict[str, Any]] = []
+    before = changing.lean_runs()
+    theirs = await _change(changing.KOPF_PROCESS_CHANGING_CAUSE, _lean_registry(kopf_calls, returns=returns), body,
+                           kind=kind)
+    ours = await _change(changing.process_changing_cause, _lean_registry(ours_calls, returns=returns), body, kind=kind)
+    assert changing.lean_runs() == before + 1
+    assert ours == theirs and ours[1] is True and list(ours[2]) == []
+    assert ours[0]["status"]["active"] == "b" and "last-handled-configuration" in ours[0]["status"]["kopf"]
+    assert len(kopf_calls) == len(ours_calls) == 1
+    assert set(ours_calls[0]) == set(kopf_calls[0])
+    for key in ("reason", "diff", "old", "new", "namespace", "name", "uid", "body", "retry", "param"):
+        assert ours_calls[0][key] == kopf_calls[0][key], key
+    assert ours_calls[0]["runtime"] == datetime.timedelta(0) <= kopf_calls[0]["runtime"] < datetime.timedelta(seconds=5)
+
+
+async def test_changing_progress_in_the_object_goes_through_kopf() -> None:
+    """A retry pending (Kopf's progress in status): Kopf's own path, which counts the retry."""
+    progress = {"reconcile": {"started": "2026-12-06T10:00:00.000000+00:00", "retries": 1, "success": False,
+                              "failure": False, "purpose": "update", "delayed": "2026-12-06T10:00:01.000000+00:00"}}
+    body = _changed_org(kopf={"progress": progress, "last-handled-configuration": '{"spec": {"ref": "a"}}'})
+    calls: list[dict[str, Any]] = []
+    before = changing.lean_runs()
+    patch, handled, _ = await _change(changing.process_changing_cause, _lean_registry(calls), body)
+    assert changing.lean_runs() == before and calls[0]["retry"] == 1
+    assert patch["status"]["kopf"]["progress"] == {"reconcile": None}, "Kopf purged its progress"
+    assert handled is True
+
+
+async def test_changing_a_raising_handler_runs_again_through_kopf_which_records_the_failure() -> None:
+    calls: list[dict[str, Any]] = []
+    before = changing.lean_runs()
+    patch, _, delays = await _change(changing.process_changing_cause, _lean_registry(calls, fail=2), _changed_org())
+    assert len(calls) == 2 and changing.lean_runs() == before
+    record = patch["status"]["kopf"]["progress"]["reconcile"]
+    assert record["retries"] == 1 and record["success"] is False and record["delayed"], record
+    assert "active" not in patch["status"] and 55 < max(delays) <= 60, "Kopf retries it later"
+
+
+async def test_changing_unmarked_or_several_handlers_or_deletion_go_through_kopf() -> None:
+    from kopf._core.intents import causes as kopf_causes
+
+    calls: list[dict[str, Any]] = []
+    before = changing.lean_runs()
+    await _change(changing.process_changing_cause, _lean_registry(calls, marked=False), _changed_org())
+    registry = _lean_registry(calls)
+
+    @kopf.on.update("one.ie", "v1alpha1", "organizations", registry=registry, id="another")
+    async def another(**_: Any) -> None: ...
+
+    updated = _changed_org(kopf={"last-handled-configuration": '{"spec": {"ref": "a"}}'})  # an update: both
+    await _change(changing.process_changing_cause, registry, updated)
+    assert len(calls) == 2 and changing.lean_runs() == before
+    assert changing.LEAN_REASONS == {kopf_causes.Reason.CREATE, kopf_causes.Reason.UPDATE, kopf_causes.Reason.RESUME}
+
+
+def test_changing_install_and_uninstall() -> None:
+    from kopf._core.reactor import processing
+
+    try:
+        changing.install()
+        changing.install()
+        assert processing.process_changing_cause is changing.process_changing_cause
+    finally:
+        changing.uninstall()
+    assert processing.process_changing_cause is changing.KOPF_PROCESS_CHANGING_CAUSE

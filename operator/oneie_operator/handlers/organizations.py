@@ -10,6 +10,7 @@ import kopf
 
 from oneie_operator.errors import OneieError
 from oneie_operator.handlers.connections import REF_BINDING, REF_CONNECTION, post_events
+from oneie_operator.handlers.kopfpatches.changing import lean_changer
 from oneie_operator.handlers.kopfpatches.indexing import lean_indexer
 from oneie_operator.handlers.services import Services
 from oneie_operator.names import GROUP, ORGANIZATION_KIND, ORGANIZATIONS, VERSION
@@ -29,6 +30,7 @@ RETRY_DELAY_SECONDS = 5
 @kopf.on.resume(GROUP, VERSION, ORGANIZATIONS)
 @kopf.on.create(GROUP, VERSION, ORGANIZATIONS)
 @kopf.on.update(GROUP, VERSION, ORGANIZATIONS)
+@lean_changer
 async def reconcile(
     body: kopf.Body,
     namespace: str | None,

@@ -8,6 +8,8 @@ attribute, a log line, a default answer), and one that the installed Kopf is wit
 each module against the new Kopf, then raise :data:`KOPF_CHECKED_VERSION`.
 
 - :mod:`.causes`: no essence and diff for kinds without change handlers (replaces a Kopf function).
+- :mod:`.changing`: our Organization reconcile awaited directly, not through Kopf's progress
+  machinery, when Kopf has nothing of the object in progress (replaces a Kopf function).
 - :mod:`.diffbase`: the diff-base essence built without deep-copying the status.
 - :mod:`.echoes`: the watch event echoing Kopf's own finished status patch, or a binding Secret the
   operator has just written, only indexed (replaces a Kopf function, wraps another).
