@@ -32,6 +32,10 @@ class DelayedProgress:
         self._started = time.perf_counter()
         self._step: str | None = None
         self._written: str | None = None
+        #: The timer of the first write (a loop timer: a fast switch, nearly every one, cancels it
+        #: without creating a task; a cancelled task would be a cycle of exception, traceback and
+        #: frames for the garbage collector, per switch) and the write it started, if it fired.
+        self._handle: asyncio.TimerHandle | None = None
         self._timer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -47,11 +51,14 @@ class DelayedProgress:
         remaining = self._delay - (time.perf_counter() - self._started)
         if remaining <= 0:
             await self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.create_task(self._after(remaining), name="switch progress")
+        elif self._handle is None and self._timer is None:
+            self._handle = asyncio.get_running_loop().call_later(remaining, self._fire)
 
-    async def _after(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    def _fire(self) -> None:
+        if not self._closed:
+            self._timer = asyncio.create_task(self._late_write(), name="switch progress")
+
+    async def _late_write(self) -> None:
         try:
             await self._flush()
         except Exception as exc:  # progress is best effort: the switch goes on, its result is written
@@ -69,6 +76,8 @@ class DelayedProgress:
         """Stop: a timer still waiting is cancelled; a write already under way is waited for."""
         async with self._lock:  # a write under way holds the lock: wait for it to finish
             self._closed = True
+        if self._handle is not None:
+            self._handle.cancel()
         if self._timer is not None and not self._timer.done():
             self._timer.cancel()
             await asyncio.wait([self._timer])  # (our own cancellation still propagates)
