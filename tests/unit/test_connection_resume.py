@@ -144,3 +144,29 @@ async def test_a_source_at_another_version_is_tested_again() -> None:
 async def test_a_key_no_longer_in_the_keyring_takes_the_long_way() -> None:
     _, calls = await run(watched(), keyring=Keyring([EncryptionKey.generate("k2")]))
     assert calls[:1] == ["read_credentials conn-creds"]
+
+
+def test_a_connections_spec_is_validated_once_per_generation_and_a_bad_one_every_time() -> None:
+    """The spec cache the connection reconcile shares with the organizations' (``SpecCache``): the
+    same generation is answered from it, a new generation or uid is validated again, and a spec
+    that fails is never kept (it raises its field-level issues each time)."""
+    import dataclasses
+
+    from oneie_operator.errors import SpecError
+    from oneie_operator.lru import LRU
+    from oneie_operator.reconcile.connections import valid_spec_of
+
+    registry, policy = default_registry(), DestinationPolicy(allow_loopback=True, allow_plain_http=True)
+    cache: Any = LRU(10)
+    obj = connection()
+    first = valid_spec_of(obj, registry, policy, cache)
+    assert valid_spec_of(obj, registry, policy, cache) is first
+    assert valid_spec_of(dataclasses.replace(obj, generation=4), registry, policy, cache) is not first
+    assert valid_spec_of(dataclasses.replace(obj, uid="other"), registry, policy, cache) is not first
+    bad = dataclasses.replace(obj, generation=5, spec={**obj.spec, "convex": {"url": "not a url"}})
+    for _ in range(2):
+        with pytest.raises(SpecError) as caught:
+            valid_spec_of(bad, registry, policy, cache)
+        assert "spec.convex.url" in str(caught.value)
+    assert cache.get((NS, NAME))[0] == ("other", 3), "the failing generation left nothing behind"
+    assert valid_spec_of(obj, registry, policy, None).settings == first.settings  # no cache: validated

@@ -34,7 +34,7 @@ from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile import conditions
-from oneie_operator.reconcile.connections import ConnectionDeps, ValidSpec, owned_secret_name
+from oneie_operator.reconcile.connections import ConnectionDeps, SpecCache, owned_secret_name
 from oneie_operator.reconcile.organizations import VALID_SPECS, OrgDeps, OrgObject
 from oneie_operator.reconcile.retrigger import Retrigger
 from oneie_operator.reconcile.usage import UsedByWriter
@@ -85,10 +85,9 @@ class Services:
     #: Secrets as the operator's Secret watch last delivered them (kept by handlers.connections):
     #: an unchanged connection is decided without reading its Secrets (a resume after a restart).
     watched_secrets: WatchedSecrets = field(default_factory=WatchedSecrets)
-    #: The validated spec of each connection at its latest generation, shared by the organizations' reconciles.
-    valid_specs: LRU[tuple[str, str], tuple[tuple[str, int], ValidSpec]] = field(
-        default_factory=lambda: LRU(VALID_SPECS)
-    )
+    #: The validated spec of each connection at its latest generation, shared by the connection
+    #: reconcile and the organizations' (``reconcile.connections.SpecCache``).
+    valid_specs: SpecCache = field(default_factory=lambda: LRU(VALID_SPECS))
     _engine_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -179,6 +178,7 @@ class Services:
             policy=self.policy,
             retry_delay_seconds=self.config.retry_delay_seconds,
             watched=self.watched_secrets.get,
+            valid_specs=self.valid_specs,
         )
 
     def org_deps(self) -> OrgDeps:

@@ -28,6 +28,7 @@ from oneie_operator.errors import (
     VaultError,
 )
 from oneie_operator.kube.secrets import CREDENTIALS_TYPE, OwnerRef, SecretRefusal, SecretSnapshot, WatchedSecret
+from oneie_operator.lru import LRU
 from oneie_operator.names import (
     API_VERSION,
     CAPABILITY_LABEL_PREFIX,
@@ -102,6 +103,8 @@ class ConnectionDeps:
     #: Secrets as the operator's Secret watch last saw them ((namespace, name) → None if unseen):
     #: an unchanged connection (a resume after a restart) is then decided without an API read.
     watched: Callable[[str, str], WatchedSecret | None] | None = None
+    #: Validated specs, shared with the Organization reconcile (see :data:`SpecCache`).
+    valid_specs: SpecCache | None = None
 
 
 @dataclass
@@ -164,6 +167,28 @@ def validate_spec(obj: ConnectionObject, registry: ProviderRegistry, policy: Des
     settings = validate_settings(provider, dict(block), f"spec.{name}")
     policy.check_url(provider.base_url(settings), field=f"spec.{name}.{provider.base_url_field}")
     return ValidSpec(provider=provider, settings=settings, secret_name=secret_name)
+
+
+#: (namespace, connection) → ((uid, generation), its validated spec at that generation): one entry
+#: per connection, its latest generation's. A spec at a given generation never changes (nor do the
+#: registry and the policy in a process), so the connection reconcile and the organizations that
+#: switch to it validate it once between them.
+SpecCache = LRU[tuple[str, str], tuple[tuple[str, int], ValidSpec]]
+
+
+def valid_spec_of(
+    obj: ConnectionObject, registry: ProviderRegistry, policy: DestinationPolicy, cache: SpecCache | None
+) -> ValidSpec:
+    """:func:`validate_spec`, answered from ``cache`` when it holds this connection's generation
+    (a spec that fails is not kept: it raises again, with its field-level issues)."""
+    at = (obj.uid, obj.generation)
+    cached = cache.get((obj.namespace, obj.name)) if cache is not None else None
+    if cached is not None and cached[0] == at:
+        return cached[1]
+    valid = validate_spec(obj, registry, policy)
+    if cache is not None:
+        cache.put((obj.namespace, obj.name), (at, valid))
+    return valid
 
 
 def refusal_message(refusal: SecretRefusal) -> str:
@@ -324,7 +349,7 @@ async def reconcile_connection(obj: ConnectionObject, deps: ConnectionDeps) -> C
     """Bring one BackendConnection to its desired state (see the module docstring)."""
     credentials: dict[str, str] = {}
     try:
-        valid = validate_spec(obj, deps.registry, deps.policy)
+        valid = valid_spec_of(obj, deps.registry, deps.policy, deps.valid_specs)
         unchanged = _unchanged_as_watched(obj, valid, deps)
         if unchanged is not None:
             return unchanged

@@ -61,9 +61,9 @@ from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import (
     ConnectionObject,
     SecretReader,
-    ValidSpec,
+    SpecCache,
     owned_secret_name,
-    validate_spec,
+    valid_spec_of,
 )
 from oneie_operator.reconcile.events import EventNote
 from oneie_operator.reconcile.failures import as_typed_error
@@ -116,10 +116,8 @@ class OrgDeps:
     progress_delay_seconds: float = 1.0
     #: Connections as the watch last delivered them, by (namespace, name).
     known_connections: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
-    #: (namespace, connection) → ((uid, generation), its validated spec at that generation).
-    valid_specs: LRU[tuple[str, str], tuple[tuple[str, int], ValidSpec]] = field(
-        default_factory=lambda: LRU(VALID_SPECS)
-    )
+    #: Validated specs, shared with the connection reconcile (``reconcile.connections.SpecCache``).
+    valid_specs: SpecCache = field(default_factory=lambda: LRU(VALID_SPECS))
     #: Secrets as the operator's Secret watch last saw them (see ``ConnectionDeps.watched``): a
     #: connection's encrypted copy at the version its status names is taken from there, unread.
     watched: Callable[[str, str], WatchedSecret | None] | None = None
@@ -252,14 +250,7 @@ async def resolve(
         status=status,
         labels=meta.get("labels") or {},
     )
-    # A spec at a given generation never changes (nor do the registry and the policy in a process):
-    # one entry per connection, its latest generation's.
-    cached = deps.valid_specs.get((obj.namespace, name))
-    at = (connection.uid, connection.generation)
-    valid = cached[1] if cached is not None and cached[0] == at else None
-    if valid is None:
-        valid = validate_spec(connection, deps.registry, deps.policy)
-        deps.valid_specs.put((obj.namespace, name), (at, valid))
+    valid = valid_spec_of(connection, deps.registry, deps.policy, deps.valid_specs)
     if require_ready and meta.get("deletionTimestamp") and name != obj.status.get("activeConnection"):
         raise ConnectionDeletingError(
             f"spec.backend.connectionRef.name: BackendConnection '{name}' is being deleted"
