@@ -34,8 +34,8 @@ from oneie_operator.providers.http import ProviderHTTP
 from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile import conditions
-from oneie_operator.reconcile.connections import ConnectionDeps, SpecCache, owned_secret_name
-from oneie_operator.reconcile.organizations import VALID_SPECS, OrgDeps, OrgObject
+from oneie_operator.reconcile.connections import VALID_SPECS, ConnectionDeps, SpecCache, owned_secret_name
+from oneie_operator.reconcile.organizations import OrgDeps, OrgObject
 from oneie_operator.reconcile.retrigger import Retrigger
 from oneie_operator.reconcile.usage import UsedByWriter
 from oneie_operator.vault import Keyring

@@ -174,6 +174,8 @@ def validate_spec(obj: ConnectionObject, registry: ProviderRegistry, policy: Des
 #: registry and the policy in a process), so the connection reconcile and the organizations that
 #: switch to it validate it once between them.
 SpecCache = LRU[tuple[str, str], tuple[tuple[str, int], ValidSpec]]
+#: Connections a :data:`SpecCache` holds (an LRU: the least recently used goes first).
+VALID_SPECS = 10_000
 
 
 def valid_spec_of(

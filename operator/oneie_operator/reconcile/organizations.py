@@ -59,6 +59,7 @@ from oneie_operator.providers.netguard import DestinationPolicy
 from oneie_operator.providers.registry import ProviderRegistry
 from oneie_operator.reconcile import conditions
 from oneie_operator.reconcile.connections import (
+    VALID_SPECS,
     ConnectionObject,
     SecretReader,
     SpecCache,
@@ -72,7 +73,6 @@ from oneie_operator.reconcile.switch_machine import StepFailure, SwitchDeps, Swi
 from oneie_operator.vault import Keyring, keyed_digest, unseal, verify_digest
 
 HISTORY_LIMIT = 10
-VALID_SPECS = 10_000
 
 
 def binding_name(organization: str) -> str:

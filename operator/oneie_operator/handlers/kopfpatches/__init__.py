@@ -23,6 +23,8 @@ each module against the new Kopf, then raise :data:`KOPF_CHECKED_VERSION`.
   failures logged as warnings, the demo's stop notice silenced.
 - :mod:`.webhook`: the admission server refuses reviews no handler judges (Kopf allows them).
 
+:mod:`.marks` is no patch: what the lean paths of ``watching`` and ``changing`` ask of a marked handler.
+
 Kopf's *settings* (``handlers/lifecycle.py``) are public API and no patch; the canaries check
 that each setting we assign exists (Kopf's settings are dataclasses that accept any attribute),
 that validating handlers still get ``old`` (``handlers/admission.py``; not in Kopf's typed

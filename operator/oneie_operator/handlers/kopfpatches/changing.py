@@ -42,6 +42,8 @@ from kopf._core.actions import execution, progression
 from kopf._core.intents import causes
 from kopf._core.reactor import processing
 
+from oneie_operator.handlers.kopfpatches.marks import marked_without_options
+
 #: The attribute :func:`lean_changer` sets on a handler function.
 LEAN_ATTRIBUTE = "__oneie_lean_changer__"
 #: Kopf's own ``process_changing_cause`` (restored by :func:`uninstall`).
@@ -63,13 +65,9 @@ def lean_changer(fn: F) -> F:
 
 
 def _plain(handler: Any) -> bool:
-    return bool(
-        getattr(handler.fn, LEAN_ATTRIBUTE, False)
+    return (
+        marked_without_options(handler, LEAN_ATTRIBUTE)
         and asyncio.iscoroutinefunction(handler.fn)
-        and handler.errors is None
-        and handler.timeout is None
-        and handler.retries is None
-        and handler.backoff is None
         and handler.field is None
     )
 

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import kopf
 from kopf._core.reactor import processing
 
+from oneie_operator.handlers.kopfpatches.marks import marked_without_options
+
 #: The attribute :func:`lean_watcher` sets on a handler function.
 LEAN_ATTRIBUTE = "__oneie_lean_watcher__"
 #: Kopf's own ``process_watching_cause``.
@@ -39,13 +41,7 @@ def lean_watcher(fn: F) -> F:
 
 
 def _plain(handler: Any) -> bool:
-    return bool(
-        getattr(handler.fn, LEAN_ATTRIBUTE, False)
-        and handler.errors is None
-        and handler.timeout is None
-        and handler.retries is None
-        and handler.backoff is None
-    )
+    return marked_without_options(handler, LEAN_ATTRIBUTE)
 
 
 async def process_watching_cause(*, lifecycle: Any, registry: Any, settings: Any, cause: Any) -> None:
