@@ -304,6 +304,22 @@ def attempt_key(obj: OrgObject, desired: str | None, conn: Mapping[str, Any] | N
     return "|".join(parts)
 
 
+def only_lost_readiness(last_attempt: str, attempt: str, conn: Mapping[str, Any] | None) -> bool:
+    """Whether the one change since a failed attempt is its target connection turning not Ready.
+
+    That cannot make the switch succeed (it would now fail to resolve, ``ConnectionNotReady``), so it
+    is no reason to run the switch again, nor to record a second failure, Event and metric for one
+    change of the spec (a rejected credential test is soon followed by the connection's own probe
+    saying ``CredentialsRejected``). The change that makes the connection Ready again is one."""
+    if conn is None or last_attempt == attempt:
+        return False
+    ready = conditions.get_condition((conn.get("status") or {}).get("conditions"), "Ready") or {}
+    if ready.get("status") == "True":
+        return False
+    # The last two parts of a connection target's key are its Ready status and reason (never a "|").
+    return last_attempt.rsplit("|", 2)[0] == attempt.rsplit("|", 2)[0]
+
+
 def binding_data(target: Target) -> dict[str, str]:
     """The Service Binding (servicebinding.io) entries: type, provider, settings, credentials."""
     data = {
@@ -552,7 +568,14 @@ async def _switch(
     attempt = attempt_key(obj, desired, conn_now)
     last = obj.status.get("lastSwitch") or {}
     retries = 0
-    if last.get("attempt") == attempt and last.get("result") in ("RolledBack", "Failed"):
+    failed_before = last.get("result") in ("RolledBack", "Failed")
+    if failed_before and only_lost_readiness(str(last.get("attempt") or ""), attempt, conn_now):
+        kept = await _keep_after_failure(obj, deps, active)
+        # The failure stands for this state too: recorded so, a return to Ready is a change again.
+        kept.status["lastSwitch"] = {**last, "attempt": attempt}
+        kept.unchanged = False
+        return kept
+    if failed_before and last.get("attempt") == attempt:
         wait = transient_retry_in(last, conn_now)
         if wait is None or wait > 0:
             kept = await _keep_after_failure(obj, deps, active)
