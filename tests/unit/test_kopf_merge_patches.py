@@ -142,3 +142,17 @@ async def test_without_a_bound_client_kopfs_own_sends(monkeypatch: pytest.Monkey
     await mergepatch.patch(STATUS_URL, settings=None, payload={"status": {}}, headers=dict(MERGE),
                            logger=logging.getLogger("t"))
     assert len(kopf_own.calls) == 1
+
+
+async def test_a_patch_after_the_operator_closed_its_client_opens_no_new_session(
+    server: tuple[ApiServer, KubeREST], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kopf's last status patch while the operator stops: Kopf's own client sends it, and the closed
+    REST client does not open a session that nobody would close ("Unclosed client session")."""
+    api, rest = server
+    kopf_own = KopfOwn()
+    monkeypatch.setattr(mergepatch, "KOPF_PATCH", kopf_own)
+    await rest.aclose()
+    answer = await mergepatch.patch(STATUS_URL, settings=None, payload={"status": {}}, headers=dict(MERGE),
+                                    logger=logging.getLogger("t"))
+    assert answer == {"from": "kopf"} and api.requests == [] and rest._session is None

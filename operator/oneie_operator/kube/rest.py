@@ -83,6 +83,7 @@ class KubeREST:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed_in: asyncio.AbstractEventLoop | None = None
         self._auth: dict[str, str] = {}
         self._auth_at = -AUTH_REFRESH_SECONDS
 
@@ -98,6 +99,10 @@ class KubeREST:
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
+        if self._closed_in is loop:
+            # Closed for good in this loop: a new session now would never be closed (a late request
+            # while the operator stops, e.g. Kopf's last status patch: its own client sends it then).
+            raise KubeConnectionError("the operator's API client is closed")
         if self._session is None or self._session.closed or self._loop is not loop:
             # One session per event loop (the demo restarts the operator in a new loop).
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=100)
@@ -148,8 +153,10 @@ class KubeREST:
         return answer if isinstance(answer, dict) else {}
 
     async def aclose(self) -> None:
-        """Close the session (when called on its own event loop; another loop's is just dropped)."""
+        """Close the session (when called on its own event loop; another loop's is just dropped). A
+        request made later in this loop raises :class:`KubeConnectionError`; another loop gets a new session."""
         session, self._session = self._session, None
+        self._closed_in = asyncio.get_running_loop()
         if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
             await session.close()
 
