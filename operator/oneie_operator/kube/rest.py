@@ -100,8 +100,8 @@ class KubeREST:
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._closed_in is loop:
-            # Closed for good in this loop: a new session now would never be closed (a late request
-            # while the operator stops, e.g. Kopf's last status patch: its own client sends it then).
+            # Closed for good in this loop: a new session now (a late request while the operator
+            # stops) would never be closed.
             raise KubeConnectionError("the operator's API client is closed")
         if self._session is None or self._session.closed or self._loop is not loop:
             # One session per event loop (the demo restarts the operator in a new loop).

@@ -313,11 +313,10 @@ def only_lost_readiness(last_attempt: str, attempt: str, conn: Mapping[str, Any]
     saying ``CredentialsRejected``). The change that makes the connection Ready again is one."""
     if conn is None or last_attempt == attempt:
         return False
-    ready = conditions.get_condition((conn.get("status") or {}).get("conditions"), "Ready") or {}
-    if ready.get("status") == "True":
-        return False
-    # The last two parts of a connection target's key are its Ready status and reason (never a "|").
-    return last_attempt.rsplit("|", 2)[0] == attempt.rsplit("|", 2)[0]
+    # The last two parts of a connection target's key (attempt_key) are its Ready status and
+    # reason, never containing a "|"; what comes before them is everything else it depended on.
+    depended_on, ready, _reason = attempt.rsplit("|", 2)
+    return ready != "True" and last_attempt.rsplit("|", 2)[0] == depended_on
 
 
 def binding_data(target: Target) -> dict[str, str]:
