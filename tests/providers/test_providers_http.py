@@ -244,3 +244,16 @@ def test_describe_error_body_knows_the_providers_shapes(body: object, expected: 
         assert described is None
     else:
         assert described is not None and described.startswith(expected)
+
+
+async def test_a_call_after_close_raises_and_opens_no_session(base_url: str) -> None:
+    """A probe still running while the operator stops: a typed error, and no new session that
+    nobody would close ("Unclosed client session", seen by the suite's guard in tests/conftest.py)."""
+    from oneie_operator.errors import ProviderUnreachableError
+
+    http = ProviderHTTP(policy=POLICY)
+    assert (await http.client("demo").request("GET", f"{base_url}/ok", call="probe")).body == {"ok": True}
+    await http.aclose()
+    with pytest.raises(ProviderUnreachableError, match="closed"):
+        await http.client("demo").request("GET", f"{base_url}/ok", call="probe")
+    assert http._session is None

@@ -152,13 +152,12 @@ async def local_environment(
             kubeconfig = operator_kubeconfig = write_kubeconfig(workdir / "kubeconfig", url, namespace)
         environ = demo_config_env({**platform_default_env(providers, platform_default), **(config_env or {})})
         config = load_config(environ)
-        services = build_services(config, load_api_client(str(operator_kubeconfig)), environ=environ)
-        stack.push_async_callback(services.close)
         if secure is not None:
             api = KubeAPI(url, token=secure.tokens["emulator"], verify=str(tls.cert) if tls else True)
         else:
             api = KubeAPI(url)
         stack.push_async_callback(api.aclose)
+        services = build_services(config, load_api_client(str(operator_kubeconfig)), environ=environ)
         env = LocalEnvironment(
             workdir=workdir,
             url=url,
@@ -171,10 +170,16 @@ async def local_environment(
             secure=secure,
             environ=dict(environ),
         )
+        # The services in use at the end (a restart may have replaced the first ones), not those of now.
+        stack.push_async_callback(_close_services, env)
         stack.push_async_callback(env_stop_operator, env)
         if start_operator:
             await env_start_operator(env)
         yield env
+
+
+async def _close_services(env: LocalEnvironment) -> None:
+    await env.services.close()
 
 
 async def env_start_operator(env: LocalEnvironment, timeout: float = 30.0) -> None:

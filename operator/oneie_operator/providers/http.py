@@ -401,6 +401,7 @@ class ProviderHTTP:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed_in: asyncio.AbstractEventLoop | None = None
         self._checked_urls: LRU[str, tuple[str, yarl.URL]] = LRU(CHECKED_URLS)
 
     # ------------------------------------------------------------------ binding
@@ -495,6 +496,10 @@ class ProviderHTTP:
     # ------------------------------------------------------------------ lifecycle
     def _client_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
+        if self._closed_in is loop:
+            # Closed for good in this loop: a new session now (a probe still running while the
+            # operator stops) would never be closed.
+            raise ProviderUnreachableError("the operator's provider HTTP client is closed")
         if self._session is None or self._session.closed or self._loop is not loop:
             connector = aiohttp.TCPConnector(
                 resolver=self._resolver,
@@ -519,7 +524,10 @@ class ProviderHTTP:
         return self._session
 
     async def aclose(self) -> None:
+        """Close the session (when called on its own event loop; another loop's is just dropped). A
+        call made later in this loop raises :class:`ProviderUnreachableError`; another loop gets a new session."""
         session, self._session = self._session, None
+        self._closed_in = asyncio.get_running_loop()
         if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
             await session.close()
 
