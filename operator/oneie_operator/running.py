@@ -139,6 +139,7 @@ async def run_operator(
         fastviews,
         indexing,
         lazy_reprs,
+        mergepatch,
         watching,
     )
 
@@ -151,6 +152,7 @@ async def run_operator(
     causes.install()  # no essence and diff for kinds without change handlers (our Secrets watch)
     echoes.install()  # the echo of our own write (Kopf's status patch, a binding) is indexed, not processed
     changing.install()  # the Organization reconcile awaited directly when Kopf has nothing of it in progress
+    mergepatch.install()  # Kopf's merge patches (its status patches) sent by our REST client (bound below)
 
     config = services.config
     entries = tuple(namespaces) or config.watch_namespaces
@@ -171,18 +173,22 @@ async def run_operator(
         kwargs.update(standalone=False, peering_name=config.peering_name, priority=priority)
     else:
         kwargs.update(standalone=True)
-    await kopf.operator(
-        clusterwide=not watch,
-        namespaces=watch,
-        liveness_endpoint=liveness,
-        # The namespaces served (WATCH_NAMESPACES, or the --namespace flags instead): the start-up
-        # list of the watched Secrets keeps to them (handlers.connections.prefill_watched_secrets).
-        memo=kopf.Memo(services=services, namespaces=entries),
-        settings=settings,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-        **kwargs,
-    )
+    bound = mergepatch.bind(services.rest)  # for this Kopf's tasks only (they inherit this context)
+    try:
+        await kopf.operator(
+            clusterwide=not watch,
+            namespaces=watch,
+            liveness_endpoint=liveness,
+            # The namespaces served (WATCH_NAMESPACES, or the --namespace flags instead): the start-up
+            # list of the watched Secrets keeps to them (handlers.connections.prefill_watched_secrets).
+            memo=kopf.Memo(services=services, namespaces=entries),
+            settings=settings,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            **kwargs,
+        )
+    finally:
+        mergepatch.unbind(bound)
 
 
 __all__ = [

@@ -209,8 +209,9 @@ async def test_a_switch_echoes_are_indexed_not_processed_again(tenant: Tenant) -
     """The watch events that only bring back the operator's own writes of a switch (Kopf's status
     patch of the Organization, the binding Secret) skip Kopf's processing (kopfpatches/echoes.py),
     the switch itself ran on the lean path (kopfpatches/changing.py: nothing in progress), and the
-    organization still ends consistent, its index following the new active connection."""
-    from oneie_operator.handlers.kopfpatches import changing, echoes
+    organization still ends consistent, its index following the new active connection. Kopf's
+    status patch was sent by the operator's REST client (kopfpatches/mergepatch.py)."""
+    from oneie_operator.handlers.kopfpatches import changing, echoes, mergepatch
 
     await tenant.good("e1", "convex")
     await tenant.good("e2", "wordpress")
@@ -218,10 +219,11 @@ async def test_a_switch_echoes_are_indexed_not_processed_again(tenant: Tenant) -
     await wait_org(tenant, "echo", active="e1", result="Succeeded")
     await wait_used_by(tenant, "e1", "echo", True)
     orgs, secrets = echoes.skipped_echoes("organizations"), echoes.skipped_echoes("secrets")
-    lean = changing.lean_runs()
+    lean, by_rest = changing.lean_runs(), mergepatch.sent["rest"]
     await switch(tenant, "echo", "e2")
     await wait_org(tenant, "echo", active="e2", result="Succeeded", to="e2")
     assert changing.lean_runs() > lean, "the switch ran on the lean path"
+    assert mergepatch.sent["rest"] > by_rest, "Kopf's status patch went through the operator's REST client"
 
     async def skipped() -> bool:
         return echoes.skipped_echoes("organizations") > orgs and echoes.skipped_echoes("secrets") > secrets

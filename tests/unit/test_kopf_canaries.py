@@ -614,3 +614,27 @@ def test_changing_kopf_process_changing_cause_signature_call_site_and_steps() ->
     assert "kwargs=dict(param=handler.param,retry=retry,started=started,runtime=runtime,)" in invoke
     merged = "kwargs=dict(kwargs)|({}ifkwargsrcisNoneelsedict(kwargsrc.async_kwargs))"
     assert merged in re.sub(r"\s+", "", inspect.getsource(invocation.invoke))
+
+
+# --- kopfpatches.mergepatch ------------------------------------------------------------------
+
+
+def test_mergepatch_kopf_patches_status_through_the_api_module_attribute() -> None:
+    from kopf._cogs.clients import api
+
+    from oneie_operator.handlers.kopfpatches import echoes, mergepatch
+
+    params = inspect.signature(mergepatch.KOPF_PATCH).parameters
+    assert list(params) == ["url", "settings", "payload", "headers", "timeout", "logger"], params
+    assert mergepatch.KOPF_PATCH is api.patch or api.patch is mergepatch.patch
+    # Merge patches through the module attribute, by keywords, without a timeout; the status one
+    # to the status subresource's URL, and its answer is the body.
+    source = re.sub(r"\s+", "", inspect.getsource(echoes.KOPF_PATCH_OBJ))  # Kopf's, even once wrapped
+    for text in (
+        "patched_body=awaitapi.patch(url=resource.get_url(namespace=namespace,name=name,subresource='status'),"
+        "headers={'Content-Type':'application/merge-patch+json'},payload=status_patch,settings=settings,logger=logger,)",
+        "headers={'Content-Type':'application/json-patch+json'}",  # JSON patches: not ours
+    ):
+        assert text in source, text
+    # Kopf's own patch answers the decoded JSON of the response (what ours returns).
+    assert "returnawaitresponse.json()" in re.sub(r"\s+", "", inspect.getsource(mergepatch.KOPF_PATCH))

@@ -17,6 +17,7 @@ from oneie_operator.handlers.kopfpatches.watching import lean_watcher
 from oneie_operator.handlers.services import Services
 from oneie_operator.health.assessment import LastProbe, Thresholds
 from oneie_operator.health.probing import ProbeTarget
+from oneie_operator.kube.events import EventQueue
 from oneie_operator.kube.rest import KubeAPIError
 from oneie_operator.names import (
     BINDING_CONNECTION_ANNOTATION,
@@ -63,9 +64,12 @@ async def trigger(services: Services, plural: str, namespace: str, name: str, ca
         services.retrigger.schedule(plural, namespace, name, 1.0)
 
 
-def post_events(body: kopf.Body, notes: list[EventNote]) -> None:
-    for note in notes:
-        kopf.event(body, type=note.type, reason=note.reason, message=note.message)
+def post_events(events: EventQueue, body: kopf.Body, notes: list[EventNote]) -> None:
+    """Hand the Events over to be posted in the background (``kube.events.EventQueue``), as ``kopf.event`` would."""
+    if notes:
+        involved = {key: str(value) for key, value in kopf.build_object_reference(body).items()}
+        for note in notes:
+            events.post(involved, note.type, note.reason, note.message)
 
 
 def apply_result(result: ConnectionResult, patch: kopf.Patch) -> None:
@@ -115,7 +119,7 @@ async def reconcile(
         services.retrigger.schedule(CONNECTIONS, ns, name, 5.0)
         return
     apply_result(result, patch)
-    post_events(body, result.events)
+    post_events(services.event_queue, body, result.events)
     metrics = services.metrics
     metrics.count_security_events(ns, [note.reason for note in result.events])
     outcome = "unchanged" if result.unchanged else "error" if result.error else "ready"
@@ -298,6 +302,7 @@ async def guard_deletion(
 ) -> None:
     """A connection in use by an organization is not deleted out from under it."""
     ns = namespace or ""
+    services: Services = memo["services"]
     refs: kopf.Index[tuple[str, str, str], str] = kwargs["organization_refs"]
     users = sorted(set(refs.get((REF_CONNECTION, ns, name), [])))
     if users:
@@ -306,9 +311,8 @@ async def guard_deletion(
             " switch them to another connection first"
         )
         if retry == 0:  # one Event per deletion attempt; the check itself is cheap (an index lookup)
-            kopf.event(body, type="Warning", reason="DeletionBlocked", message=message)
+            post_events(services.event_queue, body, [EventNote("Warning", "DeletionBlocked", message)])
         raise kopf.TemporaryError(f"DeletionBlocked: {message}", delay=5)  # "<Reason>: ", see kopfpatches/log_lines.py
-    services: Services = memo["services"]
     services.forget_connection(ns, name)
 
 

@@ -25,7 +25,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
     settings.persistence.diffbase_storage = LeanStatusDiffBaseStorage(name="kopf")
-    # Events are posted on purpose with stable reasons (kopf.event); log lines are not Events.
+    # Events are posted on purpose with stable reasons (kube.events.EventQueue); log lines are not Events.
     install_log_filters()
     settings.posting.enabled = True
     settings.posting.level = logging.CRITICAL

@@ -65,7 +65,7 @@ async def reconcile(
         return
     for key, value in result.status.items():
         patch.status[key] = value
-    post_events(body, result.events)
+    post_events(services.event_queue, body, result.events)
     for connection, using in result.usage:
         services.usage.report(ns, connection, name, using)  # written in the background, coalesced
     metrics = services.metrics

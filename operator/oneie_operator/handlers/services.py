@@ -23,7 +23,7 @@ from oneie_operator.handlers.memory import ConnectionWatch, ProbeRequests, Watch
 from oneie_operator.health.assessment import HealthTracker, ProbeOutcome, State
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
 from oneie_operator.health.probing import ProbeTarget, run_probe
-from oneie_operator.kube.events import EventRecorder, EventSource
+from oneie_operator.kube.events import EventQueue, EventRecorder, EventSource
 from oneie_operator.kube.rest import KubeREST
 from oneie_operator.kube.secrets import CustomObjects, SecretStore
 from oneie_operator.lru import LRU
@@ -74,6 +74,8 @@ class Services:
     platform_default: PlatformDefault | None
     #: Events of the operator's background work (the health reports), outside Kopf's handlers.
     events: EventRecorder
+    #: Events of the handlers (a switch, a connection's verification), posted in the background.
+    event_queue: EventQueue
     #: The last ``one.ie/probe`` annotation value acted on, per connection.
     probe_requests: ProbeRequests
     #: Turns probe results into status, Events and metrics.
@@ -163,6 +165,7 @@ class Services:
             retrigger=Retrigger(objects),
             platform_default=platform_default,
             events=events,
+            event_queue=EventQueue(events),
             probe_requests=probe_requests,
             health=health,
             probe_engine=engine,
@@ -235,13 +238,15 @@ class Services:
 
     def start(self) -> None:
         """Start the background work (the probe engine), once the operator starts (Kopf's start-up)."""
+        self.event_queue.open()
         if self._engine_task is None or self._engine_task.done():
             self._engine_task = asyncio.create_task(self.probe_engine.run(), name="probe engine")
 
     async def stop(self) -> None:
         """Stop the background work (Kopf's clean-up, and :meth:`close`); in-flight probes are cancelled,
-        refused health writes no longer tried again."""
+        refused health writes no longer tried again, waiting Events posted once (at most 2 s)."""
         self.health.close()
+        await self.event_queue.aclose()  # the handlers' Events that wait are posted (bounded), its workers stop
         task, self._engine_task = self._engine_task, None
         if task is not None:
             task.cancel()

@@ -16,6 +16,8 @@ each module against the new Kopf, then raise :data:`KOPF_CHECKED_VERSION`.
 - :mod:`.emptypatch`: an empty Kopf patch's JSON-patch ops without a deep copy of the object (wraps a Kopf method).
 - :mod:`.essencecopy`: Kopf's essence copies made by a copier for JSON data (replaces a module reference).
 - :mod:`.fastviews`: Kopf's views of bodies look keys up in plain dicts in one step (replaces two methods).
+- :mod:`.mergepatch`: Kopf's merge patches (its status patches) sent by the operator's REST client,
+  Kopf's own client when that fails (replaces a Kopf function).
 - :mod:`.indexing`: our indexers called directly on each watch event (replaces a Kopf function).
 - :mod:`.watching`: our ``@kopf.on.event`` handlers awaited directly (replaces a Kopf function).
 - :mod:`.lazy_reprs`: Kopf's ``Body``/``Diff`` ``repr`` short while DEBUG is off (replaces Kopf methods).
