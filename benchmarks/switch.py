@@ -51,8 +51,8 @@ machine's speed cancels out of it, not out of the P99s.
 as a script: the ``FixedKubernetesEmulator`` of the tests plus request counters). It is
 single-threaded and the likely ceiling, so it shares its interpreter with nothing. The operator in
 another process, started as deployed (``python -m oneie_operator run --kubeconfig K``: Kopf's own
-client for watches and its patches, the ``kubernetes`` client in the default thread pool for
-Secrets and other objects). This driver, with the fake provider servers and the watch reader, is
+client for its watches, the operator's REST client (``kube.rest``) for Secrets, Events, Kopf's
+status patches and other objects). This driver, with the fake provider servers and the watch reader, is
 the third; it is nearly idle while a phase runs (the operator makes 2 provider calls per switch).
 An operator in the driver's process (as ``demo.environment.local_environment`` does) would share
 one event loop and one GIL with the fake providers and the watch reader, so its figures would

@@ -1,13 +1,14 @@
 """A small asynchronous Kubernetes REST client for the few calls the operator makes itself.
 
-Kopf talks to the API with its own client (watches, its patches, Events). The operator's other
-calls (Secrets, status patches outside a handler's patch, trigger annotations) go through
-:class:`KubeREST`: plain JSON over one keep-alive ``aiohttp`` session on the operator's event
-loop. The official ``kubernetes`` client is synchronous (each call in a worker thread), builds
-model objects and validates every argument; in ``benchmarks/switch.py`` it was a third of the
-operator's CPU per switch. Its ``Configuration`` is still what loads the kubeconfig or the
-in-cluster service account (one source of truth, shared with Kopf's login), and is read here on
-every request, so rotated service-account tokens are picked up.
+Kopf talks to the API with its own client for its watches. The operator's other calls (Secrets,
+Events, Kopf's status patches (``handlers/kopfpatches/mergepatch.py``), trigger annotations) go
+through :class:`KubeREST`: plain JSON over keep-alive connections on the operator's event loop
+(:mod:`oneie_operator.kube.wire`; ``aiohttp`` when the kubeconfig names a proxy). The official
+``kubernetes`` client is synchronous (each call in a worker thread), builds model objects and
+validates every argument; in ``benchmarks/switch.py`` it was a third of the operator's CPU per
+switch. Its ``Configuration`` is still what loads the kubeconfig or the in-cluster service account
+(one source of truth, shared with Kopf's login), and is read here on every request, so rotated
+service-account tokens are picked up.
 
 The methods are named like the official client's (``read_namespaced_secret``,
 ``patch_namespaced_custom_object_status``, ...), which is also what the chart's RBAC contract
@@ -32,6 +33,8 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import kubernetes.client
+
+from oneie_operator.kube.wire import Wire, WireError
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -82,6 +85,7 @@ class KubeREST:
         self._ssl = _ssl_context(configuration)
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
         self._session: aiohttp.ClientSession | None = None
+        self._wire: Wire | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed_in: asyncio.AbstractEventLoop | None = None
         self._auth: dict[str, str] = {}
@@ -97,18 +101,36 @@ class KubeREST:
             self._auth, self._auth_at = auth, time.monotonic()
         return {"Accept": accept, "User-Agent": "oneie-operator", **self._auth}
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> aiohttp.ClientSession | Wire:
+        """The transport of this event loop: :class:`Wire`, or ``aiohttp`` through a configured proxy."""
         loop = asyncio.get_running_loop()
         if self._closed_in is loop:
-            # Closed for good in this loop: a new session now (a late request while the operator
+            # Closed for good in this loop: a new connection now (a late request while the operator
             # stops) would never be closed.
             raise KubeConnectionError("the operator's API client is closed")
-        if self._session is None or self._session.closed or self._loop is not loop:
-            # One session per event loop (the demo restarts the operator in a new loop).
-            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=100)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        if self._cfg.proxy:
+            if self._session is None or self._session.closed or self._loop is not loop:
+                # One session per event loop (the demo restarts the operator in a new loop).
+                connector = aiohttp.TCPConnector(ssl=self._ssl, limit=100)
+                self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+                self._loop = loop
+            return self._session
+        if self._wire is None or self._loop is not loop:
+            total = float(self._timeout.total or 60.0)
+            connect = float(self._timeout.connect or total)
+            self._wire = Wire(self._host, self._ssl, timeout=total, connect_timeout=connect)
             self._loop = loop
-        return self._session
+        return self._wire
+
+    async def _send(
+        self, method: str, path: str, headers: dict[str, str], data: bytes | None
+    ) -> tuple[int, str, bytes]:
+        client = self._client()
+        if isinstance(client, Wire):
+            return await client.request(method, path, headers, data)
+        url = self._host + path
+        async with client.request(method, url, data=data, headers=headers, proxy=self._cfg.proxy) as response:
+            return response.status, response.reason or "", await response.read()
 
     async def request(
         self,
@@ -130,13 +152,8 @@ class KubeREST:
                 data = json.dumps(body, separators=(",", ":")).encode()
                 headers["Content-Type"] = content_type
             try:
-                async with self._client().request(
-                    method, self._host + path, data=data, headers=headers, proxy=self._cfg.proxy or None
-                ) as response:
-                    raw = await response.read()
-                    status = response.status
-                    http_reason = response.reason or ""
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                status, http_reason, raw = await self._send(method, path, headers, data)
+            except (aiohttp.ClientError, WireError, TimeoutError, OSError) as exc:
                 raise KubeConnectionError(f"{method} {path}: {type(exc).__name__}") from None
             if status == 401 and attempt == 1:
                 self._auth_at = -AUTH_REFRESH_SECONDS  # ask the configuration (and its refresh hook) again
@@ -156,7 +173,10 @@ class KubeREST:
         """Close the session (when called on its own event loop; another loop's is just dropped). A
         request made later in this loop raises :class:`KubeConnectionError`; another loop gets a new session."""
         session, self._session = self._session, None
+        wire, self._wire = self._wire, None
         self._closed_in = asyncio.get_running_loop()
+        if wire is not None and self._loop is asyncio.get_running_loop():
+            wire.close()
         if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
             await session.close()
 
