@@ -58,7 +58,7 @@ the operator's ``PROBE_CONCURRENCY`` default); ``--repeats`` windows of ``--prob
 operator's defaults) both divided by ``--compression`` (default 12: 25 s and 5 s), so the load is
 ``compression`` times the real one (10,000 / 300 s = 33 probes/s and a start-up burst of
 10,000 / 60 s = 167/s in real time). Drift is ``engine.lateness`` (probe start minus due time,
-semaphore waits included), split by cycle: the 1st probe of each connection (the jittered start,
+waits for a concurrency slot included), split by cycle: the 1st probe of each connection (the jittered start,
 a backlog under compression), the 2nd, the 3rd and later (steady state; the headline, or all
 probes when the run is too short for a 3rd); seconds and fraction of the interval. Also probes/s
 after the first interval vs expected, and RSS (VmRSS) after imports, after registering the
@@ -73,7 +73,9 @@ a fresh process, after a warm-up of twice ``--concurrency`` probes; probes/s and
 probes (median of ``--repeats`` runs of ``--layout-probes``), new TCP connections per 1,000 probes
 at the target during the measured runs, failed probes, RSS of the clients.
 
-Our worker runs on uvloop, the operator's default event loop (``--loop asyncio`` for asyncio's).
+Our worker runs on uvloop, the operator's default event loop (``--loop asyncio`` for asyncio's),
+with the operator's garbage-collector settings (``cli.main.tune_garbage_collector``, as
+``oneie-operator run`` applies them once its modules are loaded).
 
 Reproducible: fixed seeds (credentials, jitter), warm-ups, medians; run it twice and compare.
 Everything runs one at a time (2 cores). Cleanup: every child (target, exporter, workers, py-spy)

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from oneie_operator.health.assessment import HealthTracker, State, Thresholds
+from oneie_operator.health.assessment import HealthTracker, ProbeOutcome, State, Thresholds
 from oneie_operator.health.engine import EngineSettings, ProbeEngine
 from oneie_operator.health.probing import ProbeTarget, run_probe
 from oneie_operator.providers import DestinationPolicy, ProviderHTTP, default_registry, validate_settings
@@ -66,8 +66,8 @@ async def http() -> AsyncIterator[ProviderHTTP]:
 
 async def _engine(http: ProviderHTTP, results: Results, policy: DestinationPolicy = LOOPBACK,
                   **settings: float) -> tuple[ProbeEngine, asyncio.Task[None]]:
-    async def prober(t: ProbeTarget):  # type: ignore[no-untyped-def]
-        return await run_probe(t, KEYRING, http)
+    async def prober(t: ProbeTarget, check: bool):  # type: ignore[no-untyped-def]
+        return await run_probe(t, KEYRING, http, check_credentials=check)
     engine = ProbeEngine(prober, results, EngineSettings(initial_jitter_seconds=0, **settings))  # type: ignore[arg-type]
     return engine, asyncio.create_task(engine.run())
 
@@ -251,9 +251,8 @@ async def test_registered_connections_without_rate_limits_cost_little_memory_in_
     import gc
     import tracemalloc
 
-    from oneie_operator.health.assessment import ProbeOutcome
 
-    async def prober(t: ProbeTarget) -> ProbeOutcome:
+    async def prober(t: ProbeTarget, check: bool) -> ProbeOutcome:
         return ProbeOutcome(True, 0.001, "now")
 
     async def ignore(*_: object) -> None:
@@ -344,9 +343,8 @@ async def test_immediate_probe_on_request(servers: ProviderServers, http: Provid
 async def test_jitter_spreads_first_probes() -> None:
     starts: list[float] = []
 
-    async def prober(t: ProbeTarget):  # type: ignore[no-untyped-def]
+    async def prober(t: ProbeTarget, check: bool):  # type: ignore[no-untyped-def]
         starts.append(time.monotonic())
-        from oneie_operator.health.assessment import ProbeOutcome
         return ProbeOutcome(True, 0.001, "now")
 
     async def ignore(*_: object) -> None:
@@ -376,7 +374,7 @@ async def _first_probes_after_resume(last_probe_age: float, *, interval: float, 
     starts: list[float] = []
     results = Results()
 
-    async def prober(t: ProbeTarget) -> ProbeOutcome:
+    async def prober(t: ProbeTarget, check: bool) -> ProbeOutcome:
         starts.append(time.monotonic())
         return ProbeOutcome(True, 0.001, "now")
     engine = ProbeEngine(prober, results, EngineSettings(initial_jitter_seconds=jitter))
@@ -424,7 +422,6 @@ def test_last_probe_from_status() -> None:
 
 
 def test_assessment_thresholds() -> None:
-    from oneie_operator.health.assessment import ProbeOutcome
     tracker = HealthTracker(Thresholds(degraded_seconds=0.5, error_rate=0.2, window=5))
     assert tracker.record(ProbeOutcome(True, 0.1, "t")) == ("unknown", "online")
     assert tracker.record(ProbeOutcome(True, 0.9, "t"))[1] == "degraded"
@@ -457,3 +454,125 @@ async def test_namespace_slots_are_kept_only_while_probes_run(servers: ProviderS
         assert len(engine) == 0 and engine.namespaces_probing == 0
     finally:
         await _stop(task)
+
+
+class _Gate:
+    """A prober that holds every probe until released: which connections are being probed now."""
+
+    def __init__(self) -> None:
+        self.running: list[str] = []
+        self.probed: list[str] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, t: ProbeTarget, check: bool) -> ProbeOutcome:
+        self.running.append(t.name)
+        self.probed.append(t.name)
+        try:
+            await self.release.wait()
+        finally:
+            self.running.remove(t.name)
+        return ProbeOutcome(True, 0.001, "now")
+
+
+def _plain_target(ns: str, name: str, interval: float = 3600) -> ProbeTarget:
+    prov = default_registry().get("convex")
+    settings = validate_settings(prov, {"url": "https://happy-otter-123.convex.cloud"}, "spec.convex")
+    return ProbeTarget(ns, name, prov, settings, {}, Thresholds(interval_seconds=interval))
+
+
+async def test_due_probes_wait_for_slots_in_the_queue_not_as_tasks() -> None:
+    """500 probes due at once with 5 overall slots: 5 run, the others wait as queue items (no task
+    each), in the order they came due; as slots free up, the next ones start."""
+    gate, results = _Gate(), Results()
+    engine = ProbeEngine(gate, results, EngineSettings(max_concurrency=5, initial_jitter_seconds=0))
+    task = asyncio.create_task(engine.run())
+    try:
+        for i in range(500):
+            engine.upsert(_plain_target(f"ns-{i}", "c"))
+        await wait_for(lambda: _async(len(gate.running) == 5), timeout=5, what="5 probes running")
+        tasks_before = len(asyncio.all_tasks())
+        await asyncio.sleep(0.05)
+        assert len(gate.running) == 5 and len(asyncio.all_tasks()) == tasks_before
+        assert tasks_before < 20, f"{tasks_before} tasks for 5 running probes"
+        assert engine.namespaces_probing == 500  # each holds its namespace's slot while it waits
+        gate.release.set()
+        await wait_for(lambda: _async(len(results.seen) == 500), timeout=10, what="500 probes")
+        assert engine.namespaces_probing == 0
+    finally:
+        await _stop(task)
+
+
+async def test_a_namespace_waits_for_its_own_slots_and_others_go_ahead() -> None:
+    """Namespace A's 6 due probes with 2 slots per namespace: 2 run, and B's probe, due after
+    all of A's, starts at once; when A's slots free up, A's waiting probes take them."""
+    gate, results = _Gate(), Results()
+    engine = ProbeEngine(gate, results, EngineSettings(max_per_namespace=2, initial_jitter_seconds=0))
+    task = asyncio.create_task(engine.run())
+    try:
+        for i in range(6):
+            engine.upsert(_plain_target("a", f"a{i}"))
+        await wait_for(lambda: _async(len(gate.running) == 2), timeout=5, what="A's 2 slots in use")
+        engine.upsert(_plain_target("b", "b0"))
+        await wait_for(lambda: _async("b0" in gate.running), timeout=5, what="B's probe")
+        assert sorted(gate.running) == ["a0", "a1", "b0"]
+        gate.release.set()
+        await wait_for(lambda: _async(len(results.seen) == 7), timeout=5, what="7 probes")
+        assert gate.probed[:3] == ["a0", "a1", "b0"] and gate.probed[3:] == ["a2", "a3", "a4", "a5"]
+    finally:
+        await _stop(task)
+
+
+async def test_a_connection_deleted_while_its_probe_waits_for_a_slot_is_not_probed() -> None:
+    gate, results = _Gate(), Results()
+    engine = ProbeEngine(gate, results, EngineSettings(max_concurrency=1, initial_jitter_seconds=0))
+    task = asyncio.create_task(engine.run())
+    try:
+        engine.upsert(_plain_target("ns", "first"))
+        await wait_for(lambda: _async(gate.running == ["first"]), timeout=5, what="the first probe")
+        engine.upsert(_plain_target("ns", "gone"))
+        engine.upsert(_plain_target("ns", "kept"))
+        await asyncio.sleep(0.05)  # both due, queued behind the one slot
+        assert engine.remove("ns", "gone")
+        gate.release.set()
+        await wait_for(lambda: _async(len(results.seen) == 2), timeout=5, what="two probes reported")
+        await asyncio.sleep(0.05)
+        assert gate.probed == ["first", "kept"]
+        assert engine.namespaces_probing == 0
+    finally:
+        await _stop(task)
+
+
+async def test_stopping_the_engine_leaves_no_probe_queued_or_in_flight() -> None:
+    """Stopped with probes running and queued, then run again: every connection is probed anew."""
+    gate, results = _Gate(), Results()
+    engine = ProbeEngine(gate, results, EngineSettings(max_concurrency=2, initial_jitter_seconds=0))
+    task = asyncio.create_task(engine.run())
+    for i in range(5):
+        engine.upsert(_plain_target("ns", f"c{i}", interval=0.1))
+    await wait_for(lambda: _async(len(gate.running) == 2), timeout=5, what="2 probes running")
+    await _stop(task)
+    assert gate.running == [] and engine.namespaces_probing == 0
+    gate.release.set()
+    task = asyncio.create_task(engine.run())
+    try:
+        await wait_for(lambda: _async({r[1] for r in results.seen} == {f"c{i}" for i in range(5)}),
+                       timeout=5, what="every connection probed after the restart")
+    finally:
+        await _stop(task)
+
+
+@pytest.mark.parametrize(("probe_timeout", "request_timeout", "message"), [
+    (0.3, 5.0, "no answer within 0.3s"),  # the probe's timeout comes first: the request arms no timer of its own
+    (5.0, 0.3, "Convex at 127.0.0.1 did not answer in time (deadline 0.3s)"),  # the request's own comes first
+])
+async def test_the_earlier_of_the_probe_and_request_timeouts_ends_a_hanging_probe(
+    servers: ProviderServers, probe_timeout: float, request_timeout: float, message: str
+) -> None:
+    servers["convex"].fault = "hang"
+    t = target(servers, "convex", "ns", "c", thresholds=Thresholds(timeout_seconds=probe_timeout))
+    async with ProviderHTTP(policy=LOOPBACK, timeout=request_timeout) as client:
+        started = time.monotonic()
+        outcome = await run_probe(t, KEYRING, client, check_credentials=False)
+    assert not outcome.ok and outcome.reason == "ProviderTimeout", outcome
+    assert message in outcome.message, outcome.message
+    assert time.monotonic() - started < 2.5

@@ -28,7 +28,7 @@ async def test_a_request_during_a_report_is_probed_at_once() -> None:
     reporting = asyncio.Event()
     release = asyncio.Event()
 
-    async def prober(target: ProbeTarget) -> ProbeOutcome:
+    async def prober(target: ProbeTarget, check: bool) -> ProbeOutcome:
         nonlocal probes
         probes += 1
         return ProbeOutcome(ok=True, seconds=0.001, at="2026-12-06T00:00:00Z")

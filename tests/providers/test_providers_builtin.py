@@ -203,6 +203,37 @@ async def test_slow_answers_within_the_deadline_succeed_and_beyond_it_time_out(
             await http.probe(provider, settings, servers.credentials["notion"])
 
 
+async def test_a_timeout_says_whether_the_answer_had_begun() -> None:
+    """A server that never answers, and one that sends its headers and part of its body, then
+    stalls: both time out, and the message tells which (no answer at all / a stalled answer)."""
+    import asyncio
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if stall[0]:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nhappy-")
+            await writer.drain()
+        await done.wait()
+        writer.close()
+
+    stall, done = [False], asyncio.Event()
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = ProviderHTTP(policy=LOCAL_POLICY, timeout=0.3)
+    client = http.client("convex", display_name="Convex", base_url=f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(ProviderTimeoutError, match=r"did not answer in time \(deadline 0.3s\)"):
+            await client.request("GET", "/instance_name", call="probe", body="text")
+        stall[0] = True
+        with pytest.raises(ProviderTimeoutError, match=r"timed out sending the rest of its answer \(deadline 0.3s\)"):
+            await client.request("GET", "/instance_name", call="probe", body="text")
+    finally:
+        await http.aclose()
+        done.set()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_fault_mode_can_be_switched_over_http_from_another_process(servers: ProviderServers) -> None:
     import httpx
 

@@ -47,7 +47,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:  # a port that is taken: one line, not a traceback
         print(f"oneie-operator: {exc}", file=sys.stderr)
         return 2
-    _tune_garbage_collector()
+    tune_garbage_collector()
     try:
         _event_loop_runner(args.loop)(_run_then_close(services, args.namespace or ()))
     except KeyboardInterrupt:
@@ -67,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 GC_THRESHOLDS = (10_000, 20, 10)
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """Freeze what start-up loaded and widen the young generation (see :data:`GC_THRESHOLDS`).
 
     Everything loaded so far (modules, the API client's models, the providers) lives as long as

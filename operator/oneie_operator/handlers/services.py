@@ -128,8 +128,8 @@ class Services:
         probe_requests = ProbeRequests()
         watch = ConnectionWatch()
 
-        async def prober(target: ProbeTarget) -> ProbeOutcome:
-            return await run_probe(target, keyring, http)
+        async def prober(target: ProbeTarget, check_credentials: bool) -> ProbeOutcome:
+            return await run_probe(target, keyring, http, check_credentials=check_credentials)
 
         def discarded(namespace: str, name: str) -> None:  # a probe of a connection deleted meanwhile
             counted.forget_tenant_calls(namespace)

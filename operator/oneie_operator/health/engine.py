@@ -1,8 +1,11 @@
 """The probe engine: every registered connection probed on its interval, cheaply and fairly.
 
 * One scheduler task keeps a heap of due times; each due probe runs as its own task.
-* Bounded concurrency overall and per namespace (semaphores): one tenant's hanging backends
-  hold only that tenant's slots, so other tenants' probes are not delayed.
+* Bounded concurrency overall and per namespace: one tenant's hanging backends hold only that
+  tenant's slots, so other tenants' probes are not delayed. A due probe waits for its slots in
+  the scheduler's queues (first come, first served, as a semaphore would), not as a task of its
+  own: a start-up burst of 10,000 due probes is 10,000 queue items, and a probe task exists only
+  while its probe runs.
 * Jitter: a newly registered connection is first probed at a random point of its first
   interval (capped), so a burst of new connections does not stampede the backends.
 * Resume: a connection registered with what its last probe found (:class:`LastProbe`, from
@@ -34,7 +37,8 @@ from oneie_operator.health.assessment import HealthTracker, LastProbe, ProbeOutc
 from oneie_operator.health.probing import ProbeTarget
 
 Key = tuple[str, str]
-Prober = Callable[[ProbeTarget], Awaitable[ProbeOutcome]]
+#: Probes one connection; the flag says whether this probe also checks the credentials.
+Prober = Callable[[ProbeTarget, bool], Awaitable[ProbeOutcome]]
 ResultHook = Callable[[ProbeTarget, HealthTracker, State, State], Awaitable[None]]
 
 
@@ -73,11 +77,15 @@ class _Entry:
     probes: int = 0
 
 
+_Due = tuple[Key, _Entry, float]  # a due probe: the connection, its entry, its due time
+
+
 @dataclasses.dataclass(slots=True)
 class _NamespaceSlots:
-    semaphore: asyncio.Semaphore
-    #: Probes of the namespace waiting for or holding a slot.
-    users: int = 0
+    #: Probes of the namespace holding one of its slots (running, or queued for an overall slot).
+    holding: int = 0
+    #: Probes of the namespace waiting for one of its slots, first come first served.
+    waiting: collections.deque[_Due] = dataclasses.field(default_factory=collections.deque)
 
 
 class ProbeEngine:
@@ -105,11 +113,16 @@ class ProbeEngine:
         self._heap: list[tuple[float, int, Key, int]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
-        self._global = asyncio.Semaphore(self.settings.max_concurrency)
+        #: Probes running (holding an overall slot).
+        self._running = 0
+        #: Due probes holding their namespace's slot, waiting for an overall slot (first come first served).
+        self._ready: collections.deque[_Due] = collections.deque()
         #: Per-namespace concurrency slots, kept only while a probe of that namespace is waiting
         #: or running (a namespace that ever had a connection costs nothing afterwards).
         self._per_ns: dict[str, _NamespaceSlots] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        #: The running probes' tasks, with what they probe.
+        self._tasks: dict[asyncio.Task[None], _Due] = {}
         #: (namespace, start − due time) of recent probes: schedule drift, bounded.
         self.lateness: collections.deque[tuple[str, float]] = collections.deque(maxlen=100_000)
         self.probes_done = 0
@@ -205,9 +218,22 @@ class ProbeEngine:
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
         finally:
+            self._stopping = True  # no probe starts any more
+            # Cancelled or never started: due again at the same time when the engine runs again.
+            unfinished = [*self._tasks.values(), *self._ready]
+            unfinished += [due for slots in self._per_ns.values() for due in slots.waiting]
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._ready.clear()
+            self._per_ns.clear()
+            self._stopping = False
+            for key, entry, due in unfinished:
+                entry.in_flight = entry.requested = False
+                if self._entries.get(key) is entry:
+                    entry.due = due
+                    entry.generation += 1
+                    self._push(key, entry)
 
     def _start(self, key: Key, entry: _Entry, due: float, now: float) -> None:
         interval = entry.target.thresholds.interval_seconds
@@ -220,10 +246,43 @@ class ProbeEngine:
             entry.due = allowed
             self._push(key, entry)
             return
-        entry.in_flight = True
-        task = asyncio.create_task(self._probe(key, entry, due), name=f"probe {key[0]}/{key[1]}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        entry.in_flight = True  # from now until its probe is reported (or dropped)
+        slots = self._per_ns.get(key[0])
+        if slots is None:
+            slots = self._per_ns[key[0]] = _NamespaceSlots()
+        if slots.holding < self.settings.max_per_namespace:
+            slots.holding += 1
+            self._ready.append((key, entry, due))
+            self._admit()
+        else:
+            slots.waiting.append((key, entry, due))
+
+    def _admit(self) -> None:
+        """Start queued probes while overall slots are free."""
+        ready = self._ready
+        while ready and self._running < self.settings.max_concurrency and not self._stopping:
+            key, entry, due = ready.popleft()
+            if self._entries.get(key) is not entry:  # deleted (or replaced) while queued: not probed
+                entry.in_flight = False
+                self._release_namespace_slot(key[0])
+                continue
+            self._running += 1
+            task = asyncio.create_task(self._probe(key, entry, due))
+            self._tasks[task] = (key, entry, due)
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        del self._tasks[task]
+
+    def _release_namespace_slot(self, namespace: str) -> None:
+        """A probe of ``namespace`` gave its slot back: the next one waiting for it gets it."""
+        slots = self._per_ns[namespace]
+        if slots.waiting:
+            self._ready.append(slots.waiting.popleft())  # the slot passes on: holding stays
+        else:
+            slots.holding -= 1
+            if not slots.holding:
+                del self._per_ns[namespace]
 
     def _rate_limit_until(self, entry: _Entry, now: float) -> float:
         target = entry.target
@@ -250,22 +309,21 @@ class ProbeEngine:
 
     async def _probe(self, key: Key, entry: _Entry, due: float) -> None:
         namespace = key[0]
-        slots = self._per_ns.get(namespace)
-        if slots is None:
-            slots = self._per_ns[namespace] = _NamespaceSlots(asyncio.Semaphore(self.settings.max_per_namespace))
-        slots.users += 1
         try:
-            async with slots.semaphore, self._global:
+            try:
                 started = self._clock()
                 self.lateness.append((namespace, started - due))
                 target = entry.target
-                every = target.thresholds.credential_check_every
-                check = _checks_credentials(entry.probes, every)
+                check = _checks_credentials(entry.probes, target.thresholds.credential_check_every)
                 entry.probes += 1
-                if check != target.check_credentials:
-                    target = dataclasses.replace(target, check_credentials=check)
                 self._record_calls(entry, started, 2 if check else 1)  # the credential test is a call of its own
-                outcome = await self._prober(target)
+                outcome = await self._prober(target, check)
+            finally:
+                # The slots are given back before the result is reported (which may write to the API).
+                self._running -= 1
+                if not self._stopping:
+                    self._release_namespace_slot(namespace)
+                    self._admit()
             self.probes_done += 1
             if self._entries.get(key) is not entry:
                 if self._on_discarded is not None and key not in self._entries:
@@ -279,9 +337,6 @@ class ProbeEngine:
             self._push(key, entry)
             await self._on_result(entry.target, entry.tracker, old, new)
         finally:
-            slots.users -= 1
-            if not slots.users and self._per_ns.get(namespace) is slots:
-                del self._per_ns[namespace]
             entry.in_flight = False
             if entry.requested:
                 entry.requested = False

@@ -19,7 +19,7 @@ from oneie_operator.providers.redaction import sanitize
 from oneie_operator.vault import Keyring, unseal
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeTarget:
     """What the engine needs to probe one connection (credentials stay encrypted at rest here)."""
 
@@ -32,29 +32,35 @@ class ProbeTarget:
     requests_per_minute: int | None = None
     requests_per_day: int | None = None
     uid: str = ""
-    #: Run the provider's credential test after a successful probe (the engine clears it on the
-    #: probes between two credential checks, see ``Thresholds.credential_check_every``).
-    check_credentials: bool = True
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def run_probe(target: ProbeTarget, keyring: Keyring, http: ProviderHTTP) -> ProbeOutcome:
-    """Probe within the connection's timeout; every failure becomes a sanitised outcome."""
+async def run_probe(
+    target: ProbeTarget, keyring: Keyring, http: ProviderHTTP, *, check_credentials: bool = True
+) -> ProbeOutcome:
+    """Probe within the connection's timeout; every failure becomes a sanitised outcome.
+
+    ``check_credentials``: after the liveness call, also run the provider's credential test (the
+    engine asks for it on the probes ``spec.healthCheck.credentialCheckEvery`` selects)."""
     started = time.perf_counter()
     credentials: dict[str, str] = {}
     try:
         credentials = unseal(keyring, target.sealed, namespace=target.namespace, connection=target.name)
-        async with asyncio.timeout(target.thresholds.timeout_seconds):
-            result = await http.probe(target.provider, target.settings, credentials, namespace=target.namespace)
-            if target.check_credentials:
+        async with asyncio.timeout(target.thresholds.timeout_seconds) as scope:
+            # One timer for the whole probe: the calls arm none of their own when this one comes first.
+            deadline = scope.when()
+            result = await http.probe(
+                target.provider, target.settings, credentials, namespace=target.namespace, deadline=deadline
+            )
+            if check_credentials:
                 # Liveness alone would keep a revoked key "online": prove the credentials too.
-                await http.test_credentials(target.provider, target.settings, credentials, namespace=target.namespace)
-        return ProbeOutcome(
-            ok=True, seconds=result.latency_seconds, at=_now(), credentials_checked=target.check_credentials
-        )
+                await http.test_credentials(
+                    target.provider, target.settings, credentials, namespace=target.namespace, deadline=deadline
+                )
+        return ProbeOutcome(ok=True, seconds=result.latency_seconds, at=_now(), credentials_checked=check_credentials)
     except TimeoutError:
         return ProbeOutcome(
             False,
@@ -72,5 +78,5 @@ async def run_probe(target: ProbeTarget, keyring: Keyring, http: ProviderHTTP) -
             exc.reason,
             sanitize(str(exc), credentials.values()),
             retry,
-            credentials_checked=target.check_credentials,
+            credentials_checked=check_credentials,
         )

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.utils
 import errno
 import json as jsonlib
@@ -412,9 +413,11 @@ class ProviderHTTP:
         credentials: Mapping[str, str] | None = None,
         *,
         namespace: str = "",
+        deadline: float | None = None,
     ) -> ProviderClient:
         """The client one provider call gets: its name, display name, base URL and credentials, and
-        the tenant's ``namespace`` its calls are counted for (``oneie_provider_calls_total``)."""
+        the tenant's ``namespace`` its calls are counted for (``oneie_provider_calls_total``).
+        ``deadline``: see :class:`ProviderClient`."""
         base = provider.base_url(settings) if settings is not None else None
         return self.client(
             provider.name,
@@ -423,6 +426,7 @@ class ProviderHTTP:
             url_field=f"spec.{provider.name}.{provider.base_url_field}",
             credentials=credentials,
             namespace=namespace,
+            deadline=deadline,
         )
 
     async def test_credentials(
@@ -432,9 +436,12 @@ class ProviderHTTP:
         credentials: Mapping[str, str],
         *,
         namespace: str = "",
+        deadline: float | None = None,
     ) -> CheckResult:
         """``provider.test_credentials`` with a bound client; every failure typed (see :meth:`run`)."""
-        return await self.run(provider, "test_credentials", settings, credentials, namespace=namespace)
+        return await self.run(
+            provider, "test_credentials", settings, credentials, namespace=namespace, deadline=deadline
+        )
 
     async def probe(
         self,
@@ -443,9 +450,10 @@ class ProviderHTTP:
         credentials: Mapping[str, str],
         *,
         namespace: str = "",
+        deadline: float | None = None,
     ) -> CheckResult:
         """``provider.probe`` with a bound client; every failure typed (see :meth:`run`)."""
-        return await self.run(provider, "probe", settings, credentials, namespace=namespace)
+        return await self.run(provider, "probe", settings, credentials, namespace=namespace, deadline=deadline)
 
     async def run(
         self,
@@ -455,6 +463,7 @@ class ProviderHTTP:
         credentials: Mapping[str, str],
         *,
         namespace: str = "",
+        deadline: float | None = None,
     ) -> CheckResult:
         """How the operator calls a provider: bound client, and a typed error whatever fails.
 
@@ -463,7 +472,7 @@ class ProviderHTTP:
         the exception's type, never its text (which may quote the answer or the credentials), so
         a switch rolls back and a probe reports it like any other failure.
         """
-        client = self.bind(provider, settings, credentials, namespace=namespace)
+        client = self.bind(provider, settings, credentials, namespace=namespace, deadline=deadline)
         method = provider.test_credentials if call == "test_credentials" else provider.probe
         try:
             result: CheckResult = await method(settings, credentials, client)
@@ -487,10 +496,11 @@ class ProviderHTTP:
         url_field: str = "url",
         credentials: Mapping[str, str] | None = None,
         namespace: str = "",
+        deadline: float | None = None,
     ) -> ProviderClient:
         """A :class:`ProviderClient` from its parts (what :meth:`bind` does for a registered provider)."""
         return ProviderClient(
-            self, provider, display_name or provider, base_url, url_field, dict(credentials or {}), namespace
+            self, provider, display_name or provider, base_url, url_field, dict(credentials or {}), namespace, deadline
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -604,9 +614,16 @@ class ProviderHTTP:
         merged = self._request_headers(client, request)
         data = jsonlib.dumps(request.json, separators=(",", ":")).encode() if request.json is not None else None
         deadline, limit, url_field = request.deadline, request.limit, request.url_field
-        phase = "connecting"
+        answered = False  # the answer's status line and headers came
+        outer = client.deadline
+        # The caller's timeout ends the call by then anyway: no timer of our own when it comes first.
+        timer: contextlib.AbstractAsyncContextManager[object] = (
+            asyncio.timeout(deadline)
+            if outer is None or outer > asyncio.get_running_loop().time() + deadline
+            else contextlib.nullcontext()
+        )
         try:
-            async with asyncio.timeout(deadline):
+            async with timer:
                 try:
                     response = await self._client_session().request(
                         request.method,
@@ -623,7 +640,7 @@ class ProviderHTTP:
                     raise ProviderUnreachableError(
                         f"cannot reach {display} at {host}: not a host name or IP address in canonical form"
                     ) from None
-                phase = "reading the answer"
+                answered = True
                 try:
                     status = response.status
                     if status in request.expect:
@@ -641,8 +658,9 @@ class ProviderHTTP:
             raise
         except TimeoutError:
             raise ProviderTimeoutError(
-                f"{display} at {host} timed out {'connecting' if phase == 'connecting' else 'waiting for the answer'} "
-                f"(deadline {deadline:g}s)"
+                f"{display} at {host} "
+                + ("timed out sending the rest of its answer" if answered else "did not answer in time")
+                + f" (deadline {deadline:g}s)"
             ) from None
         except Exception as exc:  # whatever a library raises: typed, and never with its text
             raise _failure(exc, display, host) from None
@@ -816,7 +834,7 @@ class ProviderClient:
     """What a provider's calls go through: a :class:`ProviderHTTP` bound to one provider and one
     connection's credentials (see :meth:`ProviderHTTP.bind`)."""
 
-    __slots__ = ("_http", "base_url", "credentials", "display", "namespace", "provider", "url_field")
+    __slots__ = ("_http", "base_url", "credentials", "deadline", "display", "namespace", "provider", "url_field")
 
     def __init__(
         self,
@@ -827,6 +845,7 @@ class ProviderClient:
         url_field: str,
         credentials: Mapping[str, str],
         namespace: str = "",
+        deadline: float | None = None,
     ) -> None:
         self._http = http
         #: The provider's name: the ``provider`` label of every call's metric.
@@ -841,6 +860,9 @@ class ProviderClient:
         self.credentials = credentials
         #: The tenant's namespace: the ``namespace`` label of every call's metric ("" when unbound).
         self.namespace = namespace
+        #: When the caller's own timeout ends the whole call (event-loop time, ``loop.time()``), if
+        #: it has one: a request whose own deadline would come later arms no timer of its own.
+        self.deadline = deadline
 
     def url(self, path: str) -> str:
         """``path`` (``/version``) under the base URL, or ``path`` itself when it is an absolute URL."""
