@@ -561,6 +561,27 @@ async def test_stopping_the_engine_leaves_no_probe_queued_or_in_flight() -> None
         await _stop(task)
 
 
+async def test_an_engine_stopped_as_its_probes_end_runs_again_at_full_concurrency() -> None:
+    """Stopped in the very step where finished probes hand their slots to queued ones: the probe
+    tasks just created are cancelled before they ever run; the engine, run again, still has both
+    of its slots (a slot counted as taken by a task that never ran would block it for good)."""
+    gate, results = _Gate(), Results()
+    engine = ProbeEngine(gate, results, EngineSettings(max_concurrency=2, initial_jitter_seconds=0))
+    task = asyncio.create_task(engine.run())
+    for i in range(5):
+        engine.upsert(_plain_target("ns", f"c{i}"))
+    await wait_for(lambda: _async(len(gate.running) == 2), timeout=5, what="2 probes running")
+    gate.release.set()  # the two running probes end in the next step and start two queued ones ...
+    task.cancel()  # ... and the engine stops right after them, before those two ever run
+    await asyncio.gather(task, return_exceptions=True)
+    task = asyncio.create_task(engine.run())
+    try:
+        await wait_for(lambda: _async({r[1] for r in results.seen} == {f"c{i}" for i in range(5)}),
+                       timeout=5, what="every connection probed after the restart")
+    finally:
+        await _stop(task)
+
+
 @pytest.mark.parametrize(("probe_timeout", "request_timeout", "message"), [
     (0.3, 5.0, "no answer within 0.3s"),  # the probe's timeout comes first: the request arms no timer of its own
     (5.0, 0.3, "Convex at 127.0.0.1 did not answer in time (deadline 0.3s)"),  # the request's own comes first

@@ -227,6 +227,7 @@ class ProbeEngine:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._ready.clear()
             self._per_ns.clear()
+            self._running = 0  # a task cancelled before its first step never ran its clean-up
             self._stopping = False
             for key, entry, due in unfinished:
                 entry.in_flight = entry.requested = False
