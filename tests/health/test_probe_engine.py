@@ -591,9 +591,12 @@ async def test_the_earlier_of_the_probe_and_request_timeouts_ends_a_hanging_prob
 ) -> None:
     servers["convex"].fault = "hang"
     t = target(servers, "convex", "ns", "c", thresholds=Thresholds(timeout_seconds=probe_timeout))
-    async with ProviderHTTP(policy=LOOPBACK, timeout=request_timeout) as client:
+    calls: list[tuple[object, ...]] = []
+    async with ProviderHTTP(policy=LOOPBACK, timeout=request_timeout, on_call=lambda *c: calls.append(c)) as client:
         started = time.monotonic()
         outcome = await run_probe(t, KEYRING, client, check_credentials=False)
     assert not outcome.ok and outcome.reason == "ProviderTimeout", outcome
     assert message in outcome.message, outcome.message
     assert time.monotonic() - started < 2.5
+    # The provider-call metric says the same, whichever timer ended the call.
+    assert [c[:3] for c in calls] == [("convex", "probe", "ProviderTimeout")], calls

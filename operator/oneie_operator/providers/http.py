@@ -560,7 +560,9 @@ class ProviderHTTP:
             outcome = exc.reason
             raise
         except asyncio.CancelledError:
-            outcome = "Cancelled"
+            # Cut by the caller's own timeout (a probe's: the request armed no timer of its own)
+            # is a timeout; any other cancellation (the operator stopping) is not.
+            outcome = "ProviderTimeout" if _past(client.deadline) else "Cancelled"
             raise
         finally:
             if self.on_call is not None:
@@ -789,6 +791,15 @@ class ProviderHTTP:
                 )
             )
         return ProviderProtocolError(msg(f"{display} at {host} gave an unexpected answer: {answer}"))
+
+
+#: Timers fire within the event loop's clock granularity (a millisecond on uvloop) of their time.
+_TIMER_SLACK = 0.005
+
+
+def _past(deadline: float | None) -> bool:
+    """Whether the loop time has reached ``deadline`` (None: there is none)."""
+    return deadline is not None and asyncio.get_running_loop().time() >= deadline - _TIMER_SLACK
 
 
 def _charset(response: aiohttp.ClientResponse) -> str:
