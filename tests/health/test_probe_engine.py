@@ -480,12 +480,27 @@ def _plain_target(ns: str, name: str, interval: float = 3600) -> ProbeTarget:
     return ProbeTarget(ns, name, prov, settings, {}, Thresholds(interval_seconds=interval))
 
 
+async def _gated(**settings: int) -> tuple[_Gate, Results, ProbeEngine, asyncio.Task[None]]:
+    """A running engine (no initial jitter) probing through a :class:`_Gate`."""
+    gate, results = _Gate(), Results()
+    engine = ProbeEngine(gate, results, EngineSettings(initial_jitter_seconds=0, **settings))
+    return gate, results, engine, asyncio.create_task(engine.run())
+
+
+async def _all_probed_after_a_restart(engine: ProbeEngine, results: Results, count: int) -> None:
+    """Run the (stopped) engine again: every one of the ``count`` connections ``c<i>`` gets probed."""
+    task = asyncio.create_task(engine.run())
+    try:
+        await wait_for(lambda: _async({r[1] for r in results.seen} == {f"c{i}" for i in range(count)}),
+                       timeout=5, what="every connection probed after the restart")
+    finally:
+        await _stop(task)
+
+
 async def test_due_probes_wait_for_slots_in_the_queue_not_as_tasks() -> None:
     """500 probes due at once with 5 overall slots: 5 run, the others wait as queue items (no task
     each), in the order they came due; as slots free up, the next ones start."""
-    gate, results = _Gate(), Results()
-    engine = ProbeEngine(gate, results, EngineSettings(max_concurrency=5, initial_jitter_seconds=0))
-    task = asyncio.create_task(engine.run())
+    gate, results, engine, task = await _gated(max_concurrency=5)
     try:
         for i in range(500):
             engine.upsert(_plain_target(f"ns-{i}", "c"))
@@ -505,9 +520,7 @@ async def test_due_probes_wait_for_slots_in_the_queue_not_as_tasks() -> None:
 async def test_a_namespace_waits_for_its_own_slots_and_others_go_ahead() -> None:
     """Namespace A's 6 due probes with 2 slots per namespace: 2 run, and B's probe, due after
     all of A's, starts at once; when A's slots free up, A's waiting probes take them."""
-    gate, results = _Gate(), Results()
-    engine = ProbeEngine(gate, results, EngineSettings(max_per_namespace=2, initial_jitter_seconds=0))
-    task = asyncio.create_task(engine.run())
+    gate, results, engine, task = await _gated(max_per_namespace=2)
     try:
         for i in range(6):
             engine.upsert(_plain_target("a", f"a{i}"))
@@ -523,16 +536,15 @@ async def test_a_namespace_waits_for_its_own_slots_and_others_go_ahead() -> None
 
 
 async def test_a_connection_deleted_while_its_probe_waits_for_a_slot_is_not_probed() -> None:
-    gate, results = _Gate(), Results()
-    engine = ProbeEngine(gate, results, EngineSettings(max_concurrency=1, initial_jitter_seconds=0))
-    task = asyncio.create_task(engine.run())
+    gate, results, engine, task = await _gated(max_concurrency=1)
     try:
-        engine.upsert(_plain_target("ns", "first"))
+        engine.upsert(_plain_target("ns-first", "first"))
         await wait_for(lambda: _async(gate.running == ["first"]), timeout=5, what="the first probe")
-        engine.upsert(_plain_target("ns", "gone"))
-        engine.upsert(_plain_target("ns", "kept"))
-        await asyncio.sleep(0.05)  # both due, queued behind the one slot
-        assert engine.remove("ns", "gone")
+        engine.upsert(_plain_target("ns-gone", "gone"))
+        engine.upsert(_plain_target("ns-kept", "kept"))
+        # Both due, queued behind the one slot (each holds its namespace's slot meanwhile).
+        await wait_for(lambda: _async(engine.namespaces_probing == 3), timeout=5, what="both queued")
+        assert engine.remove("ns-gone", "gone")
         gate.release.set()
         await wait_for(lambda: _async(len(results.seen) == 2), timeout=5, what="two probes reported")
         await asyncio.sleep(0.05)
@@ -544,42 +556,28 @@ async def test_a_connection_deleted_while_its_probe_waits_for_a_slot_is_not_prob
 
 async def test_stopping_the_engine_leaves_no_probe_queued_or_in_flight() -> None:
     """Stopped with probes running and queued, then run again: every connection is probed anew."""
-    gate, results = _Gate(), Results()
-    engine = ProbeEngine(gate, results, EngineSettings(max_concurrency=2, initial_jitter_seconds=0))
-    task = asyncio.create_task(engine.run())
+    gate, results, engine, task = await _gated(max_concurrency=2)
     for i in range(5):
         engine.upsert(_plain_target("ns", f"c{i}", interval=0.1))
     await wait_for(lambda: _async(len(gate.running) == 2), timeout=5, what="2 probes running")
     await _stop(task)
     assert gate.running == [] and engine.namespaces_probing == 0
     gate.release.set()
-    task = asyncio.create_task(engine.run())
-    try:
-        await wait_for(lambda: _async({r[1] for r in results.seen} == {f"c{i}" for i in range(5)}),
-                       timeout=5, what="every connection probed after the restart")
-    finally:
-        await _stop(task)
+    await _all_probed_after_a_restart(engine, results, 5)
 
 
 async def test_an_engine_stopped_as_its_probes_end_runs_again_at_full_concurrency() -> None:
     """Stopped in the very step where finished probes hand their slots to queued ones: the probe
     tasks just created are cancelled before they ever run; the engine, run again, still has both
     of its slots (a slot counted as taken by a task that never ran would block it for good)."""
-    gate, results = _Gate(), Results()
-    engine = ProbeEngine(gate, results, EngineSettings(max_concurrency=2, initial_jitter_seconds=0))
-    task = asyncio.create_task(engine.run())
+    gate, results, engine, task = await _gated(max_concurrency=2)
     for i in range(5):
         engine.upsert(_plain_target("ns", f"c{i}"))
     await wait_for(lambda: _async(len(gate.running) == 2), timeout=5, what="2 probes running")
     gate.release.set()  # the two running probes end in the next step and start two queued ones ...
     task.cancel()  # ... and the engine stops right after them, before those two ever run
     await asyncio.gather(task, return_exceptions=True)
-    task = asyncio.create_task(engine.run())
-    try:
-        await wait_for(lambda: _async({r[1] for r in results.seen} == {f"c{i}" for i in range(5)}),
-                       timeout=5, what="every connection probed after the restart")
-    finally:
-        await _stop(task)
+    await _all_probed_after_a_restart(engine, results, 5)
 
 
 @pytest.mark.parametrize(("probe_timeout", "request_timeout", "message"), [

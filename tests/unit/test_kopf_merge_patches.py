@@ -69,12 +69,18 @@ class KopfOwn:
         return {"from": "kopf"}
 
 
+@pytest.fixture
+def kopf_own(monkeypatch: pytest.MonkeyPatch) -> KopfOwn:
+    """Kopf's own ``api.patch``, as the module's fallback, replaced by a :class:`KopfOwn`."""
+    own = KopfOwn()
+    monkeypatch.setattr(mergepatch, "KOPF_PATCH", own)
+    return own
+
+
 async def test_a_status_merge_patch_is_sent_once_by_the_rest_client(
-    server: tuple[ApiServer, KubeREST], monkeypatch: pytest.MonkeyPatch
+    server: tuple[ApiServer, KubeREST], kopf_own: KopfOwn
 ) -> None:
     api, _ = server
-    kopf_own = KopfOwn()
-    monkeypatch.setattr(mergepatch, "KOPF_PATCH", kopf_own)
     before = mergepatch.sent["rest"]
     payload = {"status": {"activeConnection": "b"}}
     answer = await mergepatch.patch(STATUS_URL, settings=None, payload=payload, headers=dict(MERGE),
@@ -86,12 +92,10 @@ async def test_a_status_merge_patch_is_sent_once_by_the_rest_client(
 
 @pytest.mark.parametrize("status", [500, 503, 404, 409, 429])
 async def test_a_failure_is_sent_again_by_kopfs_own_client(
-    server: tuple[ApiServer, KubeREST], monkeypatch: pytest.MonkeyPatch, status: int
+    server: tuple[ApiServer, KubeREST], kopf_own: KopfOwn, status: int
 ) -> None:
     api, _ = server
     api.fail_with = status
-    kopf_own = KopfOwn()
-    monkeypatch.setattr(mergepatch, "KOPF_PATCH", kopf_own)
     payload = {"status": {"activeConnection": "b"}}
     logger = logging.getLogger("t")
     answer = await mergepatch.patch(STATUS_URL, settings="S", payload=payload, headers=dict(MERGE), logger=logger)
@@ -102,12 +106,10 @@ async def test_a_failure_is_sent_again_by_kopfs_own_client(
     ]
 
 
-async def test_an_unreachable_api_server_is_left_to_kopfs_client(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_unreachable_api_server_is_left_to_kopfs_client(kopf_own: KopfOwn) -> None:
     cfg = kubernetes.client.Configuration()
     cfg.host = "http://127.0.0.1:9"  # discard: nobody answers
     rest = KubeREST(cfg, timeout=2)
-    kopf_own = KopfOwn()
-    monkeypatch.setattr(mergepatch, "KOPF_PATCH", kopf_own)
     mergepatch.install()
     bound = mergepatch.bind(rest)
     try:
@@ -121,11 +123,9 @@ async def test_an_unreachable_api_server_is_left_to_kopfs_client(monkeypatch: py
 
 
 async def test_json_patches_and_absolute_urls_stay_kopfs(
-    server: tuple[ApiServer, KubeREST], monkeypatch: pytest.MonkeyPatch
+    server: tuple[ApiServer, KubeREST], kopf_own: KopfOwn
 ) -> None:
     api, _ = server
-    kopf_own = KopfOwn()
-    monkeypatch.setattr(mergepatch, "KOPF_PATCH", kopf_own)
     logger = logging.getLogger("t")
     ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"}]
     json_patch = {"Content-Type": "application/json-patch+json"}
@@ -135,23 +135,19 @@ async def test_json_patches_and_absolute_urls_stay_kopfs(
     assert api.requests == [] and len(kopf_own.calls) == 2
 
 
-async def test_without_a_bound_client_kopfs_own_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_without_a_bound_client_kopfs_own_sends(kopf_own: KopfOwn) -> None:
     """Another operator in the process (a shard) that bound none, or a task outside any operator."""
-    kopf_own = KopfOwn()
-    monkeypatch.setattr(mergepatch, "KOPF_PATCH", kopf_own)
     await mergepatch.patch(STATUS_URL, settings=None, payload={"status": {}}, headers=dict(MERGE),
                            logger=logging.getLogger("t"))
     assert len(kopf_own.calls) == 1
 
 
 async def test_a_patch_after_the_operator_closed_its_client_opens_no_new_session(
-    server: tuple[ApiServer, KubeREST], monkeypatch: pytest.MonkeyPatch
+    server: tuple[ApiServer, KubeREST], kopf_own: KopfOwn
 ) -> None:
     """Kopf's last status patch while the operator stops: Kopf's own client sends it, and the closed
     REST client does not open a session that nobody would close ("Unclosed client session")."""
     api, rest = server
-    kopf_own = KopfOwn()
-    monkeypatch.setattr(mergepatch, "KOPF_PATCH", kopf_own)
     await rest.aclose()
     answer = await mergepatch.patch(STATUS_URL, settings=None, payload={"status": {}}, headers=dict(MERGE),
                                     logger=logging.getLogger("t"))
